@@ -1,0 +1,106 @@
+// One schema for the whole environment: read and validated once, at start-up.
+// The original Python service's variable names (REDIS_HOST, MQ_ENDPOINT, ...) work unchanged.
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+const Int = (def: number, min: number, max: number, description: string) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description });
+const Str = (def: string, description: string) => Type.String({ default: def, minLength: 1, description });
+const Opt = (description: string) => Type.Optional(Type.String({ description }));
+
+export const ConfigSchema = Type.Object({
+  REDIS_HOST: Str("127.0.0.1", "Redis host (ignored when REDIS_URL is set)"),
+  REDIS_PORT: Int(6379, 1, 65535, "Redis port (ignored when REDIS_URL is set)"),
+  REDIS_URL: Opt("redis:// or rediss:// URL, may carry user and password"),
+  REDIS_PASSWORD: Opt("Redis password (secret)"),
+  REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes" }),
+  TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept"),
+
+  MQ_ENDPOINT: Str("127.0.0.1:8081", "RocketMQ gRPC proxy endpoint(s), host:port[;host:port]"),
+  MQ_NAMESRV: Str("127.0.0.1:9876", "RocketMQ name server, for provisioning"),
+  MQ_CLUSTER: Str("DefaultCluster", "RocketMQ cluster name, for provisioning"),
+  MQ_TOPIC_REQUEST: Str("TopicTest", "topic the API publishes tasks to"),
+  MQ_TOPIC_RESULT: Str("TopicResult", "topic workers publish results to"),
+  MQ_GROUP_AGENT: Str("GID_AGENT_WORKER", "consumer group of the workers"),
+  MQ_ACCESS_KEY: Opt("RocketMQ ACL access key"),
+  MQ_SECRET_KEY: Opt("RocketMQ ACL secret key (secret)"),
+  MQ_QUEUES: Int(16, 1, 1024, "queues per topic created by provisioning"),
+  MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
+  MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
+  MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
+
+  API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
+  API_HOST: Str("0.0.0.0", "HTTP bind address of the API"),
+  MAX_CONTENT_BYTES: Int(32_768, 1, 4_194_304, "largest task content, UTF-8 bytes"),
+  RETRY_AFTER_SECONDS: Int(5, 1, 3600, "Retry-After sent with a 503"),
+
+  WORKER_CONCURRENCY: Int(64, 1, 10_000, "tasks run at once by one worker process"),
+  MAX_ATTEMPTS: Int(3, 1, 100, "runs of a task before it is marked failed"),
+  RETRY_BASE_MS: Int(10_000, 10_000, 3_600_000, "first retry delay; doubles per attempt (RocketMQ's minimum is 10 s)"),
+  TASK_TIMEOUT_MS: Int(600_000, 100, 43_200_000, "a run of the agent is aborted after this long"),
+  SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
+
+  AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),
+  LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),
+  LLM_API_KEY: Opt("API key of the LLM service (secret)"),
+  LLM_MODEL: Str("gpt-4o-mini", "model name sent to the LLM service"),
+
+  LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
+    default: "info",
+  }),
+  LOG_FORMAT: Type.Union([Type.Literal("json"), Type.Literal("pretty"), Type.Literal("auto")], { default: "auto" }),
+});
+export type Config = Static<typeof ConfigSchema>;
+
+/** Names whose values must never be printed. */
+export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL"] as const;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Validates an environment; throws ConfigError listing every bad variable (never its secret value). */
+export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const v = env[key];
+    if (v !== undefined && v !== "") raw[key] = v;
+  }
+  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
+  const problems: string[] = [];
+  for (const e of Value.Errors(ConfigSchema, withDefaults)) {
+    const name = e.path.replace(/^\//, "");
+    const shown = (SECRET_KEYS as readonly string[]).includes(name) ? "(hidden)" : JSON.stringify(raw[name]);
+    problems.push(`${name}=${shown}: ${e.message}`);
+  }
+  const cfg = withDefaults as Config;
+  if (Boolean(cfg.MQ_ACCESS_KEY) !== Boolean(cfg.MQ_SECRET_KEY))
+    problems.push("MQ_ACCESS_KEY and MQ_SECRET_KEY must be set together");
+  if (Boolean(cfg.LLM_BASE_URL) !== Boolean(cfg.LLM_API_KEY))
+    problems.push("LLM_BASE_URL and LLM_API_KEY must be set together");
+  if (problems.length) throw new ConfigError(problems);
+  return cfg;
+}
+
+/** For entry files: parse or exit 2 with one message naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return parseConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+/** RocketMQ credentials in the shape both our clients take, or undefined. */
+export function mqCredentials(cfg: Config) {
+  return cfg.MQ_ACCESS_KEY && cfg.MQ_SECRET_KEY
+    ? { accessKey: cfg.MQ_ACCESS_KEY, accessSecret: cfg.MQ_SECRET_KEY }
+    : undefined;
+}
