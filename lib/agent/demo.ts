@@ -1,0 +1,34 @@
+// The demo agent: waits like the original's mock LLM call did, then derives a result from the content,
+// so the whole system runs with no AI service.
+import type { AgentResult } from "../model.ts";
+import type { Agent } from "./types.ts";
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }
+    function onAbort() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+export function demoAgent(delayMs: number): Agent {
+  return async (task, signal) => {
+    if (delayMs > 0) await sleep(delayMs, signal);
+    const words = task.content.split(/[\s,.;:!?，。；：！？、]+/u).filter(Boolean);
+    const tags = [...new Set(words.map((w) => w.slice(0, 16)))].slice(0, 5);
+    const result: AgentResult = {
+      tags: tags.length ? tags : ["general"],
+      score: Math.min(100, [...task.content].length),
+      reason: `demo agent: ${[...task.content].length} characters from user ${task.user_id}`,
+    };
+    return result;
+  };
+}

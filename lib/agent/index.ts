@@ -1,0 +1,13 @@
+import type { Config } from "../config.ts";
+import { demoAgent } from "./demo.ts";
+import { openAiAgent } from "./openai.ts";
+import type { Agent } from "./types.ts";
+
+export type { Agent, AgentTask } from "./types.ts";
+
+/** The LLM agent when LLM_BASE_URL and LLM_API_KEY are set, the demo agent otherwise. */
+export function agentFromConfig(cfg: Config): { agent: Agent; name: string } {
+  if (cfg.LLM_BASE_URL && cfg.LLM_API_KEY)
+    return { agent: openAiAgent({ baseUrl: cfg.LLM_BASE_URL, apiKey: cfg.LLM_API_KEY, model: cfg.LLM_MODEL }), name: "openai" };
+  return { agent: demoAgent(cfg.AGENT_DELAY_MS), name: "demo" };
+}

@@ -1,0 +1,15 @@
+import type { AgentResult } from "../model.ts";
+
+export interface AgentTask {
+  task_id: string;
+  user_id: string;
+  content: string;
+  attempt: number;
+}
+
+/**
+ * The agent logic: the one function a user replaces. It must honour `signal` (aborted on the task
+ * timeout, on shutdown, or when this worker lost the task), throw RetryableAgentError for failures
+ * another attempt may fix and PermanentAgentError for those it cannot; any other error is retried.
+ */
+export type Agent = (task: AgentTask, signal: AbortSignal) => Promise<AgentResult>;

@@ -1,0 +1,29 @@
+--[[ End a claimed run: done, failed for good, or back to queued (a retry, or handed back at shutdown).
+  KEYS[1] task hash   KEYS[2] legacy status
+  ARGV[1] claim token ("" with mode "force")   ARGV[2] now (ms)   ARGV[3] ttl (s)
+  ARGV[4] mode: "done" | "failed" | "retry" | "release" | "force" (failed without a claim, for poison)
+  ARGV[5] result JSON (done) or error text (failed, retry, force)   ARGV[6] user_id (force only)
+  Returns: 1 written; 0 the claim is not ours (nothing written); 2 already finished (nothing written)
+]]
+local t = redis.call("HMGET", KEYS[1], "status", "owner")
+local mode = ARGV[4]
+local now = ARGV[2]
+if t[1] == "done" or t[1] == "failed" then return 2 end
+if mode ~= "force" and (t[1] ~= "running" or t[2] ~= ARGV[1]) then return 0 end
+redis.call("HDEL", KEYS[1], "owner", "lease_until")
+if mode == "done" then
+  redis.call("HSET", KEYS[1], "status", "done", "result", ARGV[5], "finished_at", now, "updated_at", now)
+  redis.call("HDEL", KEYS[1], "error")
+elseif mode == "failed" or mode == "force" then
+  redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[5], "finished_at", now, "updated_at", now)
+  if not t[1] then redis.call("HSET", KEYS[1], "user_id", ARGV[6], "attempts", 0, "created_at", now) end
+elseif mode == "retry" then
+  redis.call("HSET", KEYS[1], "status", "queued", "error", ARGV[5], "updated_at", now)
+else -- release: the run did not happen as far as attempts go
+  redis.call("HSET", KEYS[1], "status", "queued", "updated_at", now)
+  redis.call("HINCRBY", KEYS[1], "attempts", -1)
+end
+local status = redis.call("HGET", KEYS[1], "status")
+redis.call("EXPIRE", KEYS[1], ARGV[3])
+redis.call("SET", KEYS[2], status, "EX", ARGV[3])
+return 1

@@ -1,0 +1,82 @@
+// One schema per model: the HTTP body, the RocketMQ payloads and the task view are TypeBox values
+// with types of the same name. The message shapes are the original Python service's, byte for byte
+// in field names and meaning; fields we add are optional for its consumers.
+import { Type, type Static } from "@sinclair/typebox";
+
+export const TASK_STATUSES = ["queued", "running", "done", "failed"] as const;
+export const TaskStatus = Type.Union([Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed")]);
+export type TaskStatus = Static<typeof TaskStatus>;
+
+export const REQUEST_TAG = "ProfileGen";
+export const RESULT_TAG = "ProfileResult";
+export const ACTION = "generate_profile";
+export const USER_ID_MAX = 128;
+
+/** Task ids are UUIDs (the original used uuid4). */
+export const TASK_ID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+const TaskId = Type.String({ pattern: TASK_ID_PATTERN, description: "task id (UUID)" });
+export const isTaskId = (s: string) => new RegExp(TASK_ID_PATTERN).test(s);
+
+/** POST /tasks body. The content limit in bytes is checked by the route (it is configurable). */
+export const TaskInput = Type.Object(
+  {
+    user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX, description: "who the task is for" }),
+    content: Type.String({ minLength: 1, description: "text the agent works on" }),
+  },
+  { additionalProperties: false },
+);
+export type TaskInput = Static<typeof TaskInput>;
+
+/** What the agent returns, and the `result` of a result message. */
+export const AgentResult = Type.Object({
+  tags: Type.Array(Type.String()),
+  score: Type.Integer(),
+  reason: Type.String(),
+});
+export type AgentResult = Static<typeof AgentResult>;
+
+/** Body of a message on MQ_TOPIC_REQUEST (tag ProfileGen, key = task id). */
+export const RequestMessage = Type.Object({
+  task_id: TaskId,
+  user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
+  payload: Type.String(),
+  action: Type.Literal(ACTION),
+});
+export type RequestMessage = Static<typeof RequestMessage>;
+
+/** Body of a message on MQ_TOPIC_RESULT (tag ProfileResult, key = task id). */
+export const ResultMessage = Type.Object({
+  task_id: Type.String(),
+  user_id: Type.String(),
+  result: Type.Union([AgentResult, Type.Null()]),
+  status: Type.Union([Type.Literal("done"), Type.Literal("failed")]),
+  error: Type.Optional(Type.String()),
+  attempts: Type.Integer(),
+  finished_at: Type.String({ description: "ISO 8601" }),
+});
+export type ResultMessage = Static<typeof ResultMessage>;
+
+/** GET /tasks/:id answer. */
+export const TaskView = Type.Object({
+  task_id: TaskId,
+  status: TaskStatus,
+  result: Type.Union([AgentResult, Type.Null()]),
+  error: Type.Optional(Type.String()),
+  user_id: Type.Optional(Type.String()),
+  attempts: Type.Integer(),
+  created_at: Type.Optional(Type.String()),
+  updated_at: Type.Optional(Type.String()),
+  started_at: Type.Optional(Type.String()),
+  finished_at: Type.Optional(Type.String()),
+});
+export type TaskView = Static<typeof TaskView>;
+
+export const Accepted = Type.Object({ task_id: TaskId, status: Type.Literal("queued") });
+export const ErrorBody = Type.Object({
+  error: Type.String({ description: "machine-readable code" }),
+  message: Type.String({ description: "what was wrong" }),
+  field: Type.Optional(Type.String()),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
+
+export const encodeJson = (v: unknown) => Buffer.from(JSON.stringify(v), "utf8");

@@ -1,0 +1,125 @@
+// RocketMQ clients (rocketmq-client-nodejs over the gRPC proxy), wrapped for what this system needs:
+// a publisher that starts lazily and recovers after the broker comes back, and a bounded close.
+// Known defects of the client and how we handle them are listed in the README ("RocketMQ client").
+import { format } from "node:util";
+import { Producer, SimpleConsumer, type MessageView } from "rocketmq-client-nodejs";
+import { mqCredentials, type Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+
+/** The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. */
+export function clientLogger(log: Logger) {
+  const line = (args: unknown[]) => (args[0] instanceof Error ? args[0].message : format(...(args as [string])));
+  return {
+    // The client is chatty at info (every heartbeat, route refresh): keep that at debug.
+    info: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
+    debug: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
+    warn: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
+    error: (...a: unknown[]) => log.warn(line(a), { component: "rocketmq-client" }),
+  };
+}
+
+function baseOptions(cfg: Config, log: Logger) {
+  const credentials = mqCredentials(cfg);
+  return {
+    endpoints: cfg.MQ_ENDPOINT,
+    namespace: "",
+    requestTimeout: cfg.MQ_REQUEST_TIMEOUT_MS,
+    logger: clientLogger(log),
+    ...(credentials ? { sessionCredentials: credentials } : {}),
+  };
+}
+
+/** Resolves with `p`, or rejects after `ms` with `what` in the message. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** Shuts a client down, bounded in time; a client that failed to start is shut down too, so its timers stop. */
+export async function closeClient(client: { shutdown(): Promise<void> } | undefined, log: Logger, ms = 5_000) {
+  if (!client) return;
+  try {
+    await withTimeout(client.shutdown(), ms, "rocketmq client shutdown");
+  } catch (e) {
+    log.warn("rocketmq client shutdown failed", { error: e as Error });
+  }
+}
+
+export interface OutgoingMessage {
+  topic: string;
+  tag: string;
+  key: string;
+  body: Buffer;
+}
+
+export class Publisher {
+  #producer?: Producer;
+  #starting?: Promise<Producer>;
+  #closed = false;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly log: Logger,
+    private readonly topics: string[],
+  ) {}
+
+  /** Starts the producer once; after a failure the next call tries again with a new one. */
+  private producer(): Promise<Producer> {
+    if (this.#closed) return Promise.reject(new Error("publisher is closed"));
+    if (this.#producer) return Promise.resolve(this.#producer);
+    this.#starting ??= (async () => {
+      const p = new Producer({ ...baseOptions(this.cfg, this.log), topics: this.topics, maxAttempts: 2 } as never);
+      try {
+        await withTimeout(p.startup(), this.cfg.MQ_REQUEST_TIMEOUT_MS * 3, "rocketmq producer startup");
+        this.#producer = p;
+        return p;
+      } catch (e) {
+        await closeClient(p, this.log, 2_000);
+        throw e;
+      } finally {
+        this.#starting = undefined;
+      }
+    })();
+    return this.#starting;
+  }
+
+  async start(): Promise<void> {
+    await this.producer();
+  }
+
+  get started(): boolean {
+    return this.#producer !== undefined;
+  }
+
+  /** Sends one message; resolves with its message id once the broker has accepted it. */
+  async send(m: OutgoingMessage): Promise<string> {
+    const p = await this.producer();
+    const receipt = await withTimeout(
+      p.send({ topic: m.topic, tag: m.tag, keys: [m.key], body: m.body }),
+      this.cfg.MQ_REQUEST_TIMEOUT_MS * 2 + 500,
+      "rocketmq send",
+    );
+    return receipt.messageId;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const p = this.#producer ?? (await this.#starting?.catch(() => undefined));
+    this.#producer = undefined;
+    await closeClient(p, this.log);
+  }
+}
+
+export function createConsumer(cfg: Config, log: Logger, group: string, topic: string, tag = "*", awaitMs = 10_000) {
+  return new SimpleConsumer({
+    ...baseOptions(cfg, log),
+    consumerGroup: group,
+    subscriptions: new Map([[topic, tag]]),
+    awaitDuration: awaitMs,
+  });
+}
+
+export type { MessageView };

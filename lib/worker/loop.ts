@@ -1,0 +1,142 @@
+// The consumer loop: a small state machine (created -> running -> stopping -> stopped). It receives
+// only when it has room (WORKER_CONCURRENCY runs at once), catches every error inside a turn and
+// backs off, and stops by flag + abort: no new receives, running tasks get SHUTDOWN_TIMEOUT_MS to
+// finish, the rest are handed back to the broker.
+import { toError } from "../errors.ts";
+import { sleep } from "../agent/demo.ts";
+import type { MessageView } from "../mq.ts";
+import { handleMessage, MIN_HIDE_MS, type Outcome, type Settler, type WorkerContext } from "./handle.ts";
+
+export interface ReceivingConsumer {
+  startup(): Promise<void>;
+  receive(max: number, invisibleMs: number): Promise<MessageView[]>;
+  ack(m: MessageView): Promise<void>;
+  changeInvisibleDuration(m: MessageView, ms: number): Promise<void>;
+}
+
+type State = "created" | "running" | "stopping" | "stopped";
+const MAX_BATCH = 32;
+
+export class ConsumerLoop {
+  state: State = "created";
+  readonly counts: Record<Outcome | "error", number> = {
+    done: 0, failed: 0, retry: 0, skipped: 0, busy: 0, poison: 0, handed_back: 0, lost: 0, error: 0,
+  };
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #wake = new AbortController(); // aborted by stop(): ends waits and sleeps
+  readonly #shutdown = new AbortController(); // aborted when running tasks must hand back
+  // One settle operation at a time per message: a heartbeat's receipt-handle change must not race an ack.
+  readonly #settling = new WeakMap<MessageView, Promise<void>>();
+  #slotFreed?: () => void;
+  #loop?: Promise<void>;
+  #stopping?: Promise<void>;
+  readonly settler: Settler;
+
+  constructor(
+    private readonly consumer: ReceivingConsumer,
+    private readonly ctx: Omit<WorkerContext, "settler">,
+  ) {
+    const serial = (m: MessageView, op: () => Promise<void>) => {
+      const next = (this.#settling.get(m) ?? Promise.resolve()).catch(() => {}).then(op);
+      this.#settling.set(m, next);
+      return next;
+    };
+    this.settler = {
+      ack: (m) => serial(m, () => this.consumer.ack(m)),
+      hide: (m, ms) => serial(m, () => this.consumer.changeInvisibleDuration(m, ms)),
+    };
+  }
+
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  /** Starts the consumer (retrying while RocketMQ is unreachable) and the loop; returns once running. */
+  async start(): Promise<void> {
+    if (this.state !== "created") return;
+    this.state = "running";
+    let delay = 500;
+    while (this.state === "running") {
+      try {
+        await this.consumer.startup();
+        break;
+      } catch (e) {
+        this.ctx.log.warn("rocketmq consumer could not start; retrying", { error: toError(e), retry_in_ms: delay });
+        await sleep(delay, this.#wake.signal).catch(() => {});
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+    this.#loop = this.#run();
+  }
+
+  async #run(): Promise<void> {
+    const { cfg, log } = this.ctx;
+    let backoff = 0;
+    while (this.state === "running") {
+      const room = cfg.WORKER_CONCURRENCY - this.#inflight.size;
+      if (room <= 0) {
+        await new Promise<void>((r) => (this.#slotFreed = r));
+        continue;
+      }
+      let messages: MessageView[];
+      try {
+        messages = await this.consumer.receive(Math.min(room, MAX_BATCH), cfg.MQ_INVISIBLE_MS);
+        backoff = 0;
+      } catch (e) {
+        backoff = Math.min(Math.max(backoff * 2, 250), 5_000);
+        log.warn("receive failed; backing off", { error: toError(e), retry_in_ms: backoff });
+        await sleep(backoff, this.#wake.signal).catch(() => {});
+        continue;
+      }
+      for (const m of messages) {
+        if (this.state !== "running") {
+          // Received while stopping: give it straight back.
+          await this.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+          this.counts.handed_back++;
+          continue;
+        }
+        this.#track(m);
+      }
+    }
+  }
+
+  #track(m: MessageView) {
+    const p = handleMessage(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
+      .then((outcome) => {
+        this.counts[outcome]++;
+      })
+      .catch((e) => {
+        // Redis or RocketMQ failed underneath: the message reappears after its invisibility.
+        this.counts.error++;
+        this.ctx.log.error("message handling failed; it will be redelivered", { message_id: m.messageId, error: toError(e) });
+      })
+      .finally(() => {
+        this.#inflight.delete(p);
+        this.#slotFreed?.();
+        this.#slotFreed = undefined;
+      });
+    this.#inflight.add(p);
+  }
+
+  /** Stops receiving, lets running tasks finish for `graceMs`, hands back the rest. Safe to call twice. */
+  stop(graceMs: number): Promise<void> {
+    this.#stopping ??= (async () => {
+      const { log } = this.ctx;
+      this.state = "stopping";
+      this.#wake.abort();
+      this.#slotFreed?.();
+      log.info("worker stopping", { inflight: this.#inflight.size, grace_ms: graceMs });
+      const all = () => Promise.allSettled([...this.#inflight]);
+      const finished = await Promise.race([all().then(() => true), sleep(graceMs).then(() => false)]);
+      if (!finished) {
+        log.info("grace period over: handing back unfinished tasks", { inflight: this.#inflight.size });
+        this.#shutdown.abort();
+        await Promise.race([all(), sleep(15_000)]);
+      }
+      // A receive may still be long-polling; its messages are handed back when it returns.
+      await Promise.race([this.#loop, sleep(15_000)]);
+      this.state = "stopped";
+    })();
+    return this.#stopping;
+  }
+}

@@ -1,0 +1,208 @@
+// RocketMQ 5.3.3 as two plain JVMs: the name server, and the proxy in "local" mode, which embeds the
+// broker in its own JVM (what `mqbroker --enable-proxy` does in the official image).
+// Everything lives under the stack folder:
+//   conf/                     generated namesrv.properties, broker.conf, proxy.json
+//   rocketmq-home/            -Drocketmq.home.dir (RocketMQ only needs it to exist)
+//   namesrv/                  the name server's user.home: logs/rocketmqlogs/namesrv.log, namesrv/kvConfig.json
+//   broker/                   the proxy+broker's user.home: logs/rocketmqlogs/{broker,proxy}.log; store/
+//   logs/<name>.out           stdout and stderr of each process
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { endpoint, portOpen, type Ports, waitFor } from "./ports";
+import { isAlive, isOurs, type ProcRecord, spawnDetached, type StackState, tail } from "./state";
+
+// Heaps sized for a 2-core CI box (the official scripts ask for 4-8 GiB). No AlwaysPreTouch, so
+// RSS grows only as the heap is used.
+const NAMESRV_HEAP = ["-Xms256m", "-Xmx256m"];
+const PROXY_HEAP = ["-Xms1g", "-Xmx1g", "-XX:MaxDirectMemorySize=1g"];
+// Java 17 closes these packages; RocketMQ's netty/mmap code needs them.
+const JAVA17 = ["--add-exports", "java.base/sun.nio.ch=ALL-UNNAMED", "--add-opens", "java.base/java.nio=ALL-UNNAMED"];
+
+export const CLUSTER = "DefaultCluster";
+
+function writeConfigs(st: StackState, ports: Ports) {
+  const conf = st.ensure("conf");
+  const store = st.ensure("broker", "store");
+  const ns = endpoint(ports.namesrv);
+  writeFileSync(join(conf, "namesrv.properties"), `listenPort=${ports.namesrv}\n`);
+  writeFileSync(
+    join(conf, "broker.conf"),
+    [
+      `brokerClusterName=${CLUSTER}`,
+      "brokerName=broker-a",
+      "brokerId=0",
+      "brokerRole=ASYNC_MASTER",
+      "flushDiskType=ASYNC_FLUSH",
+      `namesrvAddr=${ns}`,
+      "brokerIP1=127.0.0.1",
+      // Topics are created by provisioning (scripts/provision.ts, tests/helpers.ts), never by a typo.
+      "autoCreateTopicEnable=false",
+      // The broker also binds listenPort-2 (fast channel) and listenPort+1 (HA).
+      `listenPort=${ports.broker}`,
+      `storePathRootDir=${store}`,
+      `storePathCommitLog=${join(store, "commitlog")}`,
+      // 64 MiB commit log files instead of 1 GiB: a dev stack should not reserve a gigabyte of disk.
+      "mappedFileSizeCommitLog=67108864",
+      // The broker refuses writes above 90% disk use whatever this says; 95 only delays cleanup.
+      "diskMaxUsedSpaceRatio=95",
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
+    join(conf, "proxy.json"),
+    JSON.stringify({
+      rocketMQClusterName: CLUSTER,
+      proxyMode: "local",
+      namesrvAddr: ns,
+      grpcServerPort: ports.grpc,
+      remotingListenPort: ports.proxyRemoting,
+    }) + "\n",
+  );
+  return conf;
+}
+
+function javaCmd(st: StackState, lib: string, userHome: string, heap: string[], logback: string, main: string[]) {
+  st.ensure("rocketmq-home");
+  return [
+    "java",
+    ...heap,
+    `-Drocketmq.home.dir=${st.path("rocketmq-home")}`,
+    `-Duser.home=${userHome}`,
+    ...JAVA17,
+    // Both logback configs ship in the jars; with one shared classpath each JVM must name its own.
+    `-Drmq.logback.configurationFile=${logback}`,
+    "-cp",
+    `${lib}/*`,
+    ...main,
+  ];
+}
+
+export type PartStatus = { name: string; ready: boolean; detail: string };
+
+/** Why a starting JVM cannot become ready any more (it exited), else undefined. */
+function diedWhy(rec: ProcRecord) {
+  return () => (isAlive(rec) ? undefined : `process ${rec.pid} exited`);
+}
+
+export class PartFailed extends Error {
+  constructor(readonly part: string, why: string, readonly logs: string[]) {
+    super(`${part} failed: ${why}`);
+  }
+}
+
+export function logFiles(st: StackState) {
+  return {
+    namesrv: [st.path("logs", "namesrv.out"), st.path("namesrv", "logs", "rocketmqlogs", "namesrv.log")],
+    broker: [st.path("logs", "proxy.out"), st.path("broker", "logs", "rocketmqlogs", "broker.log")],
+    proxy: [st.path("logs", "proxy.out"), st.path("broker", "logs", "rocketmqlogs", "proxy.log")],
+  };
+}
+
+function failure(part: "namesrv" | "broker" | "proxy", st: StackState, why: string) {
+  return new PartFailed(part, why, logFiles(st)[part].filter(existsSync).map((f) => `--- ${f}\n${tail(f, 30)}`));
+}
+
+/**
+ * Starts what is missing and waits until each part answers. A part that already answers on its
+ * port, started by us or not, is left alone: that is what makes `up` idempotent.
+ */
+export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log: (s: string) => void, timeoutMs = 120_000) {
+  st.ensure("logs");
+  writeConfigs(st, ports);
+  const conf = st.path("conf");
+
+  // Name server.
+  if (!(await portOpen(ports.namesrv))) {
+    const home = st.ensure("namesrv");
+    const rec = spawnDetached(
+      "namesrv",
+      javaCmd(st, lib, home, NAMESRV_HEAP, "rmq.namesrv.logback.xml", [
+        "org.apache.rocketmq.namesrv.NamesrvStartup",
+        "-c",
+        join(conf, "namesrv.properties"),
+      ]),
+      { cwd: home, out: st.path("logs", "namesrv.out"), match: `-Duser.home=${home} ` },
+    );
+    st.write(rec);
+    log(`  namesrv: started pid ${rec.pid}`);
+    const r = await waitFor(() => portOpen(ports.namesrv), timeoutMs, diedWhy(rec));
+    if (!r.ok) throw failure("namesrv", st, `${r.why} (port ${ports.namesrv})`);
+  }
+  log(`  namesrv: ready on ${endpoint(ports.namesrv)}`);
+
+  // Proxy with the embedded broker. The proxy opens gRPC only after the broker started and
+  // registered with the name server, so "broker port then gRPC port" is the readiness signal.
+  const brokerUp = await portOpen(ports.broker);
+  const grpcUp = await portOpen(ports.grpc);
+  if (!brokerUp && !grpcUp) {
+    const home = st.ensure("broker");
+    const rec = spawnDetached(
+      "proxy",
+      javaCmd(st, lib, home, PROXY_HEAP, "rmq.proxy.logback.xml", [
+        "org.apache.rocketmq.proxy.ProxyStartup",
+        "-pm",
+        "local",
+        "-pc",
+        join(conf, "proxy.json"),
+        "-bc",
+        join(conf, "broker.conf"),
+        "-n",
+        endpoint(ports.namesrv),
+      ]),
+      { cwd: home, out: st.path("logs", "proxy.out"), match: `-Duser.home=${home} ` },
+    );
+    st.write(rec);
+    log(`  broker+proxy: started pid ${rec.pid}`);
+    const b = await waitFor(() => portOpen(ports.broker), timeoutMs, diedWhy(rec));
+    if (!b.ok) throw failure("broker", st, `${b.why} (port ${ports.broker})`);
+    const p = await waitFor(() => portOpen(ports.grpc), timeoutMs, diedWhy(rec));
+    if (!p.ok) throw failure("proxy", st, `${p.why} (gRPC port ${ports.grpc})`);
+  } else if (!brokerUp || !grpcUp) {
+    // Half a stack on these ports belongs to someone else (or is shutting down): starting another
+    // JVM would only fail on a bind error, so say what is wrong instead.
+    const part = brokerUp ? "proxy" : "broker";
+    throw failure(part, st, `port ${brokerUp ? ports.grpc : ports.broker} is closed while port ${brokerUp ? ports.broker : ports.grpc} answers; run \`bun scripts/stack.ts down\` or free the ports`);
+  }
+  const reg = await brokerRegistered(ports);
+  if (reg === false) throw failure("broker", st, `not registered in cluster ${CLUSTER} at ${endpoint(ports.namesrv)}`);
+  log(`  broker: ready on ${endpoint(ports.broker)}${reg ? ` (registered in ${CLUSTER})` : ""}`);
+  log(`  proxy: ready, gRPC ${endpoint(ports.grpc)}, remoting ${endpoint(ports.proxyRemoting)}`);
+}
+
+/**
+ * Asks the name server whether a broker of our cluster is registered, through lib/rocketmq/admin.ts
+ * when that module offers a cluster-info call; undefined when it cannot tell (then the open gRPC
+ * port stands in, since the proxy opens it only after the broker registered).
+ */
+async function brokerRegistered(ports: Ports): Promise<boolean | undefined> {
+  return clusterInfoProbe ? clusterInfoProbe(endpoint(ports.namesrv)) : undefined;
+}
+let clusterInfoProbe: ((namesrv: string) => Promise<boolean>) | undefined;
+export function setClusterInfoProbe(fn: typeof clusterInfoProbe) {
+  clusterInfoProbe = fn;
+}
+
+export async function statusRocketMQ(st: StackState, ports: Ports): Promise<PartStatus[]> {
+  const ns = st.read("namesrv");
+  const px = st.read("proxy");
+  const owner = (rec: ProcRecord | undefined) =>
+    rec && isOurs(rec) ? `pid ${rec.pid}` : rec ? `started pid ${rec.pid} is gone` : "not started by this stack";
+  const nsOpen = await portOpen(ports.namesrv);
+  const brOpen = await portOpen(ports.broker);
+  const grpcOpen = await portOpen(ports.grpc);
+  const remOpen = await portOpen(ports.proxyRemoting);
+  const reg = nsOpen && brOpen ? await brokerRegistered(ports).catch(() => false) : undefined;
+  return [
+    { name: "namesrv", ready: nsOpen, detail: `${endpoint(ports.namesrv)} ${nsOpen ? "open" : "closed"}; ${owner(ns)}` },
+    {
+      name: "broker",
+      ready: brOpen && reg !== false,
+      detail: `${endpoint(ports.broker)} ${brOpen ? "open" : "closed"}${reg === false ? ", not registered" : ""}; ${owner(px)}`,
+    },
+    {
+      name: "proxy",
+      ready: grpcOpen && remOpen,
+      detail: `gRPC ${endpoint(ports.grpc)} ${grpcOpen ? "open" : "closed"}, remoting ${endpoint(ports.proxyRemoting)} ${remOpen ? "open" : "closed"}; ${owner(px)}`,
+    },
+  ];
+}

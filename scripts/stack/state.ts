@@ -1,0 +1,144 @@
+// The stack folder and the processes the stack started.
+// A pid alone is not an identity (pids are reused), so each record also keeps the process's start
+// time from /proc and a string its command line must contain; `down` kills only a process that
+// still matches both, so it can never hit an unrelated process or a Redis it did not start.
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export type ProcRecord = {
+  name: string;
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat (clock ticks since boot). */
+  startTime: string;
+  /** A substring of /proc/<pid>/cmdline, normally a path inside the stack folder. */
+  match: string;
+  /** File receiving the process's stdout and stderr. */
+  out: string;
+};
+
+const REPO = resolve(import.meta.dir, "../..");
+
+/** `--dir DIR`, else STACK_DIR, else <repo>/.stack (gitignored). */
+export function stackDir(args: string[], env = process.env): string {
+  const i = args.indexOf("--dir");
+  if (i >= 0) {
+    const v = args[i + 1];
+    if (!v) throw new Error("--dir needs a folder");
+    return resolve(v);
+  }
+  return resolve(env.STACK_DIR || join(REPO, ".stack"));
+}
+
+export const repoRoot = REPO;
+
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces and parentheses: parse from the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: rest[0]!, startTime: rest[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+export function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+/** The recorded process (same pid and start time) still runs; says nothing of what it execs. */
+export function isAlive(rec: ProcRecord): boolean {
+  const st = procStat(rec.pid);
+  return !!st && st.state !== "Z" && st.state !== "X" && st.startTime === rec.startTime;
+}
+
+/** True while the recorded process is alive (not a zombie) and is still the one we started. */
+export function isOurs(rec: ProcRecord): boolean {
+  return isAlive(rec) && cmdline(rec.pid).includes(rec.match);
+}
+
+export class StackState {
+  constructor(readonly dir: string) {}
+
+  path(...parts: string[]) {
+    return join(this.dir, ...parts);
+  }
+  ensure(...parts: string[]) {
+    const p = this.path(...parts);
+    mkdirSync(p, { recursive: true });
+    return p;
+  }
+  private recordFile(name: string) {
+    return this.path("pids", `${name}.json`);
+  }
+  read(name: string): ProcRecord | undefined {
+    try {
+      return JSON.parse(readFileSync(this.recordFile(name), "utf8")) as ProcRecord;
+    } catch {
+      return undefined;
+    }
+  }
+  write(rec: ProcRecord) {
+    this.ensure("pids");
+    writeFileSync(this.recordFile(rec.name), JSON.stringify(rec, null, 2) + "\n");
+  }
+  forget(name: string) {
+    rmSync(this.recordFile(name), { force: true });
+  }
+  /** The record only if its process is still ours and alive. */
+  live(name: string): ProcRecord | undefined {
+    const rec = this.read(name);
+    return rec && isOurs(rec) ? rec : undefined;
+  }
+}
+
+/**
+ * Starts a process in its own session (it survives the CLI and ignores the terminal's Ctrl-C),
+ * with stdout/stderr appended to `out`, and returns its record.
+ */
+export function spawnDetached(name: string, cmd: string[], opts: { cwd: string; out: string; match: string; env?: Record<string, string> }): ProcRecord {
+  const fd = openSync(opts.out, "a");
+  try {
+    const proc = Bun.spawn(cmd, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", fd, fd],
+      detached: true,
+    });
+    proc.unref();
+    // /proc/<pid>/stat exists as soon as spawn returns (fork happened); the exec may still be
+    // under way, which changes the cmdline but never the start time.
+    const st = procStat(proc.pid);
+    return { name, pid: proc.pid, startTime: st?.startTime ?? "", match: opts.match, out: opts.out };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** TERM, wait up to `graceMs`, then KILL. Returns what happened, for the CLI to print. */
+export async function stopProcess(rec: ProcRecord, graceMs = 15_000): Promise<"not running" | "stopped" | "killed"> {
+  if (!isOurs(rec)) return "not running";
+  process.kill(rec.pid, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isOurs(rec)) return "stopped";
+    await Bun.sleep(100);
+  }
+  try {
+    process.kill(rec.pid, "SIGKILL");
+  } catch {}
+  for (let i = 0; i < 50 && isOurs(rec); i++) await Bun.sleep(100);
+  if (isOurs(rec)) throw new Error(`${rec.name} (pid ${rec.pid}) survived SIGKILL`);
+  return "killed";
+}
+
+/** Last `lines` lines of a file, or a note that it does not exist. */
+export function tail(file: string, lines = 40): string {
+  if (!existsSync(file)) return `(no ${file})`;
+  const text = readFileSync(file, "utf8");
+  return text.split("\n").slice(-lines - 1).join("\n");
+}

@@ -1,0 +1,20 @@
+// Loaded once per `bun test` run (bunfig.toml [test] preload), before any test file: finds or starts
+// real Redis and RocketMQ (tests/services.ts) and publishes their endpoints in process.env, which
+// every test file and lib/config.ts read. Hooks registered here are global: the afterAll below runs
+// once, after the last test file (https://bun.sh/docs/test/lifecycle, "entire multi-file test run").
+import { afterAll } from "bun:test";
+import { startServices } from "./services";
+
+const started = Date.now();
+const services = await startServices();
+process.env.REDIS_URL = services.REDIS_URL;
+process.env.MQ_ENDPOINT = services.MQ_ENDPOINT;
+process.env.MQ_NAMESRV = services.MQ_NAMESRV;
+if (services.source !== "env")
+  console.error(`[preload] services from ${services.source} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+    `REDIS_URL=${services.REDIS_URL} MQ_ENDPOINT=${services.MQ_ENDPOINT} MQ_NAMESRV=${services.MQ_NAMESRV}`);
+
+// Stops only what the preload itself started (nothing when the services were already running).
+afterAll(async () => {
+  await services.stop();
+});

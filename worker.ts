@@ -1,0 +1,40 @@
+// Worker entry: `bun worker.ts`. Consumes MQ_TOPIC_REQUEST as MQ_GROUP_AGENT and runs the agent.
+import { agentFromConfig } from "./lib/agent/index.ts";
+import { loadConfig } from "./lib/config.ts";
+import { createLogger } from "./lib/log.ts";
+import { REQUEST_TAG } from "./lib/model.ts";
+import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
+import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
+import { handleSignals } from "./lib/shutdown.ts";
+import { TaskStore } from "./lib/store.ts";
+import { ConsumerLoop } from "./lib/worker/loop.ts";
+
+async function main() {
+  const cfg = loadConfig();
+  const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
+  const redis = createRedis(cfg, log);
+  if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
+  const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT]);
+  await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
+  const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG);
+  const { agent, name } = agentFromConfig(cfg);
+  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
+
+  handleSignals(log, () => [
+    ["stop consumer loop", () => loop.stop(cfg.SHUTDOWN_TIMEOUT_MS)],
+    ["close consumer", () => closeClient(consumer, log)],
+    ["close producer", () => publisher.close()],
+    ["close redis", () => closeRedis(redis)],
+  ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
+
+  await loop.start();
+  log.info("worker running", {
+    group: cfg.MQ_GROUP_AGENT, topic: cfg.MQ_TOPIC_REQUEST, concurrency: cfg.WORKER_CONCURRENCY, agent: name,
+  });
+}
+
+main().catch((e) => {
+  console.error("worker failed to start:", e);
+  process.exit(1);
+});
