@@ -36,7 +36,7 @@ export const ConfigSchema = Type.Object({
 
   WORKER_CONCURRENCY: Int(64, 1, 10_000, "tasks run at once by one worker process"),
   MAX_ATTEMPTS: Int(3, 1, 100, "runs of a task before it is marked failed"),
-  RETRY_BASE_MS: Int(10_000, 10_000, 3_600_000, "first retry delay; doubles per attempt (RocketMQ's minimum is 10 s)"),
+  RETRY_BASE_MS: Int(10_000, 1_000, 3_600_000, "first retry delay; doubles per attempt"),
   TASK_TIMEOUT_MS: Int(600_000, 100, 43_200_000, "a run of the agent is aborted after this long"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 

@@ -23,7 +23,7 @@ export const TaskInput = Type.Object(
     user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX, description: "who the task is for" }),
     content: Type.String({ minLength: 1, description: "text the agent works on" }),
   },
-  { additionalProperties: false },
+  // Unknown fields are ignored (stripped), as the original FastAPI/pydantic model did.
 );
 export type TaskInput = Static<typeof TaskInput>;
 

@@ -6,7 +6,7 @@ import { checkJava, ensureJars } from "./stack/jars";
 import { endpoint, portOpen, portsFromEnv, type Ports } from "./stack/ports";
 import { statusRedis, upRedis } from "./stack/redis";
 import { logFiles, PartFailed, statusRocketMQ, upRocketMQ } from "./stack/rocketmq";
-import { StackState, stackDir, stopProcess, tail } from "./stack/state";
+import { StackState, stackDir, stopProcess, tail, withLock } from "./stack/state";
 
 const USAGE = "usage: bun scripts/stack.ts up | down | status | logs [namesrv|broker|proxy|redis]  [--dir DIR]";
 const log = (s: string) => console.log(s);
@@ -85,9 +85,9 @@ async function main(argv: string[]) {
   const ports = portsFromEnv();
   switch (cmd) {
     case "up":
-      return up(st, ports);
+      return withLock(st, "up", () => up(st, ports));
     case "down":
-      return down(st, ports);
+      return withLock(st, "down", () => down(st, ports));
     case "status":
       return status(st, ports);
     case "logs":

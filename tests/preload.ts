@@ -15,6 +15,7 @@ if (services.source !== "env")
     `REDIS_URL=${services.REDIS_URL} MQ_ENDPOINT=${services.MQ_ENDPOINT} MQ_NAMESRV=${services.MQ_NAMESRV}`);
 
 // Stops only what the preload itself started (nothing when the services were already running).
+// The broker's graceful shutdown alone takes 10-14 s: well over the 5 s default hook timeout.
 afterAll(async () => {
   await services.stop();
-});
+}, 90_000);

@@ -3,7 +3,8 @@
 //   2. a Docker engine answering `docker info`: containers through testcontainers;
 //   3. the plain-process stack, `bun scripts/stack.ts up` (idempotent; needs Java 17 and Maven once).
 // Each returns the endpoints and a stop() that undoes only what it started.
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 export type Services = {
   REDIS_URL: string;
@@ -18,18 +19,58 @@ const REPO = join(import.meta.dir, "..");
 const STACK = join(REPO, "scripts", "stack.ts");
 const noop = async () => {};
 
-function run(cmd: string[], env = process.env) {
-  const r = Bun.spawnSync(cmd, { cwd: REPO, env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  return { code: r.exitCode, out: r.stdout.toString() + r.stderr.toString() };
+async function run(cmd: string[], env = process.env) {
+  const p = Bun.spawn(cmd, { cwd: REPO, env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out: out + err };
 }
 
-function dockerAnswers(): boolean {
+async function dockerAnswers(): Promise<boolean> {
   if (!Bun.which("docker")) return false;
-  return run(["docker", "info"]).code === 0;
+  return (await run(["docker", "info"])).code === 0;
+}
+
+/**
+ * Test runs sharing one stack folder register here (<stack>/users/<pid>), so the run that started
+ * the stack does not stop it under another run still using it; the last one out stops it.
+ */
+function stackUsers(env = process.env) {
+  const dir = join(resolve(env.STACK_DIR || join(REPO, ".stack")), "users");
+  const startTime = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    } catch {
+      return undefined;
+    }
+  };
+  const me = join(dir, String(process.pid));
+  return {
+    join() {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(me, startTime(process.pid) ?? "");
+    },
+    leave() {
+      rmSync(me, { force: true });
+    },
+    /** Other live runs (a file whose pid is gone or was reused is stale and removed). */
+    others(): number[] {
+      const live: number[] = [];
+      for (const f of readdirSync(dir, { withFileTypes: true })) {
+        const pid = Number(f.name);
+        if (pid === process.pid || !Number.isInteger(pid)) continue;
+        const recorded = readFileSync(join(dir, f.name), "utf8");
+        if (startTime(pid) === recorded) live.push(pid);
+        else rmSync(join(dir, f.name), { force: true });
+      }
+      return live;
+    },
+  };
 }
 
 async function fromStack(): Promise<Services> {
   const env = process.env;
+  const users = stackUsers(env);
   const port = (v: string | undefined, d: number) => (v ? v.slice(v.lastIndexOf(":") + 1) : String(d));
   const endpoints = {
     REDIS_URL: `redis://127.0.0.1:${env.REDIS_PORT || 6379}`,
@@ -37,13 +78,20 @@ async function fromStack(): Promise<Services> {
     MQ_NAMESRV: `127.0.0.1:${port(env.MQ_NAMESRV, 9876)}`,
   };
   // Already fully up (a developer's `bun run stack up`): use it and leave it running.
-  if (run(["bun", STACK, "status"]).code === 0) return { ...endpoints, source: "stack", stop: noop };
-  const up = run(["bun", STACK, "up"]);
+  if ((await run(["bun", STACK, "status"])).code === 0) {
+    users.join();
+    return { ...endpoints, source: "stack", stop: async () => users.leave() };
+  }
+  const up = await run(["bun", STACK, "up"]);
   if (up.code !== 0) throw new Error(`tests need Redis and RocketMQ; \`bun scripts/stack.ts up\` failed:\n${up.out}`);
   console.error(up.out.trimEnd());
+  users.join();
   const stop = async () => {
+    users.leave();
     if (env.KEEP_STACK === "1") return console.error("KEEP_STACK=1: leaving the stack running");
-    const down = run(["bun", STACK, "down"]);
+    const others = users.others();
+    if (others.length) return console.error(`leaving the stack running for other test runs (pids ${others.join(", ")})`);
+    const down = await run(["bun", STACK, "down"]);
     if (down.code !== 0) console.error(`bun scripts/stack.ts down failed:\n${down.out}`);
   };
   return { ...endpoints, source: "stack", stop };
@@ -121,6 +169,6 @@ export async function startServices(env = process.env): Promise<Services> {
       source: "env",
       stop: noop,
     };
-  if (dockerAnswers()) return fromDocker();
+  if (await dockerAnswers()) return fromDocker();
   return fromStack();
 }

@@ -163,23 +163,38 @@ export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log:
     const part = brokerUp ? "proxy" : "broker";
     throw failure(part, st, `port ${brokerUp ? ports.grpc : ports.broker} is closed while port ${brokerUp ? ports.broker : ports.grpc} answers; run \`bun scripts/stack.ts down\` or free the ports`);
   }
-  const reg = await brokerRegistered(ports);
-  if (reg === false) throw failure("broker", st, `not registered in cluster ${CLUSTER} at ${endpoint(ports.namesrv)}`);
+  // Registration is asynchronous to the ports opening: poll the name server for a while.
+  let reg = await brokerRegistered(ports);
+  if (reg === false) {
+    const r = await waitFor(async () => (await brokerRegistered(ports)) !== false, 60_000);
+    if (!r.ok) throw failure("broker", st, `not registered in cluster ${CLUSTER} at ${endpoint(ports.namesrv)}: ${r.why}`);
+    reg = true;
+  }
   log(`  broker: ready on ${endpoint(ports.broker)}${reg ? ` (registered in ${CLUSTER})` : ""}`);
   log(`  proxy: ready, gRPC ${endpoint(ports.grpc)}, remoting ${endpoint(ports.proxyRemoting)}`);
 }
 
 /**
- * Asks the name server whether a broker of our cluster is registered, through lib/rocketmq/admin.ts
- * when that module offers a cluster-info call; undefined when it cannot tell (then the open gRPC
- * port stands in, since the proxy opens it only after the broker registered).
+ * Asks the name server (GET_BROKER_CLUSTER_INFO, through lib/rocketmq/admin.ts) whether our broker's
+ * master is registered at our broker port. undefined when the admin module cannot be loaded: then
+ * the open gRPC port stands in, since the proxy opens it only after the broker registered.
  */
 async function brokerRegistered(ports: Ports): Promise<boolean | undefined> {
-  return clusterInfoProbe ? clusterInfoProbe(endpoint(ports.namesrv)) : undefined;
-}
-let clusterInfoProbe: ((namesrv: string) => Promise<boolean>) | undefined;
-export function setClusterInfoProbe(fn: typeof clusterInfoProbe) {
-  clusterInfoProbe = fn;
+  let Admin: typeof import("../../lib/rocketmq/admin.ts").Admin;
+  try {
+    ({ Admin } = await import("../../lib/rocketmq/admin.ts"));
+  } catch {
+    return undefined;
+  }
+  const admin = new Admin({ namesrv: endpoint(ports.namesrv), cluster: CLUSTER, timeoutMs: 3000 });
+  try {
+    const brokers = await admin.brokers();
+    return brokers.some((b) => b.master.endsWith(`:${ports.broker}`));
+  } catch {
+    return false;
+  } finally {
+    admin.close();
+  }
 }
 
 export async function statusRocketMQ(st: StackState, ports: Ports): Promise<PartStatus[]> {

@@ -120,7 +120,9 @@ export function spawnDetached(name: string, cmd: string[], opts: { cwd: string; 
 }
 
 /** TERM, wait up to `graceMs`, then KILL. Returns what happened, for the CLI to print. */
-export async function stopProcess(rec: ProcRecord, graceMs = 15_000): Promise<"not running" | "stopped" | "killed"> {
+// The proxy+broker JVM's shutdown hooks take 10-14 s here (unregister, then each service thread
+// is stopped in turn); 30 s leaves room before the KILL that would make the next start recover.
+export async function stopProcess(rec: ProcRecord, graceMs = 30_000): Promise<"not running" | "stopped" | "killed"> {
   if (!isOurs(rec)) return "not running";
   process.kill(rec.pid, "SIGTERM");
   const deadline = Date.now() + graceMs;
@@ -141,4 +143,47 @@ export function tail(file: string, lines = 40): string {
   if (!existsSync(file)) return `(no ${file})`;
   const text = readFileSync(file, "utf8");
   return text.split("\n").slice(-lines - 1).join("\n");
+}
+
+/**
+ * Serialises up/down on one stack folder. Several test runs (other engineers, CI steps) may call
+ * `up` at once: without this, two of them see the ports closed, both start a JVM, one dies on a bind
+ * error and its record overwrites the live one, leaving a server that `down` no longer knows.
+ * The lock is a file holding the owner's pid and start time; a dead owner's lock is taken over.
+ */
+export async function withLock<T>(st: StackState, what: string, fn: () => Promise<T>, waitMs = 300_000): Promise<T> {
+  st.ensure();
+  const file = st.path("lock");
+  const me = procStat(process.pid);
+  const mine = JSON.stringify({ name: "lock", pid: process.pid, startTime: me?.startTime ?? "", match: "", out: "" });
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    try {
+      const fd = openSync(file, "wx");
+      writeFileSync(fd, mine);
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      let owner: ProcRecord | undefined;
+      try {
+        owner = JSON.parse(readFileSync(file, "utf8")) as ProcRecord;
+      } catch {}
+      // An unreadable lock may be one being written this instant: only a readable dead owner is stale.
+      if (owner && !isAlive(owner)) {
+        rmSync(file, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`${what}: ${file} still held by pid ${owner?.pid ?? "?"} after ${waitMs / 1000} s`);
+      if (!told && owner) console.log(`  waiting for pid ${owner.pid}, which holds ${file}`);
+      told = true;
+      await Bun.sleep(250);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

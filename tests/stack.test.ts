@@ -1,0 +1,106 @@
+// scripts/stack.ts on a second, independent stack (own folder, own ports), so it can run while the
+// shared stack serves the other tests: `up` is idempotent, `status` notices a dead broker/proxy JVM,
+// `down` leaves no process and no open port.
+import { afterAll, expect, test } from "bun:test";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { portOpen } from "../scripts/stack/ports.ts";
+import { isAlive, isOurs, type ProcRecord } from "../scripts/stack/state.ts";
+
+const DIR = `/tmp/agent-prod-stack-test-${process.pid}`;
+const PORTS = { namesrv: 19876, broker: 20911, grpc: 18081, proxyRemoting: 18080, redis: 16379 };
+// bunfig.toml's [test] timeout is not applied by bun 1.4.4 (tests died at the 5 s default): explicit.
+const LONG = 120_000;
+const STACK = join(import.meta.dir, "..", "scripts", "stack.ts");
+const env: Record<string, string> = {};
+for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+delete env.REDIS_URL;
+Object.assign(env, {
+  STACK_DIR: DIR,
+  MQ_NAMESRV: `127.0.0.1:${PORTS.namesrv}`,
+  MQ_ENDPOINT: `127.0.0.1:${PORTS.grpc}`,
+  STACK_BROKER_PORT: String(PORTS.broker),
+  STACK_PROXY_REMOTING_PORT: String(PORTS.proxyRemoting),
+  REDIS_PORT: String(PORTS.redis),
+});
+
+async function stack(cmd: string) {
+  const p = Bun.spawn(["bun", STACK, cmd], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out: out + err };
+}
+
+const readRecord = (name: string): ProcRecord | undefined => {
+  try {
+    return JSON.parse(readFileSync(join(DIR, "pids", `${name}.json`), "utf8"));
+  } catch {
+    return undefined;
+  }
+};
+/** Every record seen during the test, so afterAll can kill leftovers even if `down` failed. */
+const seen = new Map<number, ProcRecord>();
+const records = () => {
+  const r = { namesrv: readRecord("namesrv"), proxy: readRecord("proxy"), redis: readRecord("redis") };
+  for (const rec of Object.values(r)) if (rec) seen.set(rec.pid, rec);
+  return r;
+};
+/** Live (non-zombie) processes whose command line contains `text`. */
+function countProcs(text: string): number {
+  let n = 0;
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      if (/^[ZX]$/.test(stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3))) continue;
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").replaceAll("\0", " ").includes(text)) n++;
+    } catch {}
+  }
+  return n;
+}
+const javaCount = (home: string) => countProcs(`-Duser.home=${home}`);
+
+afterAll(async () => {
+  await stack("down");
+  for (const rec of seen.values()) if (isOurs(rec)) process.kill(rec.pid, "SIGKILL");
+  rmSync(DIR, { recursive: true, force: true });
+}, 90_000);
+
+test("up twice leaves one set of processes", async () => {
+  const first = await stack("up");
+  expect(first.code, first.out).toBe(0);
+  const a = records();
+  expect(a.namesrv && a.proxy && a.redis, "all three parts started by this stack").toBeTruthy();
+  const second = await stack("up");
+  expect(second.code, second.out).toBe(0);
+  expect(second.out).not.toContain("started pid");
+  const b = records();
+  expect([b.namesrv?.pid, b.proxy?.pid, b.redis?.pid]).toEqual([a.namesrv!.pid, a.proxy!.pid, a.redis!.pid]);
+  for (const rec of Object.values(b)) expect(isOurs(rec!)).toBe(true);
+  expect(javaCount(join(DIR, "namesrv") + " ")).toBe(1);
+  expect(javaCount(join(DIR, "broker") + " ")).toBe(1);
+  expect((await stack("status")).code).toBe(0);
+}, LONG);
+
+test("status exits non-zero and names broker and proxy when their JVM dies", async () => {
+  const { proxy } = records();
+  process.kill(proxy!.pid, "SIGKILL");
+  for (let i = 0; i < 100 && isAlive(proxy!); i++) await Bun.sleep(100);
+  const s = await stack("status");
+  expect(s.code, s.out).not.toBe(0);
+  expect(s.out).toMatch(/not ready: .*broker/);
+  expect(s.out).toMatch(/not ready: .*proxy/);
+  expect(s.out).not.toMatch(/not ready: .*(namesrv|redis)/);
+}, LONG);
+
+test("down leaves no process and no open port", async () => {
+  // Bring the proxy back first, so `down` has a full stack (and a graceful JVM shutdown) to stop.
+  const up = await stack("up");
+  expect(up.code, up.out).toBe(0);
+  const before = records();
+  const down = await stack("down");
+  expect(down.code, down.out).toBe(0);
+  for (const rec of Object.values(before)) expect(isAlive(rec!), `${rec!.name} pid ${rec!.pid}`).toBe(false);
+  for (const [name, port] of Object.entries(PORTS)) expect(await portOpen(port, 300), `${name} port ${port}`).toBe(false);
+  expect(javaCount(DIR)).toBe(0);
+  expect(records()).toEqual({ namesrv: undefined, proxy: undefined, redis: undefined });
+}, LONG);

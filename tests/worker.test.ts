@@ -1,0 +1,186 @@
+// The worker as users run it (`bun worker.ts` child processes) against real Redis and RocketMQ:
+// the happy path through HTTP, duplicates, crashes, retries, poison messages and shutdown.
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { parseConfig } from "../lib/config.ts";
+import { silentLogger } from "../lib/log.ts";
+import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
+import { Publisher } from "../lib/mq.ts";
+import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
+import { TaskStore } from "../lib/store.ts";
+import { TaskService } from "../lib/submit.ts";
+import { createNamespace, type TestNamespace } from "./helpers.ts";
+import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
+import { collectResults } from "./support/results.ts";
+
+let ns: TestNamespace;
+let store: TaskStore;
+let tasks: TaskService;
+let publisher: Publisher;
+let results: Awaited<ReturnType<typeof collectResults>>;
+let redis: ReturnType<typeof createRedis>;
+
+beforeAll(async () => {
+  ns = await createNamespace();
+  const cfg = ns.config;
+  redis = createRedis(cfg, silentLogger);
+  await connectRedis(redis);
+  publisher = new Publisher(cfg, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
+  await publisher.start();
+  store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
+  tasks = new TaskService(cfg, store, publisher, silentLogger);
+  results = await collectResults(ns);
+});
+
+afterEach(async () => {
+  // A test that leaves a worker running fails here, and the worker is stopped.
+  expect(await stopAll()).toBe(0);
+});
+
+afterAll(async () => {
+  await stopAll();
+  await results?.close();
+  await publisher?.close();
+  if (redis) await closeRedis(redis);
+  await ns?.cleanup();
+});
+
+const worker = (env: Record<string, string> = {}) => new Service("worker.ts", { ...ns.env, ...env });
+const statusOf = async (id: string) => (await store.get(id))?.status;
+const waitStatus = (id: string, status: string, ms = 60_000) =>
+  waitFor(async () => (await statusOf(id)) === status, ms, `task ${id} to be ${status}`);
+
+describe("worker", () => {
+  test("end to end through HTTP: queued -> running -> done, result on the result topic", async () => {
+    const port = freePort();
+    const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1" });
+    const w = worker({ AGENT_DELAY_MS: "1500" });
+    await api.waitForLog("api listening");
+    await w.waitForLog("worker running");
+    const res = await fetch(`http://127.0.0.1:${port}/tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ user_id: "user123", content: "机械键盘降价了" }),
+    });
+    expect(res.status).toBe(202);
+    const { task_id } = (await res.json()) as { task_id: string };
+    const seen = new Set<string>();
+    await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/tasks/${task_id}`);
+      const v = (await r.json()) as { status: string };
+      seen.add(v.status);
+      return v.status === "done";
+    }, 30_000, "task done over HTTP");
+    expect(seen.has("running")).toBe(true);
+    const view = (await (await fetch(`http://127.0.0.1:${port}/tasks/${task_id}`)).json()) as Record<string, any>;
+    expect(view.result.tags.length).toBeGreaterThan(0);
+    expect(typeof view.result.score).toBe("number");
+    expect(view.attempts).toBe(1);
+
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
+    const msg = results.for(task_id)[0]!;
+    expect(msg.key).toBe(task_id);
+    expect(msg.tag).toBe("ProfileResult");
+    expect(msg.body).toMatchObject({ task_id, user_id: "user123", status: "done", attempts: 1 });
+    const result = msg.body.result as Record<string, unknown>;
+    expect(Object.keys(result).sort()).toEqual(["reason", "score", "tags"]);
+    expect(Number.isInteger(result.score)).toBe(true);
+    expect(await api.stop()).toBe(0);
+    expect(await w.stop()).toBe(0);
+  }, 90_000);
+
+  test("a message delivered twice runs the agent once and gives one done", async () => {
+    const w = worker({ AGENT_DELAY_MS: "1500" });
+    await w.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "dup", content: "twice" });
+    const body = encodeJson({ task_id, user_id: "dup", payload: "twice", action: ACTION });
+    await publisher.send({ topic: ns.requestTopic, tag: REQUEST_TAG, key: task_id, body });
+    await waitStatus(task_id, "done", 30_000);
+    // the copy that arrives after `done` is acked and skipped; one that arrived during the run waits
+    await Bun.sleep(3_000);
+    expect(w.logs("task running", task_id).length).toBe(1);
+    expect(w.logs("task done", task_id).length).toBe(1);
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
+    expect(results.for(task_id).filter((r) => r.body.status === "done").length).toBe(1);
+    expect((await store.get(task_id))?.attempts).toBe(1);
+    expect(await w.stop()).toBe(0);
+  }, 90_000);
+
+  test("a worker killed with SIGKILL mid-task: another worker finishes it, once", async () => {
+    const env = { AGENT_DELAY_MS: "4000", MQ_INVISIBLE_MS: "10000" };
+    const a = worker(env);
+    await a.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "crash", content: "survive a crash" });
+    await waitStatus(task_id, "running", 30_000);
+    a.signal("SIGKILL");
+    await a.exited;
+    const b = worker(env);
+    await waitStatus(task_id, "done", 60_000);
+    const view = await store.get(task_id);
+    expect(view?.attempts).toBe(2);
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
+    await Bun.sleep(2_000);
+    expect(results.for(task_id).length).toBe(1);
+    expect(b.logs("task done", task_id).length).toBe(1);
+    expect(await b.stop()).toBe(0);
+  }, 120_000);
+
+  test("poison messages are set aside with a reason, not redelivered, and the worker goes on", async () => {
+    const w = worker({ AGENT_DELAY_MS: "0" });
+    await w.waitForLog("worker running");
+    const named = crypto.randomUUID();
+    await publisher.send({ topic: ns.requestTopic, tag: REQUEST_TAG, key: "p1", body: Buffer.from("this is not json") });
+    await publisher.send({ topic: ns.requestTopic, tag: REQUEST_TAG, key: "p2", body: Buffer.from(JSON.stringify({ hello: 1 })) });
+    await publisher.send({
+      topic: ns.requestTopic, tag: REQUEST_TAG, key: named,
+      body: Buffer.from(JSON.stringify({ task_id: named, user_id: "poison", action: ACTION })),
+    });
+    const { task_id } = await tasks.submit({ user_id: "after-poison", content: "fine" });
+    await waitStatus(task_id, "done", 30_000);
+    await waitFor(async () => (await store.deadLetters()).length >= 3, 15_000, "three dead letters");
+    const dead = await store.deadLetters();
+    expect(dead.map((d) => d.reason)).toContain("body is not JSON");
+    expect(dead.some((d) => d.reason.startsWith("invalid request message"))).toBe(true);
+    const failed = await store.get(named);
+    expect(failed?.status).toBe("failed");
+    expect(failed?.error).toContain("payload");
+    await waitFor(() => results.for(named).length > 0, 15_000, "failure result for the named poison message");
+    expect(results.for(named)[0]!.body).toMatchObject({ status: "failed", result: null });
+    await Bun.sleep(6_000); // a redelivery would come back within ~5 s of a nack
+    expect(w.logs("message set aside: cannot be processed").length).toBe(3);
+    expect(await w.stop()).toBe(0);
+  }, 90_000);
+
+  test("SIGTERM with tasks in flight: they are handed back, the process exits 0, another worker finishes them", async () => {
+    const a = worker({ AGENT_DELAY_MS: "20000", SHUTDOWN_TIMEOUT_MS: "500" });
+    await a.waitForLog("worker running");
+    const ids = await Promise.all([1, 2, 3].map((i) => tasks.submit({ user_id: "term", content: `t${i}` })));
+    await Promise.all(ids.map(({ task_id }) => waitStatus(task_id, "running", 30_000)));
+    const t0 = Date.now();
+    a.signal("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(a.logs("task handed back at shutdown").length).toBe(3);
+    for (const { task_id } of ids) expect(await statusOf(task_id)).toBe("queued");
+    const b = worker({ AGENT_DELAY_MS: "500" });
+    for (const { task_id } of ids) await waitStatus(task_id, "done", 60_000);
+    for (const { task_id } of ids) expect((await store.get(task_id))?.attempts).toBe(1);
+    expect(await b.stop()).toBe(0);
+  }, 120_000);
+
+  test("SIGTERM with time to spare: running tasks finish before the process exits", async () => {
+    const a = worker({ AGENT_DELAY_MS: "2000", SHUTDOWN_TIMEOUT_MS: "20000" });
+    await a.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "term2", content: "finish me" });
+    await waitStatus(task_id, "running", 30_000);
+    a.signal("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(await statusOf(task_id)).toBe("done");
+  }, 60_000);
+
+  test("the process exits after SIGINT even when RocketMQ was never reachable", async () => {
+    const a = worker({ MQ_ENDPOINT: "127.0.0.1:1", MQ_REQUEST_TIMEOUT_MS: "1000" });
+    await Bun.sleep(4_000);
+    a.signal("SIGINT");
+    expect(await a.exited).toBe(0);
+  }, 60_000);
+});
