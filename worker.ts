@@ -16,7 +16,8 @@ async function main() {
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT]);
   await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
-  const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG);
+  // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
+  const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   const { agent, name } = agentFromConfig(cfg);
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
   const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });

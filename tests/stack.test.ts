@@ -1,4 +1,4 @@
-// scripts/stack.ts on a second, independent stack (own folder, own ports), so it can run while the
+// scripts/stack.ts on a second, independent stack (own folder, own free ports), so it can run while the
 // shared stack serves the other tests: `up` is idempotent, `status` notices a dead broker/proxy JVM,
 // `down` leaves no process and no open port.
 import { afterAll, expect, test } from "bun:test";
@@ -8,7 +8,21 @@ import { portOpen } from "../scripts/stack/ports.ts";
 import { isAlive, isOurs, type ProcRecord } from "../scripts/stack/state.ts";
 
 const DIR = `/tmp/agent-prod-stack-test-${process.pid}`;
-const PORTS = { namesrv: 19876, broker: 20911, grpc: 18081, proxyRemoting: 18080, redis: 16379 };
+/**
+ * A block of 8 free ports picked per run (not fixed numbers): two runs of this file at once, e.g. two
+ * engineers' suites on one machine, would otherwise test each other's stacks.
+ * The broker takes broker-2, broker and broker+1.
+ */
+async function freeBlock() {
+  for (let i = 0; i < 50; i++) {
+    const base = 20_000 + Math.floor(Math.random() * 4_000) * 10;
+    const open = await Promise.all([...Array(8).keys()].map((k) => portOpen(base + k, 200)));
+    if (!open.some(Boolean))
+      return { namesrv: base, grpc: base + 1, proxyRemoting: base + 2, redis: base + 3, broker: base + 6 };
+  }
+  throw new Error("no block of 8 free ports found");
+}
+const PORTS = await freeBlock();
 // bunfig.toml's [test] timeout is not applied by bun 1.4.4 (tests died at the 5 s default): explicit.
 const LONG = 120_000;
 const STACK = join(import.meta.dir, "..", "scripts", "stack.ts");

@@ -1,0 +1,28 @@
+// Pacing of submits: closed loop (C in flight, each starts when one ends) or open loop (R per second,
+// whatever is in flight). `one(i)` submits task i and records its own outcome; it must not throw.
+
+export async function drive(
+  tasks: number,
+  pace: { concurrency: number; rate?: number },
+  one: (i: number) => Promise<void>,
+): Promise<void> {
+  if (pace.rate) {
+    const interval = 1000 / pace.rate;
+    const start = performance.now();
+    const inflight = new Set<Promise<void>>();
+    for (let i = 0; i < tasks; i++) {
+      const due = start + i * interval;
+      const wait = due - performance.now();
+      if (wait > 1) await Bun.sleep(wait);
+      const p: Promise<void> = one(i).finally(() => inflight.delete(p));
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+    return;
+  }
+  let next = 0;
+  const lane = async () => {
+    while (next < tasks) await one(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(pace.concurrency, tasks) }, lane));
+}

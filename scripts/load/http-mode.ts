@@ -1,0 +1,92 @@
+// http mode: POST /tasks to the API, learn completion from the result topic (a group of the run's own),
+// then check a sample against GET /tasks/:id.
+import type { Config } from "../../lib/config.ts";
+import { RESULT_TAG } from "../../lib/model.ts";
+import type { LoadOptions } from "./args.ts";
+import { drive } from "./driver.ts";
+import { adminFor, createTailGroup, maxOffsets, runId, spread } from "./groups.ts";
+import { startProgress } from "./progress.ts";
+import { startReceiver } from "./receiver.ts";
+import { Tracker, type Summary, type Verification } from "./tracker.ts";
+
+export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
+  const admin = adminFor(cfg);
+  const group = `${runId()}_res`;
+  const content = "x".repeat(o.contentBytes);
+  let tracker: Tracker | undefined;
+  try {
+    const before = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);
+    await createTailGroup(admin, cfg, group, cfg.MQ_TOPIC_RESULT);
+    const t = new Tracker();
+    const receiver = await startReceiver(cfg, group, cfg.MQ_TOPIC_RESULT, RESULT_TAG, o.receivers, (m, at) => {
+      const body = JSON.parse(m.body.toString("utf8")) as { task_id?: string; status?: string };
+      if (body.task_id && (body.status === "done" || body.status === "failed")) t.finish(body.task_id, body.status, at);
+    });
+    tracker = t;
+    const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
+    try {
+      t.start();
+      await drive(o.tasks, o, async (i) => {
+        t.submitted++;
+        const sentAt = performance.now();
+        try {
+          const res = await fetch(`${o.api}/tasks`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ user_id: `load-${i % 1000}`, content }),
+          });
+          if (res.status === 202) {
+            const { task_id } = (await res.json()) as { task_id: string };
+            t.accept(task_id, sentAt);
+          } else {
+            await res.arrayBuffer();
+            t.reject(String(res.status));
+          }
+        } catch {
+          t.reject("error");
+        }
+      });
+      await t.waitForResults(o.timeoutS * 1000);
+      t.end();
+    } finally {
+      progress.stop();
+      await receiver.close();
+    }
+    const verify = await verifySample(o, t);
+    const after = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);
+    return t.summary("http", o.tasks, {
+      api: o.api,
+      concurrency: o.rate ? undefined : o.concurrency,
+      rate: o.rate,
+      content_bytes: o.contentBytes,
+      timeout_s: o.timeoutS,
+      receivers: o.receivers,
+      result_topic: cfg.MQ_TOPIC_RESULT,
+      request_topic: cfg.MQ_TOPIC_REQUEST,
+      request_queue_spread: before.length === after.length ? spread(before, after) : undefined,
+    }, verify);
+  } finally {
+    await admin.deleteGroup(group, cfg.MQ_CLUSTER, true).catch((e) => console.error(`could not delete group ${group}: ${e}`));
+    admin.close();
+  }
+}
+
+/** GET /tasks/:id for up to `o.verify` finished tasks, spread over the run: the status must agree. */
+async function verifySample(o: LoadOptions, t: Tracker): Promise<Verification> {
+  const finished = [...t.records].filter(([, r]) => r.status);
+  const n = Math.min(o.verify, finished.length);
+  const v: Verification = { checked: 0, agreed: 0, problems: [] };
+  for (let k = 0; k < n; k++) {
+    const [id, r] = finished[Math.floor((k * finished.length) / n)]!;
+    v.checked++;
+    try {
+      const res = await fetch(`${o.api}/tasks/${id}`);
+      const view = (await res.json()) as { status?: string };
+      if (res.status === 200 && view.status === r.status) v.agreed++;
+      else v.problems.push(`task ${id}: result says ${r.status}, GET says ${res.status} ${view.status ?? ""}`.trim());
+    } catch (e) {
+      v.problems.push(`task ${id}: GET failed: ${(e as Error).message}`);
+    }
+  }
+  return v;
+}

@@ -1,0 +1,53 @@
+// Receives a topic through a SimpleConsumer with several receive calls in flight (one long-poll
+// receive returns at most 32 messages), acks every message, and hands each to `onMessage`.
+import type { Config } from "../../lib/config.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { closeClient, createConsumer, type MessageView } from "../../lib/mq.ts";
+
+export interface Receiver {
+  /** stops the receive loops (a long poll in progress is not waited for beyond a few seconds) and closes */
+  close(): Promise<void>;
+  errors: number;
+}
+
+export async function startReceiver(
+  cfg: Config,
+  group: string,
+  topic: string,
+  tag: string,
+  loops: number,
+  onMessage: (m: MessageView, at: number) => void,
+): Promise<Receiver> {
+  // awaitDuration must be >= 5 s or the proxy answers ILLEGAL_POLLING_TIME.
+  const consumer = createConsumer(cfg, silentLogger, group, topic, tag, 5_000);
+  await consumer.startup();
+  let stopped = false;
+  const acks = new Set<Promise<unknown>>();
+  const r: Receiver = {
+    errors: 0,
+    async close() {
+      stopped = true;
+      await Promise.race([Promise.all([...running, ...acks]), Bun.sleep(6_000)]);
+      await closeClient(consumer, silentLogger);
+    },
+  };
+  const loop = async () => {
+    while (!stopped) {
+      let batch: MessageView[];
+      try {
+        batch = await consumer.receive(32, 30_000);
+      } catch {
+        r.errors++;
+        await Bun.sleep(200);
+        continue;
+      }
+      const at = performance.now();
+      for (const m of batch) onMessage(m, at);
+      // Acks go out in the background: the next receive need not wait for them.
+      const a: Promise<unknown> = Promise.allSettled(batch.map((m) => consumer.ack(m))).finally(() => acks.delete(a));
+      acks.add(a);
+    }
+  };
+  const running = Array.from({ length: loops }, loop);
+  return r;
+}

@@ -1,0 +1,148 @@
+// The OpenAI-compatible agent against a small OpenAI-compatible HTTP server this test starts,
+// and a worker using it end to end (retries, 429 with Retry-After, final failure).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { openAiAgent, retryAfterMs } from "../lib/agent/openai.ts";
+import { PermanentAgentError, RetryableAgentError } from "../lib/errors.ts";
+import { silentLogger } from "../lib/log.ts";
+import { Publisher } from "../lib/mq.ts";
+import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
+import { TaskStore } from "../lib/store.ts";
+import { TaskService } from "../lib/submit.ts";
+import { createNamespace, type TestNamespace } from "./helpers.ts";
+import { Service, stopAll, waitFor } from "./support/processes.ts";
+import { collectResults } from "./support/results.ts";
+
+type Reply = { status: number; body: unknown; headers?: Record<string, string> };
+const script: Reply[] = [];
+const requests: { auth: string | null; body: any }[] = [];
+const completion = (content: string) => ({ choices: [{ message: { role: "assistant", content } }] });
+const good = completion(JSON.stringify({ tags: ["keyboards", "deals"], score: 80, reason: "asks about a price drop" }));
+
+const server = Bun.serve({
+  port: 0,
+  hostname: "127.0.0.1",
+  async fetch(req) {
+    if (new URL(req.url).pathname !== "/v1/chat/completions") return new Response("no", { status: 404 });
+    requests.push({ auth: req.headers.get("authorization"), body: await req.json() });
+    const r = script.shift() ?? { status: 200, body: good };
+    return Response.json(r.body, { status: r.status, headers: r.headers });
+  },
+});
+const baseUrl = `http://127.0.0.1:${server.port}/v1`;
+const agent = openAiAgent({ baseUrl, apiKey: "sk-test-secret", model: "test-model" });
+const task = { task_id: crypto.randomUUID(), user_id: "u", content: "机械键盘降价了", attempt: 1 };
+const run = () => agent(task, new AbortController().signal);
+
+afterAll(() => server.stop(true));
+
+describe("openAiAgent", () => {
+  test("asks for JSON with the key and model, returns a validated result", async () => {
+    requests.length = 0;
+    expect(await run()).toEqual({ tags: ["keyboards", "deals"], score: 80, reason: "asks about a price drop" });
+    expect(requests[0]!.auth).toBe("Bearer sk-test-secret");
+    expect(requests[0]!.body.model).toBe("test-model");
+    expect(requests[0]!.body.response_format).toEqual({ type: "json_object" });
+    expect(requests[0]!.body.messages.at(-1).content).toBe("机械键盘降价了");
+  });
+
+  test("429 with Retry-After is retryable and carries the delay", async () => {
+    script.push({ status: 429, body: { error: "slow down" }, headers: { "retry-after": "7" } });
+    const e = await run().catch((x) => x);
+    expect(e).toBeInstanceOf(RetryableAgentError);
+    expect(e.retryAfterMs).toBe(7_000);
+  });
+
+  test("5xx is retryable; other 4xx and invalid answers are final", async () => {
+    script.push({ status: 503, body: { error: "overloaded" } });
+    expect(await run().catch((x) => x)).toBeInstanceOf(RetryableAgentError);
+    script.push({ status: 400, body: { error: "bad model" } });
+    expect(await run().catch((x) => x)).toBeInstanceOf(PermanentAgentError);
+    script.push({ status: 200, body: completion("not json at all") });
+    expect(await run().catch((x) => x)).toBeInstanceOf(PermanentAgentError);
+    script.push({ status: 200, body: completion(JSON.stringify({ score: 1, reason: "r" })) });
+    expect(await run().catch((x) => x)).toBeInstanceOf(PermanentAgentError);
+    // near misses an LLM often makes are coerced, not failed: "80" -> 80, "x" -> ["x"]
+    script.push({ status: 200, body: completion(JSON.stringify({ tags: "x", score: "80", reason: "r", extra: 1 })) });
+    expect(await run()).toEqual({ tags: ["x"], score: 80, reason: "r" });
+    script.push({ status: 200, body: { nothing: true } });
+    expect(await run().catch((x) => x)).toBeInstanceOf(PermanentAgentError);
+  });
+
+  test("an unreachable service is retryable; an abort is passed through", async () => {
+    const dead = openAiAgent({ baseUrl: "http://127.0.0.1:1/v1", apiKey: "k", model: "m" });
+    expect(await dead(task, new AbortController().signal).catch((x) => x)).toBeInstanceOf(RetryableAgentError);
+    const ac = new AbortController();
+    const reason = new Error("stop");
+    ac.abort(reason);
+    expect(await agent(task, ac.signal).catch((x) => x)).toBe(reason);
+  });
+
+  test("Retry-After as seconds or HTTP date", () => {
+    expect(retryAfterMs("3")).toBe(3_000);
+    expect(retryAfterMs(new Date(Date.now() + 10_000).toUTCString())! / 1000).toBeGreaterThan(8);
+    expect(retryAfterMs("soon")).toBeUndefined();
+    expect(retryAfterMs(null)).toBeUndefined();
+  });
+});
+
+describe("worker with the LLM agent", () => {
+  let ns: TestNamespace;
+  let redis: ReturnType<typeof createRedis>;
+  let publisher: Publisher;
+  let store: TaskStore;
+  let tasks: TaskService;
+  let results: Awaited<ReturnType<typeof collectResults>>;
+
+  beforeAll(async () => {
+    ns = await createNamespace();
+    redis = createRedis(ns.config, silentLogger);
+    await connectRedis(redis);
+    publisher = new Publisher(ns.config, silentLogger, [ns.requestTopic]);
+    store = new TaskStore(redis, ns.config.TASK_TTL_SECONDS, ns.redisPrefix);
+    tasks = new TaskService(ns.config, store, publisher, silentLogger);
+    results = await collectResults(ns);
+  });
+  afterAll(async () => {
+    await stopAll();
+    await results?.close();
+    await publisher?.close();
+    await closeRedis(redis);
+    await ns?.cleanup();
+  });
+
+  const env = () => ({ ...ns.env, LLM_BASE_URL: baseUrl, LLM_API_KEY: "sk-test-secret", LLM_MODEL: "m", RETRY_BASE_MS: "1000", MAX_ATTEMPTS: "3" });
+
+  test("a 429 then success: retried after Retry-After, done on attempt 2; the key never reaches the logs", async () => {
+    script.length = 0;
+    script.push({ status: 429, body: { error: "rate limited" }, headers: { "retry-after": "2" } });
+    const w = new Service("worker.ts", env());
+    await w.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "llm", content: "hello" });
+    await waitFor(async () => (await store.get(task_id))?.status === "done", 60_000, "task done");
+    const view = await store.get(task_id);
+    expect(view?.attempts).toBe(2);
+    expect(view?.result).toEqual({ tags: ["keyboards", "deals"], score: 80, reason: "asks about a price drop" });
+    const retry = w.logs("task attempt failed; will retry", task_id)[0]!;
+    expect(retry.retry_in_ms).toBe(2_000);
+    expect(w.raw.join("\n")).not.toContain("sk-test-secret");
+    expect(await w.stop()).toBe(0);
+  }, 90_000);
+
+  test("the agent keeps failing: retried, then failed with the error and a failure result message", async () => {
+    script.length = 0;
+    for (let i = 0; i < 3; i++) script.push({ status: 500, body: { error: `boom ${i}` } });
+    const w = new Service("worker.ts", env());
+    await w.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "llm", content: "will fail" });
+    await waitFor(async () => (await store.get(task_id))?.status === "failed", 90_000, "task failed");
+    const view = await store.get(task_id);
+    expect(view?.attempts).toBe(3);
+    expect(view?.error).toContain("500");
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "failure result");
+    const msg = results.for(task_id)[0]!;
+    expect(msg.key).toBe(task_id);
+    expect(msg.body).toMatchObject({ task_id, user_id: "llm", status: "failed", result: null, attempts: 3 });
+    expect(String(msg.body.error)).toContain("500");
+    expect(await w.stop()).toBe(0);
+  }, 120_000);
+});
