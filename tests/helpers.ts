@@ -40,10 +40,13 @@ export function testEnv(): Record<string, string> {
   return env;
 }
 
-export async function createNamespace(opts: { queues?: number; extraGroups?: string[] } = {}): Promise<TestNamespace> {
+export async function createNamespace(
+  opts: { queues?: number; extraGroups?: string[]; /** endpoints of another stack */ env?: Record<string, string> } = {},
+): Promise<TestNamespace> {
   const id = `t${randomBytes(4).toString("hex")}`;
   const env: Record<string, string> = {
     ...testEnv(),
+    ...opts.env,
     REDIS_PREFIX: `test:${id}:`,
     MQ_TOPIC_REQUEST: `${id}_req`,
     MQ_TOPIC_RESULT: `${id}_res`,

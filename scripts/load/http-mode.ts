@@ -62,6 +62,7 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
       timeout_s: o.timeoutS,
       receivers: o.receivers,
       result_topic: cfg.MQ_TOPIC_RESULT,
+      result_group: group,
       request_topic: cfg.MQ_TOPIC_REQUEST,
       request_queue_spread: before.length === after.length ? spread(before, after) : undefined,
     }, verify);

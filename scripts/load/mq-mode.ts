@@ -58,6 +58,7 @@ export async function runMq(cfg: Config, o: LoadOptions): Promise<Summary> {
       timeout_s: o.timeoutS,
       receivers: o.receivers,
       topic,
+      group,
       queues: o.queues,
       queue_spread: perQueue,
     });

@@ -28,7 +28,10 @@ export interface Summary {
   /** result messages for a task already finished (redeliveries, duplicates) */
   duplicates: number;
   submit_per_s: number;
+  /** results per second from the start of submitting to the last result */
   done_per_s: number;
+  /** results per second from the first result to the last: the rate once the pipeline is full */
+  done_steady_per_s: number;
   submit_ms: Percentiles;
   e2e_ms: Percentiles;
   wall_s: number;
@@ -51,6 +54,7 @@ export class Tracker {
   readonly #early = new Map<string, { at: number; status: "done" | "failed" }>();
   submitEndedAt = 0;
   endedAt = 0;
+  firstFinishedAt = 0;
   lastFinishedAt = 0;
   #allFinished?: () => void;
 
@@ -100,6 +104,7 @@ export class Tracker {
     this.e2eMs.push(Math.max(0, at - r.acceptedAt));
     if (status === "done") this.done++;
     else this.failed++;
+    this.firstFinishedAt ||= at;
     this.lastFinishedAt = at;
     if (this.submitEndedAt && this.outstanding === 0) this.#allFinished?.();
   }
@@ -137,6 +142,7 @@ export class Tracker {
       duplicates: this.duplicates,
       submit_per_s: perSecond(this.accepted, submitWindow),
       done_per_s: perSecond(finished, (this.lastFinishedAt || end) - this.startedAt),
+      done_steady_per_s: perSecond(Math.max(0, finished - 1), this.lastFinishedAt - this.firstFinishedAt),
       submit_ms: summarize(this.submitMs),
       e2e_ms: summarize(this.e2eMs),
       wall_s: Math.round((end - this.startedAt) / 10) / 100,
@@ -154,7 +160,7 @@ export function formatSummary(s: Summary): string {
     `mode ${s.mode}: ${s.tasks} tasks, ${s.accepted} accepted${rejected ? `, rejected {${rejected}}` : ""}`,
     `done ${s.done}  failed ${s.failed}  lost ${s.lost}${s.duplicates ? `  duplicates ${s.duplicates}` : ""}`,
     `submit  ${s.submit_per_s}/s over ${s.submit_wall_s} s; latency ${p(s.submit_ms)}`,
-    `results ${s.done_per_s}/s; end-to-end ${p(s.e2e_ms)}`,
+    `results ${s.done_per_s}/s (${s.done_steady_per_s}/s from first to last); end-to-end ${p(s.e2e_ms)}`,
     `wall ${s.wall_s} s`,
   ];
   if (s.verify)

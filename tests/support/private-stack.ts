@@ -1,0 +1,78 @@
+// A second, private stack (own folder, own free ports, own Redis) for tests that crash and restart
+// servers, so the shared stack the other tests use is never touched.
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { portOpen } from "../../scripts/stack/ports.ts";
+import { isOurs, type ProcRecord } from "../../scripts/stack/state.ts";
+
+const STACK = join(import.meta.dir, "..", "..", "scripts", "stack.ts");
+
+/** 8 consecutive free ports; the broker takes broker-2, broker and broker+1. */
+export async function freePortBlock() {
+  for (let i = 0; i < 50; i++) {
+    const base = 24_000 + Math.floor(Math.random() * 3_000) * 10;
+    const open = await Promise.all([...Array(8).keys()].map((k) => portOpen(base + k, 200)));
+    if (!open.some(Boolean))
+      return { namesrv: base, grpc: base + 1, proxyRemoting: base + 2, redis: base + 3, broker: base + 6 };
+  }
+  throw new Error("no block of 8 free ports found");
+}
+
+export type Part = "namesrv" | "proxy" | "redis";
+
+export async function privateStack() {
+  const ports = await freePortBlock();
+  const dir = `/tmp/agent-prod-private-stack-${process.pid}-${ports.namesrv}`;
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  delete env.REDIS_URL;
+  Object.assign(env, {
+    STACK_DIR: dir,
+    MQ_NAMESRV: `127.0.0.1:${ports.namesrv}`,
+    MQ_ENDPOINT: `127.0.0.1:${ports.grpc}`,
+    STACK_BROKER_PORT: String(ports.broker),
+    STACK_PROXY_REMOTING_PORT: String(ports.proxyRemoting),
+    REDIS_PORT: String(ports.redis),
+  });
+  const seen = new Map<number, ProcRecord>();
+  const record = (part: Part): ProcRecord | undefined => {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, "pids", `${part}.json`), "utf8")) as ProcRecord;
+      seen.set(r.pid, r);
+      return r;
+    } catch {
+      return undefined;
+    }
+  };
+
+  async function stack(cmd: "up" | "down" | "status") {
+    const p = Bun.spawn(["bun", STACK, cmd], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    if (cmd === "up" && code !== 0) throw new Error(`private stack up failed:\n${out}${err}`);
+    return { code, out: out + err };
+  }
+
+  return {
+    ports,
+    /** endpoints for createNamespace({ env }) and child processes */
+    endpoints: {
+      MQ_NAMESRV: env.MQ_NAMESRV!,
+      MQ_ENDPOINT: env.MQ_ENDPOINT!,
+      REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
+    },
+    up: () => stack("up"),
+    /** Kills one part as a crash would (SIGKILL) and waits until it is gone. */
+    async crash(part: Part) {
+      const r = record(part);
+      if (!r || !isOurs(r)) throw new Error(`${part} is not running`);
+      process.kill(r.pid, "SIGKILL");
+      for (let i = 0; i < 100 && isOurs(r); i++) await Bun.sleep(100);
+    },
+    async destroy() {
+      for (const part of ["namesrv", "proxy", "redis"] as const) record(part);
+      await stack("down").catch(() => {});
+      for (const r of seen.values()) if (isOurs(r)) process.kill(r.pid, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
