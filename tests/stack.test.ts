@@ -2,62 +2,16 @@
 // shared stack serves the other tests: `up` is idempotent, `status` notices a dead broker/proxy JVM,
 // `down` leaves no process and no open port.
 import { afterAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { portOpen } from "../scripts/stack/ports.ts";
-import { isAlive, isOurs, type ProcRecord } from "../scripts/stack/state.ts";
+import { isAlive, isOurs } from "../scripts/stack/state.ts";
+import { privateStack } from "./support/private-stack.ts";
 
-const DIR = `/tmp/agent-prod-stack-test-${process.pid}`;
-/**
- * A block of 8 free ports picked per run (not fixed numbers): two runs of this file at once, e.g. two
- * engineers' suites on one machine, would otherwise test each other's stacks.
- * The broker takes broker-2, broker and broker+1.
- */
-async function freeBlock() {
-  for (let i = 0; i < 50; i++) {
-    const base = 20_000 + Math.floor(Math.random() * 4_000) * 10;
-    const open = await Promise.all([...Array(8).keys()].map((k) => portOpen(base + k, 200)));
-    if (!open.some(Boolean))
-      return { namesrv: base, grpc: base + 1, proxyRemoting: base + 2, redis: base + 3, broker: base + 6 };
-  }
-  throw new Error("no block of 8 free ports found");
-}
-const PORTS = await freeBlock();
+const priv = await privateStack();
+const { dir: DIR, ports: PORTS, stack, records } = priv;
 // bunfig.toml's [test] timeout is not applied by bun 1.4.4 (tests died at the 5 s default): explicit.
 const LONG = 120_000;
-const STACK = join(import.meta.dir, "..", "scripts", "stack.ts");
-const env: Record<string, string> = {};
-for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-delete env.REDIS_URL;
-Object.assign(env, {
-  STACK_DIR: DIR,
-  MQ_NAMESRV: `127.0.0.1:${PORTS.namesrv}`,
-  MQ_ENDPOINT: `127.0.0.1:${PORTS.grpc}`,
-  STACK_BROKER_PORT: String(PORTS.broker),
-  STACK_PROXY_REMOTING_PORT: String(PORTS.proxyRemoting),
-  REDIS_PORT: String(PORTS.redis),
-});
-
-async function stack(cmd: string) {
-  const p = Bun.spawn(["bun", STACK, cmd], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, out: out + err };
-}
-
-const readRecord = (name: string): ProcRecord | undefined => {
-  try {
-    return JSON.parse(readFileSync(join(DIR, "pids", `${name}.json`), "utf8"));
-  } catch {
-    return undefined;
-  }
-};
-/** Every record seen during the test, so afterAll can kill leftovers even if `down` failed. */
-const seen = new Map<number, ProcRecord>();
-const records = () => {
-  const r = { namesrv: readRecord("namesrv"), proxy: readRecord("proxy"), redis: readRecord("redis") };
-  for (const rec of Object.values(r)) if (rec) seen.set(rec.pid, rec);
-  return r;
-};
 /** Live (non-zombie) processes whose command line contains `text`. */
 function countProcs(text: string): number {
   let n = 0;
@@ -73,11 +27,7 @@ function countProcs(text: string): number {
 }
 const javaCount = (home: string) => countProcs(`-Duser.home=${home}`);
 
-afterAll(async () => {
-  await stack("down");
-  for (const rec of seen.values()) if (isOurs(rec)) process.kill(rec.pid, "SIGKILL");
-  rmSync(DIR, { recursive: true, force: true });
-}, 90_000);
+afterAll(() => priv.destroy(), 90_000);
 
 test("up twice leaves one set of processes", async () => {
   const first = await stack("up");

@@ -177,6 +177,17 @@ describe("worker", () => {
     expect(await statusOf(task_id)).toBe("done");
   }, 60_000);
 
+  test("TASK_TIMEOUT_MS aborts a run; after the last attempt the task is failed with the reason", async () => {
+    const w = worker({ AGENT_DELAY_MS: "60000", TASK_TIMEOUT_MS: "500", MAX_ATTEMPTS: "1" });
+    await w.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "slow", content: "never finishes in time" });
+    await waitStatus(task_id, "failed", 30_000);
+    expect((await store.get(task_id))?.error).toContain("timed out after 500 ms");
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "failure result");
+    expect(results.for(task_id)[0]!.body).toMatchObject({ status: "failed", result: null });
+    expect(await w.stop()).toBe(0);
+  }, 60_000);
+
   test("the process exits after SIGINT even when RocketMQ was never reachable", async () => {
     const a = worker({ MQ_ENDPOINT: "127.0.0.1:1", MQ_REQUEST_TIMEOUT_MS: "1000" });
     await Bun.sleep(4_000);

@@ -45,22 +45,29 @@ export async function privateStack() {
     }
   };
 
+  /** Runs `bun scripts/stack.ts <cmd>` on this stack; never throws. */
   async function stack(cmd: "up" | "down" | "status") {
     const p = Bun.spawn(["bun", STACK, cmd], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    if (cmd === "up" && code !== 0) throw new Error(`private stack up failed:\n${out}${err}`);
     return { code, out: out + err };
   }
 
   return {
     ports,
+    dir,
+    stack,
+    /** The process records of the three parts (undefined where the stack has none). */
+    records: () => ({ namesrv: record("namesrv"), proxy: record("proxy"), redis: record("redis") }),
     /** endpoints for createNamespace({ env }) and child processes */
     endpoints: {
       MQ_NAMESRV: env.MQ_NAMESRV!,
       MQ_ENDPOINT: env.MQ_ENDPOINT!,
       REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
     },
-    up: () => stack("up"),
+    async up() {
+      const r = await stack("up");
+      if (r.code !== 0) throw new Error(`private stack up failed:\n${r.out}`);
+    },
     /** Kills one part as a crash would (SIGKILL) and waits until it is gone. */
     async crash(part: Part) {
       const r = record(part);
