@@ -5,6 +5,7 @@ import { loadConfig } from "../lib/config.ts";
 import { ArgsError, parseLoadArgs, USAGE } from "./load/args.ts";
 import { runHttp } from "./load/http-mode.ts";
 import { runMq } from "./load/mq-mode.ts";
+import { watchRss } from "./load/rss.ts";
 import { formatSummary } from "./load/tracker.ts";
 
 async function main() {
@@ -17,7 +18,9 @@ async function main() {
     console.error(e.message ? `${e.message}\n${USAGE}` : USAGE);
     process.exit(e.message ? 2 : 0);
   }
+  const rss = o.watchPids.length ? watchRss(o.watchPids) : undefined;
   const summary = o.mode === "mq" ? await runMq(cfg, o) : await runHttp(cfg, o);
+  if (rss) summary.rss = rss.stop();
   if (o.json) process.stdout.write(JSON.stringify(summary) + "\n");
   else console.log(formatSummary(summary));
   const bad = summary.lost > 0 || (summary.verify?.problems.length ?? 0) > 0;

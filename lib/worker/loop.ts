@@ -2,6 +2,9 @@
 // only when it has room (WORKER_CONCURRENCY runs at once), catches every error inside a turn and
 // backs off, and stops by flag + abort: no new receives, running tasks get SHUTDOWN_TIMEOUT_MS to
 // finish, the rest are handed back to the broker.
+// One receive returns at most 32 messages, so with room for more it runs several receive calls at
+// once (up to MAX_RECEIVES), each asking for a share of the room that no other call has claimed:
+// never more messages in hand than WORKER_CONCURRENCY.
 import { toError } from "../errors.ts";
 import { sleep } from "../agent/demo.ts";
 import type { MessageView } from "../mq.ts";
@@ -16,6 +19,8 @@ export interface ReceivingConsumer {
 
 type State = "created" | "running" | "stopping" | "stopped";
 const MAX_BATCH = 32;
+/** Receive calls in flight at most: with hundreds of slots and a slow round trip, one call at a time takes in too few. */
+const MAX_RECEIVES = 4;
 
 export class ConsumerLoop {
   state: State = "created";
@@ -27,7 +32,10 @@ export class ConsumerLoop {
   readonly #shutdown = new AbortController(); // aborted when running tasks must hand back
   // One settle operation at a time per message: a heartbeat's receipt-handle change must not race an ack.
   readonly #settling = new WeakMap<MessageView, Promise<void>>();
-  #slotFreed?: () => void;
+  /** receive lanes waiting for a slot to free up */
+  #slotWaiters: (() => void)[] = [];
+  /** messages asked for by receive calls still in flight: room they have claimed */
+  #requested = 0;
   #loop?: Promise<void>;
   #stopping?: Promise<void>;
   readonly settler: Settler;
@@ -69,24 +77,49 @@ export class ConsumerLoop {
     this.#loop = this.#run();
   }
 
-  async #run(): Promise<void> {
+  #run(): Promise<void> {
+    const lanes = Math.max(1, Math.min(MAX_RECEIVES, Math.ceil(this.ctx.cfg.WORKER_CONCURRENCY / MAX_BATCH)));
+    return Promise.all(Array.from({ length: lanes }, () => this.#lane())).then(() => {});
+  }
+
+  /** Free room no receive call has claimed yet. */
+  get #room(): number {
+    return this.ctx.cfg.WORKER_CONCURRENCY - this.#inflight.size - this.#requested;
+  }
+
+  #waitForSlot(): Promise<void> {
+    return new Promise<void>((r) => this.#slotWaiters.push(r));
+  }
+
+  #wakeLanes() {
+    const waiters = this.#slotWaiters;
+    this.#slotWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** One receive lane: receive when there is room, hand each message to a task, repeat. */
+  async #lane(): Promise<void> {
     const { cfg, log } = this.ctx;
     let backoff = 0;
     while (this.state === "running") {
-      const room = cfg.WORKER_CONCURRENCY - this.#inflight.size;
+      const room = this.#room;
       if (room <= 0) {
-        await new Promise<void>((r) => (this.#slotFreed = r));
+        await this.#waitForSlot();
         continue;
       }
+      const want = Math.min(room, MAX_BATCH);
       let messages: MessageView[];
+      this.#requested += want;
       try {
-        messages = await this.consumer.receive(Math.min(room, MAX_BATCH), cfg.MQ_INVISIBLE_MS);
+        messages = await this.consumer.receive(want, cfg.MQ_INVISIBLE_MS);
         backoff = 0;
       } catch (e) {
         backoff = Math.min(Math.max(backoff * 2, 250), 5_000);
         log.warn("receive failed; backing off", { error: toError(e), retry_in_ms: backoff });
         await sleep(backoff, this.#wake.signal).catch(() => {});
         continue;
+      } finally {
+        this.#requested -= want;
       }
       for (const m of messages) {
         if (this.state !== "running") {
@@ -97,6 +130,8 @@ export class ConsumerLoop {
         }
         this.#track(m);
       }
+      // Claimed room this call did not fill is free again for a lane waiting on it.
+      if (messages.length < want) this.#wakeLanes();
     }
   }
 
@@ -112,8 +147,7 @@ export class ConsumerLoop {
       })
       .finally(() => {
         this.#inflight.delete(p);
-        this.#slotFreed?.();
-        this.#slotFreed = undefined;
+        this.#wakeLanes();
       });
     this.#inflight.add(p);
   }
@@ -124,7 +158,7 @@ export class ConsumerLoop {
       const { log } = this.ctx;
       this.state = "stopping";
       this.#wake.abort();
-      this.#slotFreed?.();
+      this.#wakeLanes();
       log.info("worker stopping", { inflight: this.#inflight.size, grace_ms: graceMs });
       const all = () => Promise.allSettled([...this.#inflight]);
       const finished = await Promise.race([all().then(() => true), sleep(graceMs).then(() => false)]);

@@ -19,6 +19,8 @@ export interface LoadOptions {
   verify: number;
   /** queues of the temporary topic (mq mode) */
   queues: number;
+  /** processes whose RSS is sampled during the run */
+  watchPids: number[];
 }
 
 export const USAGE = `usage: bun scripts/load.ts [options]
@@ -32,6 +34,7 @@ export const USAGE = `usage: bun scripts/load.ts [options]
   --receivers K          parallel receive calls on the result topic (default 4)
   --verify N             finished tasks checked with GET /tasks/:id (http, default 20)
   --queues Q             queues of the temporary topic (mq, default MQ_QUEUES)
+  --watch-pid PID        sample this process's RSS during the run (repeatable), e.g. the worker's
   --json                 print one JSON summary on stdout and nothing else there
 Environment: the same variables as api.ts/worker.ts (lib/config.ts): MQ_TOPIC_RESULT, MQ_NAMESRV, ...`;
 
@@ -62,6 +65,7 @@ export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queue
         receivers: { type: "string" },
         verify: { type: "string" },
         queues: { type: "string" },
+        "watch-pid": { type: "string", multiple: true },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -99,5 +103,6 @@ export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queue
     receivers: int("receivers", values.receivers, 4, 1, 64),
     verify: int("verify", values.verify, 20, 0, 10_000),
     queues: int("queues", values.queues, defaults.queues, 1, 1024),
+    watchPids: (values["watch-pid"] ?? []).map((v) => int("watch-pid", v, 0, 1)),
   };
 }

@@ -34,6 +34,27 @@ export async function createTailGroup(admin: Admin, cfg: Config, group: string, 
   }
 }
 
+/**
+ * Deletes a group on a topic that stays (the result topic) for good. The broker's pop checkpoints of
+ * the group's last receives come due `invisibleMs` after them and re-create a group deleted before
+ * that (measured: the group was back 20-35 s after deletion with a 30 s invisible time), so this
+ * waits for them, deletes, and deletes again if the group came back.
+ */
+export async function removeGroup(admin: Admin, cfg: Config, group: string, lastReceiveAt: number, invisibleMs: number) {
+  const due = lastReceiveAt + invisibleMs + 3_000 - performance.now();
+  if (lastReceiveAt && due > 0) await Bun.sleep(due);
+  const exists = async () => {
+    for (const b of await admin.brokers(cfg.MQ_CLUSTER)) if (await admin.getGroupConfig(b.master, group)) return true;
+    return false;
+  };
+  for (let i = 0; i < 5; i++) {
+    await admin.deleteGroup(group, cfg.MQ_CLUSTER, true);
+    await Bun.sleep(2_000);
+    if (!(await exists())) return;
+  }
+  throw new Error(`group ${group} keeps coming back after deletion`);
+}
+
 /** A topic and a group on it (offsets at the earliest message) for mq mode. */
 export function tempSpec(cfg: Config, id: string, queues: number): ProvisionSpec {
   return {

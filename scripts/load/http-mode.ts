@@ -4,25 +4,24 @@ import type { Config } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
 import type { LoadOptions } from "./args.ts";
 import { drive } from "./driver.ts";
-import { adminFor, createTailGroup, maxOffsets, runId, spread } from "./groups.ts";
+import { adminFor, createTailGroup, maxOffsets, removeGroup, runId, spread } from "./groups.ts";
 import { startProgress } from "./progress.ts";
-import { startReceiver } from "./receiver.ts";
+import { INVISIBLE_MS, startReceiver, type Receiver } from "./receiver.ts";
 import { Tracker, type Summary, type Verification } from "./tracker.ts";
 
 export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
   const admin = adminFor(cfg);
   const group = `${runId()}_res`;
   const content = "x".repeat(o.contentBytes);
-  let tracker: Tracker | undefined;
+  let receiver: Receiver | undefined;
   try {
     const before = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);
     await createTailGroup(admin, cfg, group, cfg.MQ_TOPIC_RESULT);
     const t = new Tracker();
-    const receiver = await startReceiver(cfg, group, cfg.MQ_TOPIC_RESULT, RESULT_TAG, o.receivers, (m, at) => {
+    receiver = await startReceiver(cfg, group, cfg.MQ_TOPIC_RESULT, RESULT_TAG, o.receivers, (m, at) => {
       const body = JSON.parse(m.body.toString("utf8")) as { task_id?: string; status?: string };
       if (body.task_id && (body.status === "done" || body.status === "failed")) t.finish(body.task_id, body.status, at);
     });
-    tracker = t;
     const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
     try {
       t.start();
@@ -53,6 +52,7 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
       await receiver.close();
     }
     const verify = await verifySample(o, t);
+    if (!o.json && process.stderr.isTTY) process.stderr.write("removing the run's consumer group (waits for the broker's checkpoints)...\n");
     const after = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);
     return t.summary("http", o.tasks, {
       api: o.api,
@@ -67,7 +67,9 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
       request_queue_spread: before.length === after.length ? spread(before, after) : undefined,
     }, verify);
   } finally {
-    await admin.deleteGroup(group, cfg.MQ_CLUSTER, true).catch((e) => console.error(`could not delete group ${group}: ${e}`));
+    await removeGroup(admin, cfg, group, receiver?.lastMessagesAt ?? 0, INVISIBLE_MS).catch((e) =>
+      console.error(`could not delete group ${group}: ${e}`),
+    );
     admin.close();
   }
 }

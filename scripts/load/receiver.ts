@@ -4,10 +4,19 @@ import type { Config } from "../../lib/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { closeClient, createConsumer, type MessageView } from "../../lib/mq.ts";
 
+/**
+ * How long a received message stays invisible: the proxy's minimum. The broker revisits every receive
+ * that returned messages this long after it (its pop checkpoint), whether acked or not, and in doing so
+ * re-creates a consumer group deleted meanwhile (autoCreateSubscriptionGroup): see removeGroup().
+ */
+export const INVISIBLE_MS = 10_000;
+
 export interface Receiver {
   /** stops the receive loops (a long poll in progress is not waited for beyond a few seconds) and closes */
   close(): Promise<void>;
   errors: number;
+  /** performance.now() of the last receive that returned messages (0: none did) */
+  lastMessagesAt: number;
 }
 
 export async function startReceiver(
@@ -25,6 +34,7 @@ export async function startReceiver(
   const acks = new Set<Promise<unknown>>();
   const r: Receiver = {
     errors: 0,
+    lastMessagesAt: 0,
     async close() {
       stopped = true;
       await Promise.race([Promise.all([...running, ...acks]), Bun.sleep(6_000)]);
@@ -35,13 +45,14 @@ export async function startReceiver(
     while (!stopped) {
       let batch: MessageView[];
       try {
-        batch = await consumer.receive(32, 30_000);
+        batch = await consumer.receive(32, INVISIBLE_MS);
       } catch {
         r.errors++;
         await Bun.sleep(200);
         continue;
       }
       const at = performance.now();
+      if (batch.length) r.lastMessagesAt = at;
       for (const m of batch) onMessage(m, at);
       // Acks go out in the background: the next receive need not wait for them.
       const a: Promise<unknown> = Promise.allSettled(batch.map((m) => consumer.ack(m))).finally(() => acks.delete(a));

@@ -1,4 +1,5 @@
 // Accounting of one run: what was submitted, accepted, rejected, finished; latency samples; the summary.
+import type { RssFigures } from "./rss.ts";
 import { perSecond, summarize, type Percentiles } from "./stats.ts";
 
 export interface TaskRecord {
@@ -37,6 +38,8 @@ export interface Summary {
   wall_s: number;
   submit_wall_s: number;
   verify?: Verification;
+  /** pid -> RSS figures of the processes given with --watch-pid */
+  rss?: Record<string, RssFigures>;
   settings: Record<string, unknown>;
 }
 
@@ -163,6 +166,8 @@ export function formatSummary(s: Summary): string {
     `results ${s.done_per_s}/s (${s.done_steady_per_s}/s from first to last); end-to-end ${p(s.e2e_ms)}`,
     `wall ${s.wall_s} s`,
   ];
+  for (const [pid, r] of Object.entries(s.rss ?? {}))
+    lines.push(`rss of pid ${pid}: start ${r.start_mib} MiB, peak ${r.peak_mib} MiB, end ${r.end_mib} MiB`);
   if (s.verify)
     lines.push(`verify: ${s.verify.agreed}/${s.verify.checked} GET /tasks/:id agree` + (s.verify.problems.length ? `\n  ${s.verify.problems.join("\n  ")}` : ""));
   return lines.join("\n");
