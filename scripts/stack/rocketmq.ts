@@ -10,6 +10,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { endpoint, portOpen, type Ports, waitFor } from "./ports";
 import { isAlive, isOurs, type ProcRecord, spawnDetached, type StackState, tail } from "./state";
+import { Admin } from "../../lib/rocketmq/admin.ts";
 
 // Heaps sized for a 2-core CI box (the official scripts ask for 4-8 GiB). No AlwaysPreTouch, so
 // RSS grows only as the heap is used.
@@ -130,8 +131,8 @@ export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log:
   }
   log(`  namesrv: ready on ${endpoint(ports.namesrv)}`);
 
-  // Proxy with the embedded broker. The proxy opens gRPC only after the broker started and
-  // registered with the name server, so "broker port then gRPC port" is the readiness signal.
+  // Proxy with the embedded broker: ready when the broker port and the gRPC port accept and the
+  // broker is registered with the name server (that comes ~10 s after gRPC opens, measured).
   const brokerUp = await portOpen(ports.broker);
   const grpcUp = await portOpen(ports.grpc);
   if (!brokerUp && !grpcUp) {
@@ -164,28 +165,16 @@ export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log:
     throw failure(part, st, `port ${brokerUp ? ports.grpc : ports.broker} is closed while port ${brokerUp ? ports.broker : ports.grpc} answers; run \`bun scripts/stack.ts down\` or free the ports`);
   }
   // Registration is asynchronous to the ports opening: poll the name server for a while.
-  let reg = await brokerRegistered(ports);
-  if (reg === false) {
-    const r = await waitFor(async () => (await brokerRegistered(ports)) !== false, 60_000);
+  if (!(await brokerRegistered(ports))) {
+    const r = await waitFor(() => brokerRegistered(ports), 60_000);
     if (!r.ok) throw failure("broker", st, `not registered in cluster ${CLUSTER} at ${endpoint(ports.namesrv)}: ${r.why}`);
-    reg = true;
   }
-  log(`  broker: ready on ${endpoint(ports.broker)}${reg ? ` (registered in ${CLUSTER})` : ""}`);
+  log(`  broker: ready on ${endpoint(ports.broker)} (registered in ${CLUSTER})`);
   log(`  proxy: ready, gRPC ${endpoint(ports.grpc)}, remoting ${endpoint(ports.proxyRemoting)}`);
 }
 
-/**
- * Asks the name server (GET_BROKER_CLUSTER_INFO, through lib/rocketmq/admin.ts) whether our broker's
- * master is registered at our broker port. undefined when the admin module cannot be loaded: then
- * the open gRPC port stands in, since the proxy opens it only after the broker registered.
- */
-async function brokerRegistered(ports: Ports): Promise<boolean | undefined> {
-  let Admin: typeof import("../../lib/rocketmq/admin.ts").Admin;
-  try {
-    ({ Admin } = await import("../../lib/rocketmq/admin.ts"));
-  } catch {
-    return undefined;
-  }
+/** Asks the name server (GET_BROKER_CLUSTER_INFO) whether our broker's master is registered at our broker port. */
+async function brokerRegistered(ports: Ports): Promise<boolean> {
   const admin = new Admin({ namesrv: endpoint(ports.namesrv), cluster: CLUSTER, timeoutMs: 3000 });
   try {
     const brokers = await admin.brokers();
