@@ -2,6 +2,7 @@
 // Brings up Redis and RocketMQ (scripts/stack.ts up), provisions topics and the group, then runs the
 // API and WORKERS (default 1) worker processes until Ctrl-C, which stops them cleanly. The servers
 // keep running afterwards (`bun scripts/stack.ts down` stops them).
+import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 
 const ROOT = join(import.meta.dir, "..");
@@ -18,12 +19,11 @@ function step(args: string[], what: string) {
 step([join(ROOT, "scripts/stack.ts"), "up"], "bringing up Redis and RocketMQ");
 step([join(ROOT, "scripts/provision.ts")], "provisioning");
 
-const children = [
-  Bun.spawn(["bun", join(ROOT, "api.ts")], { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"], env: process.env }),
-  ...Array.from({ length: workers }, () =>
-    Bun.spawn(["bun", join(ROOT, "worker.ts")], { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"], env: process.env }),
-  ),
-];
+// Each child in its own process group: Ctrl-C then reaches only this process, which passes it on
+// once (a terminal's SIGINT plus npm's copy of it would otherwise count as a second, forcing signal).
+const run = (entry: string) =>
+  spawn("bun", [join(ROOT, entry)], { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"], env: process.env, detached: true });
+const children: ChildProcess[] = [run("api.ts"), ...Array.from({ length: workers }, () => run("worker.ts"))];
 const port = process.env.API_PORT ?? "8000";
 console.error(
   `\nstart: API on http://127.0.0.1:${port} (docs /docs), ${workers} worker(s). Try:\n` +
@@ -33,13 +33,19 @@ console.error(
 );
 
 let stopping = false;
+let forwardedAt = 0;
 for (const sig of ["SIGINT", "SIGTERM"] as const)
   process.on(sig, () => {
-    // A second signal is passed on too: the children then force their own exit.
+    // Copies of one Ctrl-C arrive together; a signal a second or more later is a real second one,
+    // and is passed on too: the children then force their own exit.
+    if (Date.now() - forwardedAt < 1_000) return;
+    forwardedAt = Date.now();
     stopping = true;
     for (const c of children) c.kill(sig);
   });
 
-const codes = await Promise.all(children.map((c) => c.exited));
+const codes = await Promise.all(
+  children.map((c) => new Promise<number>((resolve) => c.once("exit", (code) => resolve(code ?? 1)))),
+);
 if (!stopping) console.error(`start: a process exited on its own (codes ${codes.join(", ")})`);
 process.exit(codes.every((c) => c === 0) ? 0 : 1);
