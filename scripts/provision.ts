@@ -1,4 +1,4 @@
-// bun scripts/provision.ts [--dry-run] [--queues N] [--cluster NAME] [--group NAME]... [--delete] [--json]
+// bun scripts/provision.ts [--dry-run] [--queues N] [--cluster NAME] [--group NAME]... [--delete] [--json] [--wait S]
 // Creates (or, with --delete, removes) the request and result topics and the workers' consumer group,
 // speaking RocketMQ's remoting protocol to the name server and brokers. Safe to run again: a second run
 // reports that nothing changed. Exit codes: 0 done, 1 RocketMQ refused or is unreachable, 2 bad config/flags.
@@ -8,7 +8,11 @@ import { deprovision, formatReport, provision, specFromConfig } from "../lib/pro
 import { Admin, AdminError } from "../lib/rocketmq/admin.ts";
 import { RemotingError } from "../lib/rocketmq/remoting.ts";
 
-const USAGE = `usage: bun scripts/provision.ts [--dry-run] [--queues N] [--cluster NAME] [--group NAME]... [--delete] [--json]`;
+const USAGE = `usage: bun scripts/provision.ts [--dry-run] [--queues N] [--cluster NAME] [--group NAME]... [--delete] [--json] [--wait SECONDS]`;
+
+/** Worth waiting for (--wait): RocketMQ not up yet, or its broker not registered yet. A refusal is final. */
+const notReadyYet = (e: unknown) =>
+  e instanceof AdminError || (e instanceof RemotingError && e.kind !== "response" && e.kind !== "protocol");
 
 async function main(): Promise<number> {
   let args;
@@ -21,6 +25,7 @@ async function main(): Promise<number> {
         group: { type: "string", multiple: true, default: [] },
         delete: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
+        wait: { type: "string", default: "0" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -40,6 +45,11 @@ async function main(): Promise<number> {
     console.error(`--queues must be an integer from 1 to 1024, got "${args.queues}"`);
     return 2;
   }
+  const waitS = Number(args.wait);
+  if (!(Number.isFinite(waitS) && waitS >= 0)) {
+    console.error(`--wait takes seconds (0 or more), got "${args.wait}"`);
+    return 2;
+  }
   const spec = specFromConfig(cfg, { queues, cluster: args.cluster, extraGroups: args.group });
   const admin = new Admin({
     namesrv: cfg.MQ_NAMESRV,
@@ -49,7 +59,18 @@ async function main(): Promise<number> {
   });
   try {
     const o = { dryRun: args["dry-run"] };
-    const report = args.delete ? await deprovision(admin, spec, o) : await provision(admin, spec, o);
+    const deadline = Date.now() + waitS * 1000;
+    let report;
+    for (;;) {
+      try {
+        report = args.delete ? await deprovision(admin, spec, o) : await provision(admin, spec, o);
+        break;
+      } catch (e) {
+        if (!notReadyYet(e) || Date.now() >= deadline) throw e;
+        if (!args.json) console.error(`waiting for RocketMQ: ${describeError(e, cfg.MQ_NAMESRV)}`);
+        await Bun.sleep(2_000);
+      }
+    }
     console.log(args.json ? JSON.stringify(report) : formatReport(report).join("\n"));
     return 0;
   } catch (e) {

@@ -42,7 +42,7 @@ test("start order: namesrv healthy -> broker healthy -> provision done -> api, w
     expect(s[name]!.depends_on!.provision).toEqual({ condition: "service_completed_successfully" });
     expect(s[name]!.depends_on!.redis).toEqual({ condition: "service_healthy" });
   }
-  expect(s.provision!.command).toEqual(["bun", "scripts/provision.ts"]);
+  expect(s.provision!.command).toEqual(["sh", "-c", "bun install --frozen-lockfile && bun scripts/provision.ts --wait 120"]);
   expect(s.provision!.restart).toBe("no");
 });
 
