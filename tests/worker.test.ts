@@ -188,6 +188,29 @@ describe("worker", () => {
     expect(await w.stop()).toBe(0);
   }, 60_000);
 
+  test("a task accepted but never confirmed sent (API died mid-submit) is re-published by the outbox sweep", async () => {
+    const task_id = crypto.randomUUID();
+    const body = encodeJson({ task_id, user_id: "outbox", payload: "orphan", action: ACTION }).toString("utf8");
+    await store.create(task_id, "outbox", body, Date.now() - 60_000); // written, then the process died
+    expect(await tasks.sweepOutbox(30_000)).toBe(1);
+    expect(await store.dueOutbox(0)).toEqual([]);
+    const w = worker({ AGENT_DELAY_MS: "0" });
+    await waitStatus(task_id, "done", 30_000);
+    expect(await w.stop()).toBe(0);
+  }, 60_000);
+
+  test("a second signal forces the exit while a task still runs", async () => {
+    const w = worker({ AGENT_DELAY_MS: "60000", SHUTDOWN_TIMEOUT_MS: "60000" });
+    await w.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "force", content: "long" });
+    await waitStatus(task_id, "running", 30_000);
+    w.signal("SIGTERM");
+    await w.waitForLog("worker stopping");
+    w.signal("SIGTERM");
+    expect(await w.exited).toBe(1);
+    expect(w.logs("second signal: exiting now").length).toBe(1);
+  }, 60_000);
+
   test("the process exits after SIGINT even when RocketMQ was never reachable", async () => {
     const a = worker({ MQ_ENDPOINT: "127.0.0.1:1", MQ_REQUEST_TIMEOUT_MS: "1000" });
     await Bun.sleep(4_000);
