@@ -7,6 +7,8 @@ import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
+import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
+import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 
 async function main() {
@@ -21,10 +23,14 @@ async function main() {
   const { agent, name } = agentFromConfig(cfg);
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
   const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
+  // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
+  const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
+  const dlqLog = log.child({ loop: "dead-letters" });
+  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, handleDeadLetter);
 
   handleSignals(log, () => [
-    ["stop consumer loop", () => loop.stop(cfg.SHUTDOWN_TIMEOUT_MS)],
-    ["close consumer", () => closeClient(consumer, log)],
+    ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
+    ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
   ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
@@ -34,6 +40,8 @@ async function main() {
   // instead of ~200 (docs/performance.md).
   if (cfg.WORKER_GC_INTERVAL_MS > 0) setInterval(() => Bun.gc(true), cfg.WORKER_GC_INTERVAL_MS).unref();
   await loop.start();
+  // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.
+  void dlqLoop.start();
   log.info("worker running", {
     group: cfg.MQ_GROUP_AGENT, topic: cfg.MQ_TOPIC_REQUEST, concurrency: cfg.WORKER_CONCURRENCY, agent: name,
   });

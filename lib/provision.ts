@@ -65,15 +65,35 @@ export interface SpecOptions {
   extraGroups?: string[];
 }
 
-/** The request and result topics and the workers' group (plus extra groups on the result topic). */
+/** Where RocketMQ moves a group's messages after retryMaxTimes + 1 deliveries. */
+export const deadLetterTopic = (group: string) => `%DLQ%${group}`;
+/**
+ * The group that reads a group's dead-letter topic. Not the group itself: the proxy dead-letters any
+ * message it hands out whose reconsume count reached the reading group's retryMaxTimes + 1, and a
+ * dead letter carries its count, so the owning group would send it straight back to its own DLQ, in a
+ * loop inside the broker (seen: 1770 times a minute). This group allows more deliveries than that.
+ */
+export const deadLetterGroup = (group: string) => `${group}-dlq`;
+
+/**
+ * The request and result topics, the workers' group (plus extra groups on the result topic), and the
+ * workers' dead-letter topic with the group that reads it. The broker would create the topic itself on
+ * the first dead letter; creating it here (offsets at the start) lets workers read it from the start,
+ * so a task whose message RocketMQ gave up on is marked failed instead of left waiting.
+ */
 export function specFromConfig(cfg: Config, o: SpecOptions = {}): ProvisionSpec {
   const queues = o.queues ?? cfg.MQ_QUEUES;
   const retry = { retryMaxTimes: cfg.MQ_RETRY_MAX_TIMES, retryPolicy: retryPolicyFor(cfg) };
+  const dlq = deadLetterTopic(cfg.MQ_GROUP_AGENT);
   const topics: TopicSpec[] = [
     { topic: cfg.MQ_TOPIC_REQUEST, queues, perm: 6, messageType: "NORMAL" },
     { topic: cfg.MQ_TOPIC_RESULT, queues, perm: 6, messageType: "NORMAL" },
+    { topic: dlq, queues: 1, perm: 6, messageType: "NORMAL" },
   ];
-  const groups: GroupProvision[] = [{ group: cfg.MQ_GROUP_AGENT, ...retry, topics: [cfg.MQ_TOPIC_REQUEST] }];
+  const groups: GroupProvision[] = [
+    { group: cfg.MQ_GROUP_AGENT, ...retry, topics: [cfg.MQ_TOPIC_REQUEST] },
+    { group: deadLetterGroup(cfg.MQ_GROUP_AGENT), retryMaxTimes: cfg.MQ_RETRY_MAX_TIMES + 16, retryPolicy: retry.retryPolicy, topics: [dlq] },
+  ];
   for (const g of o.extraGroups ?? [])
     if (!groups.some((x) => x.group === g)) groups.push({ group: g, ...retry, topics: [cfg.MQ_TOPIC_RESULT] });
   return { cluster: o.cluster ?? cfg.MQ_CLUSTER, topics, groups };
@@ -92,7 +112,8 @@ export interface Plan {
   steps: Step[];
 }
 
-const NAME = /^[A-Za-z0-9_-]{1,127}$/; // what TopicValidator and the gRPC proxy accept for our names
+// What TopicValidator and the gRPC proxy accept for our names; %DLQ% is the broker's own dead-letter prefix.
+const NAME = /^(%DLQ%)?[A-Za-z0-9_-]{1,120}$/;
 
 /** Reads the cluster's state and lists, per master broker, what provisioning would create or change. */
 export async function plan(admin: Admin, spec: ProvisionSpec): Promise<Plan> {

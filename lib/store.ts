@@ -104,6 +104,10 @@ export class TaskStore {
   forceFail(id: string, error: string, userId = "") {
     return this.finish(id, "", "force", error, userId);
   }
+  /** Marks a task failed because RocketMQ dead-lettered its message, unless a runner holds a live lease. */
+  deadLettered(id: string, error: string, userId = "") {
+    return this.finish(id, "", "dead", error, userId);
+  }
 
   async get(id: string): Promise<TaskView | null> {
     const h = (await this.redis.hGetAll(this.keys.task(id))) as Record<string, string>;

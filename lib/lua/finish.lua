@@ -1,14 +1,20 @@
 --[[ End a claimed run: done, failed for good, or back to queued (a retry, or handed back at shutdown).
   KEYS[1] task hash   KEYS[2] legacy status
   ARGV[1] claim token ("" with mode "force")   ARGV[2] now (ms)   ARGV[3] ttl (s)
-  ARGV[4] mode: "done" | "failed" | "retry" | "release" | "force" (failed without a claim, for poison)
+  ARGV[4] mode: "done" | "failed" | "retry" | "release"
+               | "force" (failed without a claim, for poison)
+               | "dead" (failed without a claim unless a runner holds a live lease: RocketMQ dead-lettered a copy)
   ARGV[5] result JSON (done) or error text (failed, retry, force)   ARGV[6] user_id (force only)
   Returns: 1 written; 0 the claim is not ours (nothing written); 2 already finished (nothing written)
 ]]
-local t = redis.call("HMGET", KEYS[1], "status", "owner")
+local t = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until")
 local mode = ARGV[4]
 local now = ARGV[2]
 if t[1] == "done" or t[1] == "failed" then return 2 end
+if mode == "dead" then
+  if t[1] == "running" and tonumber(t[3] or "0") > tonumber(now) then return 0 end
+  mode = "force"
+end
 if mode ~= "force" and (t[1] ~= "running" or t[2] ~= ARGV[1]) then return 0 end
 redis.call("HDEL", KEYS[1], "owner", "lease_until")
 if mode == "done" then

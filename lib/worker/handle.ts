@@ -68,11 +68,11 @@ export function parseRequest(body: Buffer): Parsed {
   return { ok: false, reason: `invalid request message: ${first?.path || "/"} ${first?.message}`, taskId, userId };
 }
 
-async function publishResult(ctx: WorkerContext, r: ResultMessage): Promise<void> {
+export async function publishResult(ctx: WorkerContext, r: ResultMessage): Promise<void> {
   await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r) });
 }
 
-function resultMessage(msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string): ResultMessage {
+export function resultMessage(msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string): ResultMessage {
   return {
     task_id: msg.task_id,
     user_id: msg.user_id,
@@ -85,7 +85,7 @@ function resultMessage(msg: { task_id: string; user_id: string }, attempts: numb
 }
 
 /** A message that can never be processed: set aside with its reason, recorded as failed if it names a task, acked. */
-async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext): Promise<Outcome> {
+export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext): Promise<Outcome> {
   const log = ctx.log.child({ message_id: m.messageId, ...(p.taskId ? { task_id: p.taskId } : {}) });
   log.warn("message set aside: cannot be processed", { reason: p.reason });
   await ctx.store.deadLetter({

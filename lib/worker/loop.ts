@@ -18,6 +18,7 @@ export interface ReceivingConsumer {
 }
 
 type State = "created" | "running" | "stopping" | "stopped";
+export type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
 const MAX_BATCH = 32;
 /** Receive calls in flight at most: with hundreds of slots and a slow round trip, one call at a time takes in too few. */
 const MAX_RECEIVES = 4;
@@ -43,6 +44,8 @@ export class ConsumerLoop {
   constructor(
     private readonly consumer: ReceivingConsumer,
     private readonly ctx: Omit<WorkerContext, "settler">,
+    /** what to do with each message: run the task (default), or settle a dead letter */
+    private readonly handler: Handler = handleMessage,
   ) {
     const serial = (m: MessageView, op: () => Promise<void>) => {
       const next = (this.#settling.get(m) ?? Promise.resolve()).catch(() => {}).then(op);
@@ -136,7 +139,7 @@ export class ConsumerLoop {
   }
 
   #track(m: MessageView) {
-    const p = handleMessage(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
+    const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
       .then((outcome) => {
         this.counts[outcome]++;
       })
