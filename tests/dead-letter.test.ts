@@ -4,38 +4,19 @@
 // that took the message and never finished it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { silentLogger } from "../lib/log.ts";
-import { closeClient, createConsumer, Publisher } from "../lib/mq.ts";
-import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
-import { TaskStore } from "../lib/store.ts";
-import { TaskService } from "../lib/submit.ts";
-import { createNamespace, type TestNamespace } from "./helpers.ts";
-import { Service, stopAll, waitFor } from "./support/processes.ts";
-import { collectResults } from "./support/results.ts";
+import { closeClient, createConsumer } from "../lib/mq.ts";
+import { Service, waitFor } from "./support/processes.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
 
-let ns: TestNamespace;
-let redis: ReturnType<typeof createRedis>;
-let publisher: Publisher;
-let store: TaskStore;
-let results: Awaited<ReturnType<typeof collectResults>>;
-
+let sys: TestSystem;
 beforeAll(async () => {
-  ns = await createNamespace({ env: { MQ_RETRY_MAX_TIMES: "0" } });
-  redis = createRedis(ns.config, silentLogger);
-  await connectRedis(redis);
-  publisher = new Publisher(ns.config, silentLogger, [ns.requestTopic]);
-  store = new TaskStore(redis, ns.config.TASK_TTL_SECONDS, ns.redisPrefix);
-  results = await collectResults(ns);
-});
-afterAll(async () => {
-  await stopAll();
-  await results?.close();
-  await publisher?.close();
-  if (redis) await closeRedis(redis);
-  await ns?.cleanup();
-});
+  sys = await testSystem({ env: { MQ_RETRY_MAX_TIMES: "0" } });
+}, 60_000);
+afterAll(() => sys?.close(), 60_000);
 
 test("a dead-lettered task ends failed with the reason and a failure result", async () => {
-  const { task_id } = await new TaskService(ns.config, store, publisher, silentLogger).submit({ user_id: "dlq", content: "lost cause" });
+  const { ns, store, results } = sys;
+  const { task_id } = await sys.tasks.submit({ user_id: "dlq", content: "lost cause" });
   // First delivery: taken and never acked, as by a worker that kept failing underneath.
   const bare = createConsumer(ns.config, silentLogger, ns.group, ns.requestTopic, "*", 5_000);
   await bare.startup();
@@ -51,7 +32,7 @@ test("a dead-lettered task ends failed with the reason and a failure result", as
 
   // The next delivery would be the second: the proxy moves it to %DLQ%<group>, where the worker reads it.
   const w = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });
-  await waitFor(async () => (await store.get(task_id))?.status === "failed", 60_000, "task failed through the DLQ");
+  await sys.waitStatus(task_id, "failed", 60_000);
   expect((await store.get(task_id))?.error).toContain("dead-lettered");
   expect(w.logs("task running", task_id).length).toBe(0);
   await waitFor(() => results.for(task_id).length > 0, 15_000, "failure result");

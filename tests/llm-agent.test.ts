@@ -3,14 +3,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { openAiAgent, retryAfterMs } from "../lib/agent/openai.ts";
 import { PermanentAgentError, RetryableAgentError } from "../lib/errors.ts";
-import { silentLogger } from "../lib/log.ts";
-import { Publisher } from "../lib/mq.ts";
-import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
-import { TaskStore } from "../lib/store.ts";
-import { TaskService } from "../lib/submit.ts";
-import { createNamespace, type TestNamespace } from "./helpers.ts";
-import { Service, stopAll, waitFor } from "./support/processes.ts";
-import { collectResults } from "./support/results.ts";
+import { Service, waitFor } from "./support/processes.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
 
 type Reply = { status: number; body: unknown; headers?: Record<string, string> };
 const script: Reply[] = [];
@@ -86,40 +80,22 @@ describe("openAiAgent", () => {
 });
 
 describe("worker with the LLM agent", () => {
-  let ns: TestNamespace;
-  let redis: ReturnType<typeof createRedis>;
-  let publisher: Publisher;
-  let store: TaskStore;
-  let tasks: TaskService;
-  let results: Awaited<ReturnType<typeof collectResults>>;
-
+  let sys: TestSystem;
   beforeAll(async () => {
-    ns = await createNamespace();
-    redis = createRedis(ns.config, silentLogger);
-    await connectRedis(redis);
-    publisher = new Publisher(ns.config, silentLogger, [ns.requestTopic]);
-    store = new TaskStore(redis, ns.config.TASK_TTL_SECONDS, ns.redisPrefix);
-    tasks = new TaskService(ns.config, store, publisher, silentLogger);
-    results = await collectResults(ns);
-  });
-  afterAll(async () => {
-    await stopAll();
-    await results?.close();
-    await publisher?.close();
-    await closeRedis(redis);
-    await ns?.cleanup();
-  });
+    sys = await testSystem();
+  }, 60_000);
+  afterAll(() => sys?.close(), 60_000);
 
-  const env = () => ({ ...ns.env, LLM_BASE_URL: baseUrl, LLM_API_KEY: "sk-test-secret", LLM_MODEL: "m", RETRY_BASE_MS: "1000", MAX_ATTEMPTS: "3" });
+  const env = () => ({ ...sys.ns.env, LLM_BASE_URL: baseUrl, LLM_API_KEY: "sk-test-secret", LLM_MODEL: "m", RETRY_BASE_MS: "1000", MAX_ATTEMPTS: "3" });
 
   test("a 429 then success: retried after Retry-After, done on attempt 2; the key never reaches the logs", async () => {
     script.length = 0;
     script.push({ status: 429, body: { error: "rate limited" }, headers: { "retry-after": "2" } });
     const w = new Service("worker.ts", env());
     await w.waitForLog("worker running");
-    const { task_id } = await tasks.submit({ user_id: "llm", content: "hello" });
-    await waitFor(async () => (await store.get(task_id))?.status === "done", 60_000, "task done");
-    const view = await store.get(task_id);
+    const { task_id } = await sys.tasks.submit({ user_id: "llm", content: "hello" });
+    await sys.waitStatus(task_id, "done", 60_000);
+    const view = await sys.store.get(task_id);
     expect(view?.attempts).toBe(2);
     expect(view?.result).toEqual({ tags: ["keyboards", "deals"], score: 80, reason: "asks about a price drop" });
     const retry = w.logs("task attempt failed; will retry", task_id)[0]!;
@@ -133,13 +109,13 @@ describe("worker with the LLM agent", () => {
     for (let i = 0; i < 3; i++) script.push({ status: 500, body: { error: `boom ${i}` } });
     const w = new Service("worker.ts", env());
     await w.waitForLog("worker running");
-    const { task_id } = await tasks.submit({ user_id: "llm", content: "will fail" });
-    await waitFor(async () => (await store.get(task_id))?.status === "failed", 90_000, "task failed");
-    const view = await store.get(task_id);
+    const { task_id } = await sys.tasks.submit({ user_id: "llm", content: "will fail" });
+    await sys.waitStatus(task_id, "failed", 90_000);
+    const view = await sys.store.get(task_id);
     expect(view?.attempts).toBe(3);
     expect(view?.error).toContain("500");
-    await waitFor(() => results.for(task_id).length > 0, 15_000, "failure result");
-    const msg = results.for(task_id)[0]!;
+    await waitFor(() => sys.results.for(task_id).length > 0, 15_000, "failure result");
+    const msg = sys.results.for(task_id)[0]!;
     expect(msg.key).toBe(task_id);
     expect(msg.body).toMatchObject({ task_id, user_id: "llm", status: "failed", result: null, attempts: 3 });
     expect(String(msg.body.error)).toContain("500");

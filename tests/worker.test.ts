@@ -1,53 +1,37 @@
 // The worker as users run it (`bun worker.ts` child processes) against real Redis and RocketMQ:
 // the happy path through HTTP, duplicates, crashes, retries, poison messages and shutdown.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { parseConfig } from "../lib/config.ts";
-import { silentLogger } from "../lib/log.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
-import { Publisher } from "../lib/mq.ts";
-import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
-import { TaskStore } from "../lib/store.ts";
-import { TaskService } from "../lib/submit.ts";
-import { createNamespace, type TestNamespace } from "./helpers.ts";
+import type { Publisher } from "../lib/mq.ts";
+import type { TaskStore } from "../lib/store.ts";
+import type { TaskService } from "../lib/submit.ts";
+import type { TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
-import { collectResults } from "./support/results.ts";
+import type { collectResults } from "./support/results.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
 
+let sys: TestSystem;
 let ns: TestNamespace;
 let store: TaskStore;
 let tasks: TaskService;
 let publisher: Publisher;
 let results: Awaited<ReturnType<typeof collectResults>>;
-let redis: ReturnType<typeof createRedis>;
 
 beforeAll(async () => {
-  ns = await createNamespace();
-  const cfg = ns.config;
-  redis = createRedis(cfg, silentLogger);
-  await connectRedis(redis);
-  publisher = new Publisher(cfg, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start();
-  store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
-  tasks = new TaskService(cfg, store, publisher, silentLogger);
-  results = await collectResults(ns);
-});
+  sys = await testSystem();
+  ({ ns, store, tasks, publisher, results } = sys);
+}, 60_000);
 
 afterEach(async () => {
   // A test that leaves a worker running fails here, and the worker is stopped.
   expect(await stopAll()).toBe(0);
 });
 
-afterAll(async () => {
-  await stopAll();
-  await results?.close();
-  await publisher?.close();
-  if (redis) await closeRedis(redis);
-  await ns?.cleanup();
-});
+afterAll(() => sys?.close(), 60_000);
 
 const worker = (env: Record<string, string> = {}) => new Service("worker.ts", { ...ns.env, ...env });
-const statusOf = async (id: string) => (await store.get(id))?.status;
-const waitStatus = (id: string, status: string, ms = 60_000) =>
-  waitFor(async () => (await statusOf(id)) === status, ms, `task ${id} to be ${status}`);
+const statusOf = (id: string) => sys.statusOf(id);
+const waitStatus = (id: string, status: string, ms?: number) => sys.waitStatus(id, status, ms);
 
 describe("worker", () => {
   test("end to end through HTTP: queued -> running -> done, result on the result topic", async () => {
