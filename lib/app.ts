@@ -2,13 +2,14 @@
 // gets a 4xx, an unavailable dependency a 503 with Retry-After, and nothing gets a 500 by design.
 import { Elysia, t } from "elysia";
 import { openapi } from "@elysiajs/openapi";
-import { connect } from "node:net";
 import type { Config } from "./config.ts";
 import { HttpError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
+import { tcpOpen } from "./net.ts";
 import { Accepted, ErrorBody, isTaskId, TaskInput, TaskView, type ErrorBody as ErrorBodyT } from "./model.ts";
 import type { TaskStore } from "./store.ts";
 import type { TaskService } from "./submit.ts";
+import { withTimeout } from "./time.ts";
 
 export interface AppDeps {
   cfg: Config;
@@ -23,22 +24,13 @@ export const maxBodyBytes = (cfg: Config) => cfg.MAX_CONTENT_BYTES * 6 + 4_096;
 const json = (status: number, body: ErrorBodyT, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 
-/** Answers whether host:port accepts a TCP connection within `ms`. */
-function tcpReachable(endpoint: string, ms: number): Promise<boolean> {
+/** Whether the first host:port of a RocketMQ endpoint list accepts a TCP connection within `ms`. */
+function endpointOpen(endpoint: string, ms: number): Promise<boolean> {
   const first = endpoint.split(";")[0]!.trim();
   const i = first.lastIndexOf(":");
   const host = i > 0 ? first.slice(0, i) : first;
   const port = i > 0 ? Number(first.slice(i + 1)) : 8081;
-  return new Promise((resolve) => {
-    const s = connect({ host, port });
-    const done = (ok: boolean) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(ms, () => done(false));
-    s.once("connect", () => done(true));
-    s.once("error", () => done(false));
-  });
+  return tcpOpen(host, port, ms);
 }
 
 function validationBody(error: unknown): ErrorBodyT {
@@ -135,8 +127,8 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
       "/readyz",
       async ({ set }) => {
         const [redis, rocketmq] = await Promise.all([
-          Promise.race([store.ping().catch(() => false), Bun.sleep(1_000).then(() => false)]),
-          tcpReachable(cfg.MQ_ENDPOINT, 1_000),
+          withTimeout(store.ping(), 1_000, "redis ping").catch(() => false),
+          endpointOpen(cfg.MQ_ENDPOINT, 1_000),
         ]);
         const ready = redis && rocketmq;
         if (!ready) set.status = 503;
@@ -145,5 +137,3 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
       { detail: { summary: "Redis and RocketMQ answer" } },
     );
 }
-
-export type App = ReturnType<typeof createApp>;

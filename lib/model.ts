@@ -3,7 +3,6 @@
 // in field names and meaning; fields we add are optional for its consumers.
 import { Type, type Static } from "@sinclair/typebox";
 
-export const TASK_STATUSES = ["queued", "running", "done", "failed"] as const;
 export const TaskStatus = Type.Union([Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed")]);
 export type TaskStatus = Static<typeof TaskStatus>;
 

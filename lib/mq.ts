@@ -8,6 +8,7 @@ import { Code } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition
 import { AckMessageRequest } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/service_pb";
 import { mqCredentials, type Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { withTimeout } from "./time.ts";
 
 /** The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. */
 export function clientLogger(log: Logger) {
@@ -30,15 +31,6 @@ function baseOptions(cfg: Config, log: Logger) {
     logger: clientLogger(log),
     ...(credentials ? { sessionCredentials: credentials } : {}),
   };
-}
-
-/** Resolves with `p`, or rejects after `ms` with `what` in the message. */
-export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** Shuts a client down, bounded in time; a client that failed to start is shut down too, so its timers stop. */
@@ -91,10 +83,6 @@ export class Publisher {
 
   async start(): Promise<void> {
     await this.producer();
-  }
-
-  get started(): boolean {
-    return this.#producer !== undefined;
   }
 
   /** Sends one message; resolves with its message id once the broker has accepted it. */

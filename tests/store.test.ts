@@ -4,7 +4,7 @@ import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
 import { TaskStore } from "../lib/store.ts";
-import { testEnv } from "./helpers.ts";
+import { deleteRedisKeys, testEnv } from "./helpers.ts";
 
 const prefix = `test:store${crypto.randomUUID().slice(0, 8)}:`;
 const redis = createRedis(parseConfig(testEnv()), silentLogger);
@@ -15,8 +15,7 @@ beforeAll(async () => {
   await connectRedis(redis);
 });
 afterAll(async () => {
-  for await (const batch of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 }))
-    if ((batch as string[]).length) await redis.unlink(batch as string[]);
+  await deleteRedisKeys(testEnv().REDIS_URL!, prefix);
   await closeRedis(redis);
 });
 

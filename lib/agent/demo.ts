@@ -1,23 +1,8 @@
 // The demo agent: waits like the original's mock LLM call did, then derives a result from the content,
 // so the whole system runs with no AI service.
 import type { AgentResult } from "../model.ts";
+import { sleep } from "../time.ts";
 import type { Agent } from "./types.ts";
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(done, ms);
-    function done() {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }
-    function onAbort() {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 export function demoAgent(delayMs: number): Agent {
   return async (task, signal) => {

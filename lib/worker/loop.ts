@@ -6,7 +6,7 @@
 // once (up to MAX_RECEIVES), each asking for a share of the room that no other call has claimed:
 // never more messages in hand than WORKER_CONCURRENCY.
 import { toError } from "../errors.ts";
-import { sleep } from "../agent/demo.ts";
+import { sleep } from "../time.ts";
 import type { MessageView } from "../mq.ts";
 import { handleMessage, MIN_HIDE_MS, type Outcome, type Settler, type WorkerContext } from "./handle.ts";
 
@@ -25,9 +25,6 @@ const MAX_RECEIVES = 4;
 
 export class ConsumerLoop {
   state: State = "created";
-  readonly counts: Record<Outcome | "error", number> = {
-    done: 0, failed: 0, retry: 0, skipped: 0, busy: 0, poison: 0, handed_back: 0, lost: 0, error: 0,
-  };
   readonly #inflight = new Set<Promise<void>>();
   readonly #wake = new AbortController(); // aborted by stop(): ends waits and sleeps
   readonly #shutdown = new AbortController(); // aborted when running tasks must hand back
@@ -56,10 +53,6 @@ export class ConsumerLoop {
       ack: (m) => serial(m, () => this.consumer.ack(m)),
       hide: (m, ms) => serial(m, () => this.consumer.changeInvisibleDuration(m, ms)),
     };
-  }
-
-  get inflight(): number {
-    return this.#inflight.size;
   }
 
   /** Starts the consumer (retrying while RocketMQ is unreachable) and the loop; returns once running. */
@@ -128,7 +121,6 @@ export class ConsumerLoop {
         if (this.state !== "running") {
           // Received while stopping: give it straight back.
           await this.settler.hide(m, MIN_HIDE_MS).catch(() => {});
-          this.counts.handed_back++;
           continue;
         }
         this.#track(m);
@@ -140,12 +132,9 @@ export class ConsumerLoop {
 
   #track(m: MessageView) {
     const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
-      .then((outcome) => {
-        this.counts[outcome]++;
-      })
+      .then(() => {})
       .catch((e) => {
         // Redis or RocketMQ failed underneath: the message reappears after its invisibility.
-        this.counts.error++;
         this.ctx.log.error("message handling failed; it will be redelivered", { message_id: m.messageId, error: toError(e) });
       })
       .finally(() => {

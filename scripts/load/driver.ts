@@ -1,5 +1,29 @@
 // Pacing of submits: closed loop (C in flight, each starts when one ends) or open loop (R per second,
 // whatever is in flight). `one(i)` submits task i and records its own outcome; it must not throw.
+import type { LoadOptions } from "./args.ts";
+import { startProgress } from "./progress.ts";
+import type { Receiver } from "./receiver.ts";
+import type { Tracker } from "./tracker.ts";
+
+/**
+ * A run's middle, the same in both modes: submit every task at the chosen pace with live progress,
+ * wait for the results (or the timeout), then stop the progress line and the receiver.
+ */
+export async function runAndWait(t: Tracker, o: LoadOptions, receiver: Receiver, submit: (i: number) => Promise<void>) {
+  const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
+  try {
+    t.start();
+    await drive(o.tasks, o, async (i) => {
+      t.submitted++;
+      await submit(i);
+    });
+    await t.waitForResults(o.timeoutS * 1000);
+    t.end();
+  } finally {
+    progress.stop();
+    await receiver.close();
+  }
+}
 
 export async function drive(
   tasks: number,

@@ -3,9 +3,8 @@
 import type { Config } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
 import type { LoadOptions } from "./args.ts";
-import { drive } from "./driver.ts";
+import { runAndWait } from "./driver.ts";
 import { adminFor, createTailGroup, maxOffsets, removeGroup, runId, spread } from "./groups.ts";
-import { startProgress } from "./progress.ts";
 import { INVISIBLE_MS, startReceiver, type Receiver } from "./receiver.ts";
 import { Tracker, type Summary, type Verification } from "./tracker.ts";
 
@@ -22,35 +21,25 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
       const body = JSON.parse(m.body.toString("utf8")) as { task_id?: string; status?: string };
       if (body.task_id && (body.status === "done" || body.status === "failed")) t.finish(body.task_id, body.status, at);
     });
-    const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
-    try {
-      t.start();
-      await drive(o.tasks, o, async (i) => {
-        t.submitted++;
-        const sentAt = performance.now();
-        try {
-          const res = await fetch(`${o.api}/tasks`, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: JSON.stringify({ user_id: `load-${i % 1000}`, content }),
-          });
-          if (res.status === 202) {
-            const { task_id } = (await res.json()) as { task_id: string };
-            t.accept(task_id, sentAt);
-          } else {
-            await res.arrayBuffer();
-            t.reject(String(res.status));
-          }
-        } catch {
-          t.reject("error");
+    await runAndWait(t, o, receiver, async (i) => {
+      const sentAt = performance.now();
+      try {
+        const res = await fetch(`${o.api}/tasks`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ user_id: `load-${i % 1000}`, content }),
+        });
+        if (res.status === 202) {
+          const { task_id } = (await res.json()) as { task_id: string };
+          t.accept(task_id, sentAt);
+        } else {
+          await res.arrayBuffer();
+          t.reject(String(res.status));
         }
-      });
-      await t.waitForResults(o.timeoutS * 1000);
-      t.end();
-    } finally {
-      progress.stop();
-      await receiver.close();
-    }
+      } catch {
+        t.reject("error");
+      }
+    });
     const verify = await verifySample(o, t);
     if (!o.json && process.stderr.isTTY) process.stderr.write("removing the run's consumer group (waits for the broker's checkpoints)...\n");
     const after = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);

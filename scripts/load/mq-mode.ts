@@ -5,9 +5,8 @@ import type { Config } from "../../lib/config.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { Publisher } from "../../lib/mq.ts";
 import type { LoadOptions } from "./args.ts";
-import { drive } from "./driver.ts";
+import { runAndWait } from "./driver.ts";
 import { adminFor, deprovision, maxOffsets, provision, runId, spread, tempSpec } from "./groups.ts";
-import { startProgress } from "./progress.ts";
 import { startReceiver } from "./receiver.ts";
 import { Tracker, type Summary } from "./tracker.ts";
 
@@ -28,28 +27,18 @@ export async function runMq(cfg: Config, o: LoadOptions): Promise<Summary> {
       const key = m.keys[0];
       if (key) t.finish(key, "done", at);
     });
-    const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
     const content = "x".repeat(o.contentBytes);
-    try {
-      t.start();
-      await drive(o.tasks, o, async (i) => {
-        t.submitted++;
-        const key = `${id}-${i}`;
-        const body = Buffer.from(JSON.stringify({ task_id: key, user_id: `load-${i % 1000}`, payload: content }), "utf8");
-        const sentAt = performance.now();
-        try {
-          await publisher.send({ topic, tag: TAG, key, body });
-          t.accept(key, sentAt);
-        } catch {
-          t.reject("error");
-        }
-      });
-      await t.waitForResults(o.timeoutS * 1000);
-      t.end();
-    } finally {
-      progress.stop();
-      await receiver.close();
-    }
+    await runAndWait(t, o, receiver, async (i) => {
+      const key = `${id}-${i}`;
+      const body = Buffer.from(JSON.stringify({ task_id: key, user_id: `load-${i % 1000}`, payload: content }), "utf8");
+      const sentAt = performance.now();
+      try {
+        await publisher.send({ topic, tag: TAG, key, body });
+        t.accept(key, sentAt);
+      } catch {
+        t.reject("error");
+      }
+    });
     const perQueue = spread(new Array(o.queues).fill(0), await maxOffsets(admin, cfg, topic).catch(() => []));
     return t.summary("mq", o.tasks, {
       concurrency: o.rate ? undefined : o.concurrency,

@@ -2,6 +2,7 @@
 // Ports come from the same variables the services read (MQ_NAMESRV, MQ_ENDPOINT, REDIS_PORT), so a
 // test can run a second, independent stack just by changing its environment.
 import { connect } from "node:net";
+import { tcpOpen } from "../../lib/net.ts";
 
 export type Ports = {
   namesrv: number;
@@ -43,21 +44,7 @@ export function portsFromEnv(env: Record<string, string | undefined> = process.e
 export const endpoint = (port: number) => `${HOST}:${port}`;
 
 /** True when a TCP connection to 127.0.0.1:port is accepted within timeoutMs. */
-export function portOpen(port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host: HOST, port });
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      sock.removeAllListeners();
-      sock.on("error", () => {});
-      sock.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => done(false), timeoutMs);
-    sock.once("connect", () => done(true));
-    sock.once("error", () => done(false));
-  });
-}
+export const portOpen = (port: number, timeoutMs = 1000) => tcpOpen(HOST, port, timeoutMs);
 
 /**
  * Sends an inline PING and returns the first reply line, or undefined when nothing answers.
