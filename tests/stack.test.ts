@@ -1,8 +1,9 @@
 // scripts/stack.ts on a second, independent stack (own folder, own free ports), so it can run while the
 // shared stack serves the other tests: `up` is idempotent, `status` notices a dead broker/proxy JVM,
-// `down` leaves no process and no open port.
+// `down` leaves no process and no open port, `up` names a port it cannot bind.
 import { afterAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { portOpen } from "../scripts/stack/ports.ts";
 import { isAlive, isOurs } from "../scripts/stack/state.ts";
@@ -67,4 +68,24 @@ test("down leaves no process and no open port", async () => {
   for (const [name, port] of Object.entries(PORTS)) expect(await portOpen(port, 300), `${name} port ${port}`).toBe(false);
   expect(javaCount(DIR)).toBe(0);
   expect(records()).toEqual({ namesrv: undefined, proxy: undefined, redis: undefined });
+}, LONG);
+
+test("up refuses a port held by an outgoing connection, names it, and starts no JVM", async () => {
+  // The kernel gives an outgoing connection an ephemeral local port; nothing answers there, yet the
+  // name server could not bind it (how CI once lost a name server). Take such a port on purpose.
+  const srv = createServer(() => {}).listen(0, "127.0.0.1");
+  await new Promise((r) => srv.once("listening", r));
+  const sock = connect({ host: "127.0.0.1", port: (srv.address() as { port: number }).port });
+  await new Promise((r, j) => (sock.once("connect", r), sock.once("error", j)));
+  const held = sock.localPort!;
+  try {
+    const r = await stack("up", { MQ_NAMESRV: `127.0.0.1:${held}` });
+    expect(r.code, r.out).not.toBe(0);
+    expect(r.out).toContain(`namesrv failed: port ${held} cannot be bound`);
+    expect(javaCount(join(DIR, "namesrv") + " ")).toBe(0);
+    expect(records().namesrv).toBeUndefined();
+  } finally {
+    sock.destroy();
+    srv.close();
+  }
 }, LONG);

@@ -1,7 +1,8 @@
 // Which ports the stack uses, and the probes that tell whether something answers on them.
 // Ports come from the same variables the services read (MQ_NAMESRV, MQ_ENDPOINT, REDIS_PORT), so a
 // test can run a second, independent stack just by changing its environment.
-import { connect } from "node:net";
+import { connect, createServer } from "node:net";
+import { readFileSync } from "node:fs";
 import { tcpOpen } from "../../lib/net.ts";
 
 export type Ports = {
@@ -45,6 +46,35 @@ export const endpoint = (port: number) => `${HOST}:${port}`;
 
 /** True when a TCP connection to 127.0.0.1:port is accepted within timeoutMs. */
 export const portOpen = (port: number, timeoutMs = 1000) => tcpOpen(HOST, port, timeoutMs);
+
+/**
+ * True when a listener can bind port on all interfaces (as the JVMs do). A connect probe is not
+ * enough: a port held as the local end of an outgoing connection refuses connections yet cannot be
+ * bound (EADDRINUSE, even with SO_REUSEADDR). That is how a name server died in CI.
+ */
+export function portBindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen({ host: "0.0.0.0", port, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** Ports the stack binds but nothing answers on and nobody can bind: held by some other socket. */
+export async function unbindable(ports: number[]): Promise<number[]> {
+  const bad: number[] = [];
+  for (const p of ports) if (!(await portOpen(p, 300)) && !(await portBindable(p))) bad.push(p);
+  return bad;
+}
+
+/** Lowest port the kernel hands out for outgoing connections; ports below it are never taken that way. */
+export function ephemeralLow(): number {
+  try {
+    const n = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(n) && n > 1024) return n;
+  } catch {}
+  return 32768;
+}
 
 /**
  * Sends an inline PING and returns the first reply line, or undefined when nothing answers.

@@ -8,7 +8,7 @@
 //   logs/<name>.out           stdout and stderr of each process
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { endpoint, portOpen, type Ports, waitFor } from "./ports";
+import { endpoint, portOpen, type Ports, unbindable, waitFor } from "./ports";
 import { isAlive, isOurs, type ProcRecord, spawnDetached, type StackState, tail } from "./state";
 import { Admin } from "../../lib/rocketmq/admin.ts";
 
@@ -103,6 +103,13 @@ function failure(part: "namesrv" | "broker" | "proxy", st: StackState, why: stri
   return new PartFailed(part, why, logFiles(st)[part].filter(existsSync).map((f) => `--- ${f}\n${tail(f, 30)}`));
 }
 
+/** Fails before starting a JVM that could only die on a bind error, and says which port is held. */
+async function ensureBindable(part: "namesrv" | "broker", st: StackState, ports: number[]) {
+  const bad = await unbindable(ports);
+  if (bad.length)
+    throw failure(part, st, `port ${bad.join(", ")} cannot be bound (held by another socket, perhaps an outgoing connection's local port); choose other ports`);
+}
+
 /**
  * Starts what is missing and waits until each part answers. A part that already answers on its
  * port, started by us or not, is left alone: that is what makes `up` idempotent.
@@ -114,6 +121,7 @@ export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log:
 
   // Name server.
   if (!(await portOpen(ports.namesrv))) {
+    await ensureBindable("namesrv", st, [ports.namesrv]);
     const home = st.ensure("namesrv");
     const rec = spawnDetached(
       "namesrv",
@@ -136,6 +144,8 @@ export async function upRocketMQ(st: StackState, ports: Ports, lib: string, log:
   const brokerUp = await portOpen(ports.broker);
   const grpcUp = await portOpen(ports.grpc);
   if (!brokerUp && !grpcUp) {
+    const { broker, grpc, proxyRemoting } = ports;
+    await ensureBindable("broker", st, [broker - 2, broker, broker + 1, grpc, proxyRemoting]);
     const home = st.ensure("broker");
     const rec = spawnDetached(
       "proxy",

@@ -2,18 +2,23 @@
 // servers, so the shared stack the other tests use is never touched.
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { portOpen } from "../../scripts/stack/ports.ts";
+import { ephemeralLow, portBindable } from "../../scripts/stack/ports.ts";
 import { isOurs, type ProcRecord } from "../../scripts/stack/state.ts";
 
 const STACK = join(import.meta.dir, "..", "..", "scripts", "stack.ts");
 
-/** 8 consecutive free ports; the broker takes broker-2, broker and broker+1. */
+/**
+ * 8 consecutive free ports; the broker takes broker-2, broker and broker+1. They come from below the
+ * kernel's ephemeral range, so no outgoing connection can take one between this check and the bind,
+ * and each is checked by binding it, not by connecting to it.
+ */
 export async function freePortBlock() {
+  const blocks = Math.max(1, Math.floor((ephemeralLow() - 20_000) / 10) - 1);
   for (let i = 0; i < 50; i++) {
-    const base = 24_000 + Math.floor(Math.random() * 3_000) * 10;
-    const open = await Promise.all([...Array(8).keys()].map((k) => portOpen(base + k, 200)));
-    if (!open.some(Boolean))
-      return { namesrv: base, grpc: base + 1, proxyRemoting: base + 2, redis: base + 3, broker: base + 6 };
+    const base = 20_000 + Math.floor(Math.random() * blocks) * 10;
+    let free = true;
+    for (let k = 0; k < 8 && free; k++) free = await portBindable(base + k);
+    if (free) return { namesrv: base, grpc: base + 1, proxyRemoting: base + 2, redis: base + 3, broker: base + 6 };
   }
   throw new Error("no block of 8 free ports found");
 }
@@ -45,9 +50,9 @@ export async function privateStack() {
     }
   };
 
-  /** Runs `bun scripts/stack.ts <cmd>` on this stack; never throws. */
-  async function stack(cmd: "up" | "down" | "status") {
-    const p = Bun.spawn(["bun", STACK, cmd], { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  /** Runs `bun scripts/stack.ts <cmd>` on this stack (with some variables overridden); never throws. */
+  async function stack(cmd: "up" | "down" | "status", override: Record<string, string> = {}) {
+    const p = Bun.spawn(["bun", STACK, cmd], { env: { ...env, ...override }, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
     const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
     return { code, out: out + err };
   }
