@@ -10,25 +10,30 @@ import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
+import { republishStalled, stalledCheckEveryMs } from "./lib/worker/reaper.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
-  const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT]);
+  // The request topic too: stalled tasks are re-published there (lib/worker/reaper.ts).
+  const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
   await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   const { agent, name } = agentFromConfig(cfg);
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
+  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
   const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
   const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, handleDeadLetter);
 
+  const reaper = setInterval(() => void republishStalled(cfg, store, publisher, log), stalledCheckEveryMs(cfg));
+
   handleSignals(log, () => [
+    ["stop stalled-task checks", () => clearInterval(reaper)],
     ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],

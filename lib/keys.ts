@@ -13,6 +13,11 @@ export interface Keys {
   deadLetters: string;
   /** STRING: lock held by the API instance sweeping the outbox. */
   outboxLock: string;
+  /**
+   * ZSET id -> ms: running or retrying tasks, and when to re-publish one not heard of by then (its
+   * worker died and RocketMQ lost its message). Finished and queued tasks are not in it.
+   */
+  stalled: string;
 }
 
 export function keys(prefix = ""): Keys {
@@ -23,5 +28,6 @@ export function keys(prefix = ""): Keys {
     outboxBodies: `${prefix}outbox:bodies`,
     deadLetters: `${prefix}dead-letters`,
     outboxLock: `${prefix}outbox:lock`,
+    stalled: `${prefix}stalled`,
   };
 }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { RedisClientType } from "redis";
 
 export type Redis = RedisClientType<any, any, any, any, any>;
-export type ScriptName = "create" | "published" | "unpublish" | "claim" | "heartbeat" | "finish";
+export type ScriptName = "create" | "published" | "unpublish" | "claim" | "heartbeat" | "finish" | "reap";
 
 interface Script {
   name: ScriptName;

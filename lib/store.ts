@@ -22,10 +22,15 @@ export interface DeadLetter {
 
 export class TaskStore {
   readonly keys: Keys;
+  /**
+   * @param stalledAfterMs a running task whose lease ended, or a retrying task whose delay ended, this
+   *   long ago without being claimed again is re-published (see `stalled`, lib/lua/reap.lua)
+   */
   constructor(
     readonly redis: Redis,
     readonly ttlSeconds: number,
     prefix = "",
+    readonly stalledAfterMs = 600_000,
   ) {
     this.keys = buildKeys(prefix);
   }
@@ -69,11 +74,17 @@ export class TaskStore {
     return out;
   }
 
-  async claim(id: string, token: string, leaseMs: number, userId: string, now = Date.now()): Promise<Claim> {
-    const r = (await runScript(this.redis, "claim", this.taskKeys(id), [token, now, leaseMs, this.ttlSeconds, userId])) as [
-      number,
-      number | string,
-    ];
+  /**
+   * `message` (the request body) is sent only for a task Redis does not know (a second round trip),
+   * to adopt it with the body it needs if it stalls: the usual claim carries no body.
+   */
+  async claim(id: string, token: string, leaseMs: number, userId: string, now = Date.now(), message = ""): Promise<Claim> {
+    const run = async (body: string, mode: "probe" | "adopt") =>
+      (await runScript(this.redis, "claim", [...this.taskKeys(id), this.keys.stalled], [
+        token, now, leaseMs, this.ttlSeconds, userId, id, this.stalledAfterMs, body, mode,
+      ])) as [number, number | string];
+    let r = await run("", "probe");
+    if (r[0] === 4) r = await run(message, "adopt");
     if (r[0] === 1) return { kind: "claimed", attempt: Number(r[1]) };
     if (r[0] === 2) return { kind: "finished", status: r[1] as "done" | "failed" };
     return { kind: "busy", leaseLeftMs: Number(r[1]) };
@@ -81,11 +92,18 @@ export class TaskStore {
 
   /** True while the claim is ours; false means stop the run. */
   async heartbeat(id: string, token: string, leaseMs: number, now = Date.now()): Promise<boolean> {
-    return (await runScript(this.redis, "heartbeat", [this.keys.task(id)], [token, now, leaseMs])) === 1;
+    return (
+      (await runScript(this.redis, "heartbeat", [this.keys.task(id), this.keys.stalled], [
+        token, now, leaseMs, id, this.stalledAfterMs,
+      ])) === 1
+    );
   }
 
-  private async finish(id: string, token: string, mode: string, data: string, userId = "", now = Date.now()) {
-    const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, now, this.ttlSeconds, mode, data, userId]);
+  /** `backAt`: for retry and release, when the message is due back from RocketMQ. */
+  private async finish(id: string, token: string, mode: string, data: string, userId = "", now = Date.now(), backAt = now) {
+    const r = await runScript(this.redis, "finish", [...this.taskKeys(id), this.keys.stalled], [
+      token, now, this.ttlSeconds, mode, data, userId, id, backAt, this.stalledAfterMs,
+    ]);
     return FINISH[Number(r)] ?? "not_owner";
   }
   complete(id: string, token: string, result: AgentResult) {
@@ -94,8 +112,9 @@ export class TaskStore {
   fail(id: string, token: string, error: string) {
     return this.finish(id, token, "failed", error);
   }
-  retry(id: string, token: string, error: string) {
-    return this.finish(id, token, "retry", error);
+  /** Back to queued; the message comes back after `delayMs`. */
+  retry(id: string, token: string, error: string, delayMs: number, now = Date.now()) {
+    return this.finish(id, token, "retry", error, "", now, now + delayMs);
   }
   release(id: string, token: string) {
     return this.finish(id, token, "release", "");
@@ -107,6 +126,19 @@ export class TaskStore {
   /** Marks a task failed because RocketMQ dead-lettered its message, unless a runner holds a live lease. */
   deadLettered(id: string, error: string, userId = "") {
     return this.finish(id, "", "dead", error, userId);
+  }
+
+  /**
+   * Stalled tasks (lib/lua/reap.lua) with the request message to publish again; each is returned at
+   * most once per `stalledAfterMs`, whoever asks.
+   */
+  async stalled(limit = 100, now = Date.now()): Promise<{ id: string; body: string }[]> {
+    const flat = (await runScript(this.redis, "reap", [this.keys.stalled], [
+      now, this.stalledAfterMs, limit, this.keys.task(""),
+    ])) as string[];
+    const out: { id: string; body: string }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ id: flat[i]!, body: flat[i + 1]! });
+    return out;
   }
 
   async get(id: string): Promise<TaskView | null> {

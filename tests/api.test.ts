@@ -13,7 +13,7 @@ import { createNamespace, type TestNamespace } from "./helpers.ts";
 function build(cfg: Config) {
   const redis = createRedis(cfg, silentLogger);
   const publisher = new Publisher(cfg, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX);
+  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
   const app = createApp({ cfg, store, tasks: new TaskService(cfg, store, publisher, silentLogger), log: silentLogger });
   return { redis, publisher, store, app, close: async () => { await publisher.close(); await closeRedis(redis); } };
 }

@@ -69,7 +69,7 @@ describe("TaskStore", () => {
     const t = id();
     await store.create(t, "u", "{}");
     await store.claim(t, "a", 10_000, "u");
-    expect(await store.retry(t, "a", "boom")).toBe("written");
+    expect(await store.retry(t, "a", "boom", 10_000)).toBe("written");
     expect(await store.get(t)).toMatchObject({ status: "queued", attempts: 1, error: "boom" });
     await store.claim(t, "b", 10_000, "u");
     expect(await store.release(t, "b")).toBe("written");
@@ -93,6 +93,34 @@ describe("TaskStore", () => {
     await redis.sendCommand(["SCRIPT", "FLUSH"]);
     const t = id();
     expect(await store.create(t, "u", "{}")).toBe(true);
+  });
+
+  test("stalled: running past its lease or retrying past its delay, unclaimed: returned once a period with its message", async () => {
+    const quick = new TaskStore(redis, 3600, prefix, 1_000);
+    const now = Date.now();
+    const [running, retrying, live, done] = [id(), id(), id(), id()];
+    for (const t of [running, retrying, live, done]) await quick.create(t, "u", `{"task_id":"${t}"}`, now);
+    await quick.claim(running, "w", 5_000, "u", now);
+    await quick.claim(retrying, "w", 5_000, "u", now);
+    await quick.retry(retrying, "w", "boom", 10_000, now + 1_000);
+    await quick.claim(live, "w", 5_000, "u", now);
+    await quick.heartbeat(live, "w", 60_000, now + 4_000);
+    await quick.claim(done, "w", 5_000, "u", now);
+    await quick.complete(done, "w", { tags: [], score: 0, reason: "" });
+    expect(Number(await redis.hExists(store.keys.task(done), "message"))).toBe(0);
+    const ids = async (at: number) => (await quick.stalled(100, at)).map((s) => s.id).sort();
+    expect(await ids(now + 5_500)).toEqual([]); // leases end at +5 s; 1 s of grace
+    expect(await quick.stalled(100, now + 6_000)).toEqual([{ id: running, body: `{"task_id":"${running}"}` }]);
+    expect(await ids(now + 6_500)).toEqual([]); // already handed out this period
+    expect(await ids(now + 12_000)).toEqual([running, retrying].sort()); // retry due at +11 s, +1 s
+    // A new claim (the re-published message arrived) stops the watch until its own lease ends;
+    // the retrying one, still unclaimed, is due again one period later.
+    await quick.claim(running, "w2", 5_000, "u", now + 12_500);
+    expect(await ids(now + 13_500)).toEqual([retrying]);
+    // An adopted task keeps the message that brought it.
+    const adopted = id();
+    await quick.claim(adopted, "w", 1_000, "py", now, `{"task_id":"${adopted}"}`);
+    expect(await quick.stalled(100, now + 2_000)).toContainEqual({ id: adopted, body: `{"task_id":"${adopted}"}` });
   });
 
   test("dead letters are kept newest first", async () => {

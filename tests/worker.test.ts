@@ -3,7 +3,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import type { Publisher } from "../lib/mq.ts";
-import type { TaskStore } from "../lib/store.ts";
+import { TaskStore } from "../lib/store.ts";
 import type { TaskService } from "../lib/submit.ts";
 import type { TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
@@ -180,6 +180,25 @@ describe("worker", () => {
     expect(await store.dueOutbox(0)).toEqual([]);
     const w = worker({ AGENT_DELAY_MS: "0" });
     await waitStatus(task_id, "done", 30_000);
+    expect(await w.stop()).toBe(0);
+  }, 60_000);
+
+  test("a running task whose worker died and whose message RocketMQ no longer has is re-published and done", async () => {
+    const task_id = crypto.randomUUID();
+    const body = encodeJson({ task_id, user_id: "stalled", payload: "lost message", action: ACTION }).toString("utf8");
+    // Accepted and sent as far as the API knows, but no message reaches the broker: lost.
+    const quick = new TaskStore(sys.redis, ns.config.TASK_TTL_SECONDS, ns.config.REDIS_PREFIX, 1_000);
+    await quick.create(task_id, "stalled", body);
+    await quick.markPublished(task_id);
+    // A worker claimed it (1 s lease), then died.
+    expect(await quick.claim(task_id, "dead-worker", 1_000, "stalled")).toEqual({ kind: "claimed", attempt: 1 });
+    const w = worker({ AGENT_DELAY_MS: "0", STALLED_AFTER_MS: "1000" });
+    await waitStatus(task_id, "done", 30_000);
+    expect(w.logs("stalled task re-published", task_id).length).toBe(1);
+    expect((await store.get(task_id))?.attempts).toBe(2);
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
+    expect(await sys.redis.zScore(store.keys.stalled, task_id)).toBeNull();
+    expect(Number(await sys.redis.hExists(store.keys.task(task_id), "message"))).toBe(0);
     expect(await w.stop()).toBe(0);
   }, 60_000);
 

@@ -120,7 +120,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   const token = crypto.randomUUID();
   const leaseMs = cfg.MQ_INVISIBLE_MS;
 
-  const claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id);
+  const claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, Date.now(), m.body.toString("utf8"));
   if (claim.kind === "finished") {
     log.info("duplicate delivery of a finished task: skipped", { status: claim.status, delivery: m.deliveryAttempt });
     await settler.ack(m);
@@ -198,7 +198,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
-    await store.retry(msg.task_id, token, err.message);
+    await store.retry(msg.task_id, token, err.message, delay);
     await settler.hide(m, delay);
     log.warn("task attempt failed; will retry", { attempt, error: err.message, retry_in_ms: delay });
     return "retry";
