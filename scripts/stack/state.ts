@@ -2,7 +2,7 @@
 // A pid alone is not an identity (pids are reused), so each record also keeps the process's start
 // time from /proc and a string its command line must contain; `down` kills only a process that
 // still matches both, so it can never hit an unrelated process or a Redis it did not start.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export type ProcRecord = {
@@ -50,15 +50,33 @@ export function cmdline(pid: number): string {
   }
 }
 
-/** The recorded process (same pid and start time) still runs; says nothing of what it execs. */
-export function isAlive(rec: ProcRecord): boolean {
-  const st = procStat(rec.pid);
-  return !!st && st.state !== "Z" && st.state !== "X" && st.startTime === rec.startTime;
+/** Threads listed for a process, the (zombie) leader included; 0 when it is gone. */
+function threadCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/task`).length;
+  } catch {
+    return 0;
+  }
 }
 
-/** True while the recorded process is alive (not a zombie) and is still the one we started. */
+/**
+ * The recorded process (same pid and start time) still runs, or is still dying; says nothing of what
+ * it execs. A killed JVM's main thread turns zombie first while its other threads still exit and
+ * hold its ports open: it is gone only when the zombie is alone (CI once saw a killed proxy's ports
+ * answer after its leader was a zombie).
+ */
+export function isAlive(rec: ProcRecord): boolean {
+  const st = procStat(rec.pid);
+  if (!st || st.startTime !== rec.startTime) return false;
+  return (st.state !== "Z" && st.state !== "X") || threadCount(rec.pid) > 1;
+}
+
+/** True while the recorded process is alive (or dying) and is still the one we started. */
 export function isOurs(rec: ProcRecord): boolean {
-  return isAlive(rec) && cmdline(rec.pid).includes(rec.match);
+  if (!isAlive(rec)) return false;
+  // A dying process has no command line any more; its pid and start time still identify it.
+  const cl = cmdline(rec.pid);
+  return cl === "" || cl.includes(rec.match);
 }
 
 export class StackState {
