@@ -79,12 +79,20 @@ describe("worker", () => {
     const body = encodeJson({ task_id, user_id: "dup", payload: "twice", action: ACTION });
     await publisher.send({ topic: ns.requestTopic, tag: REQUEST_TAG, key: task_id, body });
     await waitStatus(task_id, "done", 30_000);
-    // the copy that arrives after `done` is acked and skipped; one that arrived during the run waits
-    await Bun.sleep(3_000);
-    expect(w.logs("task running", task_id).length).toBe(1);
+    // The second copy is acked and skipped if it comes after `done`, hidden if it comes during the run.
+    const copySeen = () =>
+      w.logs("duplicate delivery of a finished task: skipped", task_id).length +
+      w.logs("task is running elsewhere: message hidden until its lease ends", task_id).length;
+    await waitFor(async () => copySeen() > 0, 15_000, `the second copy to be skipped or hidden\n${w.raw.slice(-30).join("\n")}`);
+    await Bun.sleep(2_000);
+    // The only other way to run again: the result send failed, so the run was handed back (logged).
+    // It happened once in CI on a loaded box; it is not the duplicate running.
+    const rerun = w.logs("result not published; task goes back for another run", task_id).length;
+    expect(w.logs("task running", task_id).length, w.raw.slice(-30).join("\n")).toBe(1 + rerun);
     expect(w.logs("task done", task_id).length).toBe(1);
     await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
-    expect(results.for(task_id).filter((r) => r.body.status === "done").length).toBe(1);
+    // A send that timed out on our side may still have reached the broker: a second result is then allowed.
+    if (rerun === 0) expect(results.for(task_id).filter((r) => r.body.status === "done").length).toBe(1);
     expect((await store.get(task_id))?.attempts).toBe(1);
     expect(await w.stop()).toBe(0);
   }, 90_000);
