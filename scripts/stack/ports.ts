@@ -60,13 +60,6 @@ export function portBindable(port: number): Promise<boolean> {
   });
 }
 
-/** Ports the stack binds but nothing answers on and nobody can bind: held by some other socket. */
-export async function unbindable(ports: number[]): Promise<number[]> {
-  const bad: number[] = [];
-  for (const p of ports) if (!(await portOpen(p, 300)) && !(await portBindable(p))) bad.push(p);
-  return bad;
-}
-
 /** Lowest port the kernel hands out for outgoing connections; ports below it are never taken that way. */
 export function ephemeralLow(): number {
   try {

@@ -8,7 +8,7 @@
 //   logs/<name>.out           stdout and stderr of each process
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { endpoint, portOpen, type Ports, unbindable, waitFor } from "./ports";
+import { endpoint, portBindable, portOpen, type Ports, waitFor } from "./ports";
 import { isAlive, isOurs, type ProcRecord, spawnDetached, type StackState, tail } from "./state";
 import { Admin } from "../../lib/rocketmq/admin.ts";
 
@@ -103,9 +103,13 @@ function failure(part: "namesrv" | "broker" | "proxy", st: StackState, why: stri
   return new PartFailed(part, why, logFiles(st)[part].filter(existsSync).map((f) => `--- ${f}\n${tail(f, 30)}`));
 }
 
-/** Fails before starting a JVM that could only die on a bind error, and says which port is held. */
+/**
+ * Fails before starting a JVM that could only die on a bind error, and says which port is held: by
+ * another server, or by a socket nothing answers on (an outgoing connection's local port).
+ */
 async function ensureBindable(part: "namesrv" | "broker", st: StackState, ports: number[]) {
-  const bad = await unbindable(ports);
+  const bad: number[] = [];
+  for (const p of ports) if (!(await portBindable(p))) bad.push(p);
   if (bad.length)
     throw failure(part, st, `port ${bad.join(", ")} cannot be bound (held by another socket, perhaps an outgoing connection's local port); choose other ports`);
 }
