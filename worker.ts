@@ -10,14 +10,14 @@ import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
-import { republishStalled, stalledCheckEveryMs } from "./lib/worker/reaper.ts";
+import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
-  // The request topic too: stalled tasks are re-published there (lib/worker/reaper.ts).
+  // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
   await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
@@ -30,7 +30,8 @@ async function main() {
   const dlqLog = log.child({ loop: "dead-letters" });
   const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, handleDeadLetter);
 
-  const reaper = setInterval(() => void republishStalled(cfg, store, publisher, log), stalledCheckEveryMs(cfg));
+  const tasks = new TaskService(cfg, store, publisher, log);
+  const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
 
   handleSignals(log, () => [
     ["stop stalled-task checks", () => clearInterval(reaper)],

@@ -1,6 +1,10 @@
-// Accepting a task: the status goes to Redis with an outbox entry, the message to RocketMQ, then the
-// outbox entry is removed. If RocketMQ refuses, the task is removed again (no task looks queued that
-// was never sent); if this process dies between the two, the outbox sweeper re-publishes it.
+// Getting a task's request message to RocketMQ, and again when it went missing.
+// Accepting: the status goes to Redis with an outbox entry, the message to RocketMQ, then the outbox
+// entry is removed. If RocketMQ refuses, the task is removed again (no task looks queued that was
+// never sent); if this process dies between the two, the outbox sweeper (in the API) re-publishes it.
+// Stalled tasks: a task is watched while it runs or waits for a retry (lib/lua/reap.lua). If its
+// worker died and RocketMQ no longer has its message (an unflushed broker crash, a message deleted by
+// hand, a group reset), nothing would run it again: workers re-publish it (republishStalled).
 import type { Config } from "./config.ts";
 import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
@@ -68,4 +72,37 @@ export class TaskService {
     }
     return n;
   }
+
+  /**
+   * Re-publishes the stalled tasks due now (each at most once per STALLED_AFTER_MS, whichever worker
+   * asks); the claim makes a copy that was not needed after all (the old message was only late)
+   * harmless. Returns how many were sent. Never throws.
+   */
+  async republishStalled(): Promise<number> {
+    let due: { id: string; body: string }[];
+    try {
+      due = await this.store.stalled();
+    } catch (e) {
+      this.log.warn("stalled tasks: Redis unavailable; will check again", { error: toError(e) });
+      return 0;
+    }
+    let n = 0;
+    for (const { id, body } of due) {
+      try {
+        await this.publish(id, Buffer.from(body, "utf8"));
+        n++;
+        this.log.warn("stalled task re-published", {
+          task_id: id,
+          reason: `no claim for ${this.cfg.STALLED_AFTER_MS} ms after its lease or retry delay ended`,
+        });
+      } catch (e) {
+        // The entry's next check was already moved on (reap.lua): it is tried again one period later.
+        this.log.warn("stalled task not re-published; will try again", { task_id: id, error: toError(e) });
+      }
+    }
+    return n;
+  }
 }
+
+/** How often workers look for stalled tasks: a stalled task waits at most about a quarter more. */
+export const stalledCheckEveryMs = (cfg: Config) => Math.min(15_000, Math.max(1_000, Math.floor(cfg.STALLED_AFTER_MS / 4)));
