@@ -83,7 +83,7 @@ describe("worker", () => {
     const copySeen = () =>
       w.logs("duplicate delivery of a finished task: skipped", task_id).length +
       w.logs("task is running elsewhere: message hidden until its lease ends", task_id).length;
-    await waitFor(async () => copySeen() > 0, 15_000, `the second copy to be skipped or hidden\n${w.raw.slice(-30).join("\n")}`);
+    await waitFor(async () => copySeen() > 0, 15_000, () => `the second copy to be skipped or hidden\n${w.raw.slice(-30).join("\n")}`);
     await Bun.sleep(2_000);
     // The only other way to run again: the result send failed, so the run was handed back (logged).
     // It happened once in CI on a loaded box; it is not the duplicate running.

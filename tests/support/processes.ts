@@ -51,7 +51,7 @@ export class Service {
   }
 
   async waitForLog(msg: string, timeoutMs = 30_000, taskId?: string) {
-    await waitFor(() => this.logs(msg, taskId).length > 0, timeoutMs, `log "${msg}"\n${this.raw.slice(-20).join("\n")}`);
+    await waitFor(() => this.logs(msg, taskId).length > 0, timeoutMs, () => `log "${msg}"\n${this.raw.slice(-20).join("\n")}`);
   }
 
   signal(sig: "SIGTERM" | "SIGINT" | "SIGKILL") {
@@ -76,13 +76,14 @@ export async function stopAll(): Promise<number> {
   return left.length;
 }
 
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+/** `what` may be a function, so a description holding logs is built when the wait fails, not before. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string | (() => string)) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await cond()) return;
     await Bun.sleep(100);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`);
 }
 
 export function freePort(): number {
