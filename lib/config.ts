@@ -44,9 +44,13 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 
   AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),
-  LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),
-  LLM_API_KEY: Opt("API key of the LLM service (secret)"),
+  LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1; set: the LLM agent runs instead of the demo agent"),
+  LLM_API_KEY: Opt("API key of the LLM service (secret); may be left out for a server on this machine (127.0.0.1, localhost, ::1)"),
   LLM_MODEL: Str("gpt-4o-mini", "model name sent to the LLM service"),
+  LLM_TIMEOUT_MS: Int(60_000, 100, 3_600_000, "timeout of one LLM call (a repair request is another call)"),
+  LLM_REPAIR_TRIES: Int(2, 0, 10, "times an invalid LLM answer is sent back to the model with the error, before the attempt fails (retryable)"),
+  LLM_MAX_CONCURRENCY: Int(4, 1, 1_000, "LLM calls in flight per worker process; tasks beyond it wait, their TASK_TIMEOUT_MS clock paused"),
+  LLM_MAX_TOKENS: Int(400, 16, 100_000, "max_tokens of one LLM answer"),
 
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
     default: "info",
@@ -82,10 +86,28 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
   const cfg = withDefaults as Config;
   if (Boolean(cfg.MQ_ACCESS_KEY) !== Boolean(cfg.MQ_SECRET_KEY))
     problems.push("MQ_ACCESS_KEY and MQ_SECRET_KEY must be set together");
-  if (Boolean(cfg.LLM_BASE_URL) !== Boolean(cfg.LLM_API_KEY))
-    problems.push("LLM_BASE_URL and LLM_API_KEY must be set together");
+  if (cfg.LLM_API_KEY && !cfg.LLM_BASE_URL) problems.push("LLM_API_KEY is set but LLM_BASE_URL is not");
+  if (cfg.LLM_BASE_URL) {
+    const host = urlHost(cfg.LLM_BASE_URL);
+    if (host === undefined) problems.push(`LLM_BASE_URL=${JSON.stringify(cfg.LLM_BASE_URL)}: not an http(s) URL`);
+    // A remote service without a key is almost surely a forgotten key; a local server needs none.
+    else if (!cfg.LLM_API_KEY && !LOCAL_HOSTS.has(host))
+      problems.push(`LLM_API_KEY is needed for LLM_BASE_URL on ${host} (only 127.0.0.1, localhost and ::1 go without)`);
+  }
   if (problems.length) throw new ConfigError(problems);
   return cfg;
+}
+
+const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+/** Host of an http(s) URL, or undefined when it is not one. */
+function urlHost(url: string): string | undefined {
+  try {
+    const u = new URL(url);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.hostname : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** For entry files: parse or exit 2 with one message naming every bad variable. */

@@ -1,14 +1,15 @@
 // Dev/test stack: real Redis and RocketMQ 5.3.3 (name server + proxy with embedded broker) as plain
 // processes, no Docker. See docs/stack.md.
-//   bun scripts/stack.ts up | down | status | logs [namesrv|broker|proxy|redis]   [--dir DIR]
+//   bun scripts/stack.ts up [--llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]   [--dir DIR]
 import { existsSync } from "node:fs";
 import { checkJava, ensureJars } from "./stack/jars";
+import { llmLogFile, llmUrl, MODEL_ALIAS, statusLlm, upLlm } from "./stack/llm";
 import { endpoint, portOpen, portsFromEnv, type Ports } from "./stack/ports";
 import { statusRedis, upRedis } from "./stack/redis";
 import { logFiles, PartFailed, statusRocketMQ, upRocketMQ } from "./stack/rocketmq";
 import { StackState, stackDir, stopProcess, tail, withLock } from "./stack/state";
 
-const USAGE = "usage: bun scripts/stack.ts up | down | status | logs [namesrv|broker|proxy|redis]  [--dir DIR]";
+const USAGE = "usage: bun scripts/stack.ts up [--llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]  [--dir DIR]";
 const log = (s: string) => console.log(s);
 
 function printEndpoints(ports: Ports) {
@@ -17,20 +18,23 @@ function printEndpoints(ports: Ports) {
   log(`  MQ_NAMESRV=${endpoint(ports.namesrv)}`);
 }
 
-async function up(st: StackState, ports: Ports) {
+async function up(st: StackState, ports: Ports, withLlm: boolean) {
   const started = Date.now();
   log(`stack up (${st.dir})`);
   await upRedis(st, ports, log);
   checkJava();
   const lib = await ensureJars(log);
   await upRocketMQ(st, ports, lib, log);
+  const llm = withLlm ? await upLlm(st, log) : undefined;
   log(`stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s:`);
   printEndpoints(ports);
+  if (llm) log(`  LLM_BASE_URL=${llm} LLM_MODEL=${MODEL_ALIAS}`);
   return 0;
 }
 
 async function status(st: StackState, ports: Ports) {
-  const parts = [await statusRedis(st, ports), ...(await statusRocketMQ(st, ports))];
+  const llm = await statusLlm(st);
+  const parts = [await statusRedis(st, ports), ...(await statusRocketMQ(st, ports)), ...(llm ? [llm] : [])];
   for (const p of parts) log(`${p.ready ? "ready    " : "NOT READY"} ${p.name.padEnd(8)} ${p.detail}`);
   const bad = parts.filter((p) => !p.ready).map((p) => p.name);
   if (bad.length) {
@@ -43,7 +47,7 @@ async function status(st: StackState, ports: Ports) {
 /** Stops only what this stack started, proxy (with the broker) first so it leaves the name server cleanly. */
 async function down(st: StackState, ports: Ports) {
   let failed = false;
-  for (const name of ["proxy", "namesrv", "redis"]) {
+  for (const name of ["llm", "proxy", "namesrv", "redis"]) {
     const rec = st.read(name);
     if (!rec) continue;
     try {
@@ -62,8 +66,18 @@ async function down(st: StackState, ports: Ports) {
   return failed ? 1 : 0;
 }
 
+/** `eval "$(bun scripts/stack.ts env)"`: the variables api.ts/worker.ts need for this stack. */
+async function env(st: StackState, ports: Ports) {
+  console.log(`export REDIS_URL=redis://${endpoint(ports.redis)}`);
+  console.log(`export MQ_ENDPOINT=${endpoint(ports.grpc)}`);
+  console.log(`export MQ_NAMESRV=${endpoint(ports.namesrv)}`);
+  const llm = await llmUrl(st);
+  if (llm) console.log(`export LLM_BASE_URL=${llm}\nexport LLM_MODEL=${MODEL_ALIAS}`);
+  return 0;
+}
+
 function logs(st: StackState, part: string | undefined) {
-  const files: Record<string, string[]> = { ...logFiles(st), redis: [st.path("logs", "redis.out")] };
+  const files: Record<string, string[]> = { ...logFiles(st), redis: [st.path("logs", "redis.out")], llm: [llmLogFile(st)] };
   const names = part ? [part] : Object.keys(files);
   for (const n of names) {
     const list = files[n];
@@ -79,19 +93,21 @@ function logs(st: StackState, part: string | undefined) {
 async function main(argv: string[]) {
   const args = argv.slice(2);
   const dirAt = args.indexOf("--dir");
-  const positional = args.filter((_, i) => dirAt < 0 || (i !== dirAt && i !== dirAt + 1));
+  const positional = args.filter((a, i) => (dirAt < 0 || (i !== dirAt && i !== dirAt + 1)) && a !== "--llm");
   const [cmd, part] = positional;
   const st = new StackState(stackDir(args));
   const ports = portsFromEnv();
   switch (cmd) {
     case "up":
-      return withLock(st, "up", () => up(st, ports));
+      return withLock(st, "up", () => up(st, ports, args.includes("--llm")));
     case "down":
       return withLock(st, "down", () => down(st, ports));
     case "status":
       return status(st, ports);
     case "logs":
       return logs(st, part);
+    case "env":
+      return env(st, ports);
     default:
       console.error(USAGE);
       return 2;

@@ -1,76 +1,107 @@
-// An OpenAI-compatible chat-completions agent (LLM_BASE_URL + LLM_API_KEY, the original's variables).
-// It asks for a JSON object, validates it against AgentResult, and sorts failures: 429 and 5xx are
-// retryable (honouring Retry-After), other 4xx and invalid answers are final.
-import { Value } from "@sinclair/typebox/value";
+// An OpenAI-compatible chat-completions agent (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL) built to survive
+// a small real model:
+// - structured output: `response_format` json_schema; where the server refuses it (a 4xx naming
+//   response_format), json_object carrying the schema (llama-cpp-python's grammar extension), then
+//   plain json_object. The first refusal moves this process to the next format for good.
+// - an invalid answer goes back to the model with the validation error, up to LLM_REPAIR_TRIES
+//   times, then the attempt fails as retryable; a 4xx stays final; each call has LLM_TIMEOUT_MS.
+// - at most `slots` calls in flight per process (LLM_MAX_CONCURRENCY); a task holds its slot for the
+//   whole attempt (call and repairs), and its run clock is paused while it waits for one.
 import { PermanentAgentError, RetryableAgentError } from "../errors.ts";
-import { AgentResult } from "../model.ts";
+import type { Logger } from "../log.ts";
+import type { AgentResult } from "../model.ts";
+import { type ChatAnswer, type ChatMessage, chatCall, FormatRejected } from "./chat.ts";
+import { checkAnswer, PROFILE_SCHEMA, repairMessage, SYSTEM_PROMPT } from "./profile.ts";
+import type { Semaphore } from "./semaphore.ts";
 import type { Agent } from "./types.ts";
+
+export { retryAfterMs } from "./chat.ts";
 
 export interface OpenAiOptions {
   baseUrl: string;
-  apiKey: string;
+  /** Absent or empty: no Authorization header (a local server needs none). */
+  apiKey?: string;
   model: string;
+  /** Timeout of one HTTP call (default 60 s). */
+  timeoutMs?: number;
+  /** Repair requests after an invalid answer, within one attempt (default 2). */
+  repairTries?: number;
+  maxTokens?: number;
+  /** Bounds the calls in flight; shared by every task of the process. */
+  slots?: Semaphore;
+  log?: Logger;
   fetch?: typeof fetch;
 }
 
-const SYSTEM_PROMPT =
-  "You build a short user-interest profile from the user's text. Answer with one JSON object only: " +
-  '{"tags": [string, ...] (1 to 5 short interest tags), "score": integer 0-100 (purchase intent), "reason": string (one sentence)}.';
+/** Response formats, most precise first. */
+export const FORMATS = [
+  { name: "json_schema", value: { type: "json_schema", json_schema: { name: "profile", schema: PROFILE_SCHEMA } } },
+  { name: "json_object+schema", value: { type: "json_object", schema: PROFILE_SCHEMA } },
+  { name: "json_object", value: { type: "json_object" } },
+] as const;
 
-/** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
-export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
-  if (!header) return undefined;
-  const secs = Number(header);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(header);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-export function openAiAgent(opts: OpenAiOptions): Agent {
-  const url = opts.baseUrl.replace(/\/+$/, "") + "/chat/completions";
-  const doFetch = opts.fetch ?? fetch;
-  return async (task, signal) => {
-    let res: Response;
-    try {
-      res = await doFetch(url, {
-        method: "POST",
-        signal,
-        headers: { "content-type": "application/json", authorization: `Bearer ${opts.apiKey}` },
-        body: JSON.stringify({
-          model: opts.model,
-          response_format: { type: "json_object" },
-          messages: [
-            { role: "system", content: SYSTEM_PROMPT },
-            { role: "user", content: task.content },
-          ],
-        }),
-      });
-    } catch (e) {
-      if (signal.aborted) throw signal.reason;
-      throw new RetryableAgentError(`LLM request failed: ${(e as Error).message}`, undefined, { cause: e });
-    }
-    if (res.status === 429 || res.status >= 500) {
-      const text = await res.text().catch(() => "");
-      throw new RetryableAgentError(`LLM answered ${res.status}: ${text.slice(0, 200)}`, retryAfterMs(res.headers.get("retry-after")));
-    }
-    if (!res.ok) {
-      const text = await res.text().catch(() => "");
-      throw new PermanentAgentError(`LLM answered ${res.status}: ${text.slice(0, 200)}`);
-    }
-    const body = (await res.json().catch(() => null)) as { choices?: { message?: { content?: string } }[] } | null;
-    const content = body?.choices?.[0]?.message?.content;
-    if (typeof content !== "string") throw new PermanentAgentError("LLM answer has no choices[0].message.content");
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(content);
-    } catch {
-      throw new PermanentAgentError(`LLM answer is not JSON: ${content.slice(0, 200)}`);
-    }
-    const converted = Value.Convert(AgentResult, parsed);
-    if (!Value.Check(AgentResult, converted)) {
-      const first = [...Value.Errors(AgentResult, converted)][0];
-      throw new PermanentAgentError(`LLM answer does not match {tags, score, reason}: ${first?.path} ${first?.message}`);
-    }
-    return Value.Clean(AgentResult, converted) as AgentResult;
+export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
+  const chat = {
+    url: opts.baseUrl.replace(/\/+$/, "") + "/chat/completions",
+    apiKey: opts.apiKey,
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    fetch: opts.fetch ?? fetch,
   };
+  const repairTries = opts.repairTries ?? 2;
+  /** Index into FORMATS: per agent, and there is one agent per worker process. */
+  let format = 0;
+
+  async function call(messages: ChatMessage[], signal: AbortSignal, taskId: string): Promise<ChatAnswer> {
+    for (;;) {
+      const used = format;
+      const body = { model: opts.model, messages, response_format: FORMATS[used]!.value, ...(opts.maxTokens ? { max_tokens: opts.maxTokens } : {}) };
+      try {
+        return await chatCall(chat, body, signal);
+      } catch (e) {
+        if (!(e instanceof FormatRejected)) throw e;
+        if (used === FORMATS.length - 1) throw new PermanentAgentError(e.message);
+        // Calls in flight may all be refused at once: only the first moves the format on.
+        if (format === used) {
+          format = used + 1;
+          opts.log?.warn("LLM server refused the response format; using a simpler one from now on", {
+            task_id: taskId, refused: FORMATS[used]!.name, now: FORMATS[format]!.name, answer: e.message,
+          });
+        }
+      }
+    }
+  }
+
+  async function converse(content: string, signal: AbortSignal, taskId: string): Promise<AgentResult> {
+    const messages: ChatMessage[] = [
+      { role: "system", content: SYSTEM_PROMPT },
+      { role: "user", content },
+    ];
+    for (let repair = 0; ; repair++) {
+      const answer = await call(messages, signal, taskId);
+      const checked = answer.content === undefined
+        ? { ok: false as const, problem: "the answer has no message content" }
+        : checkAnswer(answer.content, answer.finishReason);
+      if (checked.ok) {
+        if (repair > 0) opts.log?.info("LLM answer valid after repair", { task_id: taskId, repairs: repair });
+        return checked.result;
+      }
+      if (repair >= repairTries)
+        throw new RetryableAgentError(`LLM answer invalid after ${repairTries} repair request(s): ${checked.problem}`);
+      opts.log?.info("LLM answer invalid; asking the model to repair it", { task_id: taskId, problem: checked.problem, repair: repair + 1 });
+      messages.push({ role: "assistant", content: answer.content ?? "" }, { role: "user", content: repairMessage(checked.problem) });
+    }
+  }
+
+  const agent: Agent = async (task, signal) => {
+    if (!opts.slots) return converse(task.content, signal, task.task_id);
+    const slots = opts.slots;
+    const wait = () => slots.acquire(signal);
+    const release = await (task.paused ? task.paused(wait) : wait());
+    try {
+      return await converse(task.content, signal, task.task_id);
+    } finally {
+      release();
+    }
+  };
+  return Object.assign(agent, { format: () => FORMATS[format]!.name });
 }

@@ -5,6 +5,11 @@ export interface AgentTask {
   user_id: string;
   content: string;
   attempt: number;
+  /**
+   * Runs `wait` with the run's timeout (TASK_TIMEOUT_MS) paused: for time spent queued for a shared
+   * resource, such as a slot toward the LLM (LLM_MAX_CONCURRENCY). Absent when nothing can be paused.
+   */
+  paused?: <T>(wait: () => Promise<T>) => Promise<T>;
 }
 
 /**

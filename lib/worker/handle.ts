@@ -2,7 +2,7 @@
 // heartbeat, publish the result, record it, settle the message. Every path ends with the message
 // acked, or hidden again for a known reason (retry backoff, another live runner, handed back).
 import { Value } from "@sinclair/typebox/value";
-import type { Agent } from "../agent/index.ts";
+import { type Agent, runClock } from "../agent/index.ts";
 import type { Config } from "../config.ts";
 import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -139,7 +139,8 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   const onShutdown = () => run.abort(new ShutdownAbort("worker shutting down"));
   shutdown.addEventListener("abort", onShutdown, { once: true });
   if (shutdown.aborted) onShutdown();
-  const timeout = setTimeout(() => run.abort(new TaskTimeout(`task timed out after ${cfg.TASK_TIMEOUT_MS} ms`)), cfg.TASK_TIMEOUT_MS);
+  // Paused while the agent waits for a shared slot (lib/agent/clock.ts): waiting is not running.
+  const clock = runClock(cfg.TASK_TIMEOUT_MS, () => run.abort(new TaskTimeout(`task timed out after ${cfg.TASK_TIMEOUT_MS} ms`)));
   // Heartbeat: keep the message hidden and the claim alive while the agent works (minutes, maybe).
   const beat = setInterval(async () => {
     try {
@@ -153,12 +154,12 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   let result: AgentResult | undefined;
   let failure: Error | undefined;
   try {
-    result = await ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt }, run.signal);
+    result = await ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused }, run.signal);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);
   } finally {
     clearInterval(beat);
-    clearTimeout(timeout);
+    clock.stop();
     shutdown.removeEventListener("abort", onShutdown);
   }
 
