@@ -1,6 +1,6 @@
 // Dev/test stack: real Redis and RocketMQ 5.3.3 (name server + proxy with embedded broker) as plain
 // processes, no Docker. See docs/stack.md.
-//   bun scripts/stack.ts up [--llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]   [--dir DIR]
+//   bun scripts/stack.ts up [--llm | llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]   [--dir DIR]
 import { existsSync } from "node:fs";
 import { checkJava, ensureJars } from "./stack/jars";
 import { llmLogFile, llmUrl, MODEL_ALIAS, statusLlm, upLlm } from "./stack/llm";
@@ -9,7 +9,7 @@ import { statusRedis, upRedis } from "./stack/redis";
 import { logFiles, PartFailed, statusRocketMQ, upRocketMQ } from "./stack/rocketmq";
 import { StackState, stackDir, stopProcess, tail, withLock } from "./stack/state";
 
-const USAGE = "usage: bun scripts/stack.ts up [--llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]  [--dir DIR]";
+const USAGE = "usage: bun scripts/stack.ts up [--llm | llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]  [--dir DIR]";
 const log = (s: string) => console.log(s);
 
 function printEndpoints(ports: Ports) {
@@ -99,6 +99,8 @@ async function main(argv: string[]) {
   const ports = portsFromEnv();
   switch (cmd) {
     case "up":
+      // `up llm`: the LLM alone, beside services that run already (tests/llm-real.test.ts).
+      if (part === "llm") return withLock(st, "up", async () => (log(`llm: ${await upLlm(st, log)}`), 0));
       return withLock(st, "up", () => up(st, ports, args.includes("--llm")));
     case "down":
       return withLock(st, "down", () => down(st, ports));

@@ -2,6 +2,8 @@
 // Brings up Redis and RocketMQ (scripts/stack.ts up), provisions topics and the group, then runs the
 // API and WORKERS (default 1) worker processes until Ctrl-C, which stops them cleanly. The servers
 // keep running afterwards (`bun scripts/stack.ts down` stops them).
+// LLM=local: the stack's local LLM too (`stack.ts up --llm`, llama.cpp + SmolLM2-135M, built once),
+// and the workers run the OpenAI-compatible agent against it instead of the demo agent.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 
@@ -16,8 +18,27 @@ function step(args: string[], what: string) {
   }
 }
 
-step([join(ROOT, "scripts/stack.ts"), "up"], "bringing up Redis and RocketMQ");
+const localLlm = process.env.LLM === "local";
+if (process.env.LLM && !localLlm) {
+  console.error(`start: LLM=${JSON.stringify(process.env.LLM)}: the one value is "local" (or set LLM_BASE_URL yourself)`);
+  process.exit(2);
+}
+step([join(ROOT, "scripts/stack.ts"), "up", ...(localLlm ? ["--llm"] : [])], localLlm ? "bringing up Redis, RocketMQ and the LLM" : "bringing up Redis and RocketMQ");
+if (localLlm) useLocalLlm();
 step([join(ROOT, "scripts/provision.ts")], "provisioning");
+
+/** LLM_BASE_URL and LLM_MODEL from `stack.ts env` for the API and workers (no key: a local server). */
+function useLocalLlm() {
+  const p = Bun.spawnSync(["bun", join(ROOT, "scripts/stack.ts"), "env"], { cwd: ROOT, env: process.env, stderr: "inherit" });
+  for (const m of p.stdout.toString().matchAll(/^export (LLM_BASE_URL|LLM_MODEL)=(.*)$/gm)) process.env[m[1]!] = m[2]!;
+  if (p.exitCode !== 0 || !process.env.LLM_BASE_URL) {
+    console.error("start: the local LLM is not answering after `stack.ts up --llm` (see `bun scripts/stack.ts logs llm`)");
+    process.exit(1);
+  }
+  // The server answers one request at a time; more calls in flight only queue inside it (docs/performance.md).
+  process.env.LLM_MAX_CONCURRENCY ??= "2";
+  console.error(`start: agent: ${process.env.LLM_MODEL} at ${process.env.LLM_BASE_URL} (LLM_MAX_CONCURRENCY=${process.env.LLM_MAX_CONCURRENCY})`);
+}
 
 // Each child in its own process group: Ctrl-C then reaches only this process, which passes it on
 // once (a terminal's SIGINT plus npm's copy of it would otherwise count as a second, forcing signal).

@@ -13,7 +13,12 @@ export interface ChatOptions {
   fetch: typeof fetch;
 }
 
-export type ChatAnswer = { content: string | undefined; finishReason?: string };
+export type ChatAnswer = {
+  content: string | undefined;
+  finishReason?: string;
+  /** `usage` as the server reported it, when it did. */
+  usage?: { prompt_tokens?: number; completion_tokens?: number };
+};
 
 /** The server refused the requested response format (a 4xx naming it): try the next, simpler one. */
 export class FormatRejected extends Error {
@@ -56,7 +61,7 @@ export async function chatCall(opts: ChatOptions, body: Record<string, unknown>,
       if (/response_format|json_schema/i.test(text)) throw new FormatRejected(`LLM answered ${res.status}: ${text.slice(0, 300)}`);
       throw new PermanentAgentError(`LLM answered ${res.status}: ${text.slice(0, 200)}`);
     }
-    let json: { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[] } | null = null;
+    let json: { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[]; usage?: ChatAnswer["usage"] } | null = null;
     try {
       json = JSON.parse(text);
     } catch {}
@@ -67,6 +72,7 @@ export async function chatCall(opts: ChatOptions, body: Record<string, unknown>,
     return {
       content: typeof content === "string" ? content : undefined,
       finishReason: typeof choice.finish_reason === "string" ? choice.finish_reason : undefined,
+      usage: json?.usage && typeof json.usage === "object" ? json.usage : undefined,
     };
   } finally {
     clearTimeout(timer);

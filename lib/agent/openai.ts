@@ -77,7 +77,12 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
       { role: "user", content },
     ];
     for (let repair = 0; ; repair++) {
+      const t0 = performance.now();
       const answer = await call(messages, signal, taskId);
+      opts.log?.debug("LLM answer", {
+        task_id: taskId, ms: Math.round(performance.now() - t0), finish_reason: answer.finishReason,
+        prompt_tokens: answer.usage?.prompt_tokens, completion_tokens: answer.usage?.completion_tokens,
+      });
       const checked = answer.content === undefined
         ? { ok: false as const, problem: "the answer has no message content" }
         : checkAnswer(answer.content, answer.finishReason);

