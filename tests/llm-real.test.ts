@@ -109,7 +109,7 @@ describe("a real model (SmolLM2-135M-Instruct on llama.cpp)", () => {
     console.error(
       `[llm-real] 20 tasks in ${secs.toFixed(1)} s; attempts ${JSON.stringify(attempts)}; repair requests ${repairs}; ` +
         `format fallbacks ${fallback.length}; ${calls.length} calls, mean ${mean("ms")} ms, ` +
-        `${mean("prompt_tokens")} prompt + ${mean("completion_tokens")} completion tokens; sample: ${CONTENTS[0]} -> ${JSON.stringify(views.get(ids[0]!).result)}`,
+        `${mean("usage_in")} prompt + ${mean("usage_out")} completion tokens; sample: ${CONTENTS[0]} -> ${JSON.stringify(views.get(ids[0]!).result)}`,
     );
     // llama-cpp-python 0.3.36 refuses json_schema (422): the agent moved to json_object + schema once.
     expect(fallback.length).toBeLessThanOrEqual(1);

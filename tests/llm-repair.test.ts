@@ -51,10 +51,13 @@ async function reset() {
   maxInFlight = 0;
   refuse = undefined;
 }
-/** What llama-cpp-python 0.3.36 answers to a json_schema response_format (pydantic's 422). */
-const llamaCpp422 = (body: any): Reply | undefined =>
+/** What llama-cpp-python 0.3.36 answers to a json_schema response_format: a 500 carrying pydantic's error. */
+const llamaCpp500 = (body: any): Reply | undefined =>
   body.response_format?.type === "json_schema"
-    ? { status: 422, body: { detail: [{ type: "literal_error", loc: ["body", "response_format", "type"], msg: "Input should be 'text' or 'json_object'" }] } }
+    ? {
+        status: 500,
+        body: { error: { message: "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}", type: "internal_server_error" } },
+      }
     : undefined;
 
 afterAll(() => server.stop(true));
@@ -110,9 +113,9 @@ describe("repair of invalid answers", () => {
 });
 
 describe("response format", () => {
-  test("json_schema first; refused with a 4xx about response_format: json_object + schema, remembered", async () => {
+  test("json_schema first; refused (llama-cpp-python's 500 naming response_format): json_object + schema, remembered", async () => {
     await reset();
-    refuse = llamaCpp422;
+    refuse = llamaCpp500;
     const agent = openAiAgent({ baseUrl, model: "m" });
     expect(await agent(task, never())).toEqual(valid);
     expect(await agent(task, never())).toEqual(valid);
@@ -121,18 +124,26 @@ describe("response format", () => {
     expect(agent.format()).toBe("json_object+schema");
   });
 
-  test("a server refusing every format: plain json_object last, then a final failure", async () => {
+  test("a 422 naming response_format is a refusal too; one refusing every format: plain json_object last, then final", async () => {
     await reset();
-    refuse = () => ({ status: 400, body: { error: "unsupported response_format" } });
+    refuse = () => ({ status: 422, body: { error: "unsupported response_format" } });
     const agent = openAiAgent({ baseUrl, model: "m" });
     expect(await agent(task, never()).catch((x) => x)).toBeInstanceOf(PermanentAgentError);
     expect(requests.map((r) => r.response_format)).toMatchObject([{ type: "json_schema" }, { type: "json_object" }, { type: "json_object" }]);
     expect(requests[2].response_format.schema).toBeUndefined();
   });
 
+  test("a 5xx that does not name response_format is an ordinary retryable failure, no fallback", async () => {
+    await reset();
+    script.push({ status: 503, body: { error: "overloaded" } });
+    const agent = openAiAgent({ baseUrl, model: "m" });
+    expect(await agent(task, never()).catch((x) => x)).toBeInstanceOf(RetryableAgentError);
+    expect(agent.format()).toBe("json_schema");
+  });
+
   test("calls in flight refused together move the format on once", async () => {
     await reset();
-    refuse = (b) => (llamaCpp422(b) ? { ...llamaCpp422(b)!, delayMs: 100 } : undefined);
+    refuse = (b) => (llamaCpp500(b) ? { ...llamaCpp500(b)!, delayMs: 100 } : undefined);
     const agent = openAiAgent({ baseUrl, model: "m" });
     await Promise.all([agent(task, never()), agent(task, never()), agent(task, never())]);
     expect(agent.format()).toBe("json_object+schema");

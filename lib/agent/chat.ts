@@ -1,5 +1,5 @@
 // One chat-completions call to an OpenAI-compatible server, with its own timeout, and the sorting of
-// what can go wrong: 429/5xx/network/timeout are retryable (with Retry-After), a 4xx about
+// what can go wrong: 429/5xx/network/timeout are retryable (with Retry-After), a refusal naming
 // `response_format` is reported apart (the caller falls back to a simpler format), other 4xx are final.
 import { PermanentAgentError, RetryableAgentError } from "../errors.ts";
 
@@ -20,9 +20,17 @@ export type ChatAnswer = {
   usage?: { prompt_tokens?: number; completion_tokens?: number };
 };
 
-/** The server refused the requested response format (a 4xx naming it): try the next, simpler one. */
+/**
+ * The server refused the requested response format: an error answer naming `response_format`. Most
+ * servers say so with a 400 or 422; llama-cpp-python 0.3.36 answers 500 with pydantic's validation
+ * error ("Input should be 'text' or 'json_object'"), so a 5xx naming it counts too. `final` is the
+ * error to throw when no simpler format is left.
+ */
 export class FormatRejected extends Error {
   override name = "FormatRejected";
+  constructor(message: string, readonly final: Error) {
+    super(message);
+  }
 }
 
 /** Retry-After as seconds or an HTTP date, in ms; undefined when absent or unreadable. */
@@ -55,11 +63,13 @@ export async function chatCall(opts: ChatOptions, body: Record<string, unknown>,
       if (timeout.signal.aborted) throw new RetryableAgentError((timeout.signal.reason as Error).message);
       throw new RetryableAgentError(`LLM request failed: ${(e as Error).message}`, undefined, { cause: e });
     }
-    if (res.status === 429 || res.status >= 500)
-      throw new RetryableAgentError(`LLM answered ${res.status}: ${text.slice(0, 200)}`, retryAfterMs(res.headers.get("retry-after")));
     if (!res.ok) {
-      if (/response_format|json_schema/i.test(text)) throw new FormatRejected(`LLM answered ${res.status}: ${text.slice(0, 300)}`);
-      throw new PermanentAgentError(`LLM answered ${res.status}: ${text.slice(0, 200)}`);
+      const what = `LLM answered ${res.status}: ${text.slice(0, 200)}`;
+      const err = res.status === 429 || res.status >= 500
+        ? new RetryableAgentError(what, retryAfterMs(res.headers.get("retry-after")))
+        : new PermanentAgentError(what);
+      if (res.status !== 429 && /response_format/i.test(text)) throw new FormatRejected(`LLM answered ${res.status}: ${text.slice(0, 300)}`, err);
+      throw err;
     }
     let json: { choices?: { message?: { content?: unknown }; finish_reason?: unknown }[]; usage?: ChatAnswer["usage"] } | null = null;
     try {

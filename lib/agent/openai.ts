@@ -1,13 +1,13 @@
 // An OpenAI-compatible chat-completions agent (LLM_BASE_URL, LLM_API_KEY, LLM_MODEL) built to survive
 // a small real model:
 // - structured output: `response_format` json_schema; where the server refuses it (a 4xx naming
-//   response_format), json_object carrying the schema (llama-cpp-python's grammar extension), then
-//   plain json_object. The first refusal moves this process to the next format for good.
+//   response_format, or llama-cpp-python's 500 saying so), json_object carrying the schema (its grammar
+//   extension), then plain json_object. The first refusal moves this process to the next format for good.
 // - an invalid answer goes back to the model with the validation error, up to LLM_REPAIR_TRIES
 //   times, then the attempt fails as retryable; a 4xx stays final; each call has LLM_TIMEOUT_MS.
 // - at most `slots` calls in flight per process (LLM_MAX_CONCURRENCY); a task holds its slot for the
 //   whole attempt (call and repairs), and its run clock is paused while it waits for one.
-import { PermanentAgentError, RetryableAgentError } from "../errors.ts";
+import { RetryableAgentError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AgentResult } from "../model.ts";
 import { type ChatAnswer, type ChatMessage, chatCall, FormatRejected } from "./chat.ts";
@@ -59,7 +59,7 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
         return await chatCall(chat, body, signal);
       } catch (e) {
         if (!(e instanceof FormatRejected)) throw e;
-        if (used === FORMATS.length - 1) throw new PermanentAgentError(e.message);
+        if (used === FORMATS.length - 1) throw e.final;
         // Calls in flight may all be refused at once: only the first moves the format on.
         if (format === used) {
           format = used + 1;
@@ -81,7 +81,8 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
       const answer = await call(messages, signal, taskId);
       opts.log?.debug("LLM answer", {
         task_id: taskId, ms: Math.round(performance.now() - t0), finish_reason: answer.finishReason,
-        prompt_tokens: answer.usage?.prompt_tokens, completion_tokens: answer.usage?.completion_tokens,
+        // "usage_in"/"usage_out": a field named like "token" is masked by the logger as a secret.
+        usage_in: answer.usage?.prompt_tokens, usage_out: answer.usage?.completion_tokens,
       });
       const checked = answer.content === undefined
         ? { ok: false as const, problem: "the answer has no message content" }
