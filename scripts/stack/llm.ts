@@ -195,7 +195,10 @@ export async function upLlm(st: StackState, log: Log, env = process.env, timeout
   const port = await choosePort(env);
   st.ensure("conf");
   st.ensure("logs");
-  const threads = env.STACK_LLM_THREADS || String(Math.max(1, availableParallelism()));
+  // Half the cores (llama-cpp-python's own default). llama.cpp's threads meet at a barrier per step, so
+  // on a busy box one descheduled thread stalls the others: with 2 threads on 2 shared cores a call
+  // took 9x longer than with 1 (docs/performance.md).
+  const threads = env.STACK_LLM_THREADS || String(Math.max(1, Math.floor(availableParallelism() / 2)));
   const cmd = [c.python, "-m", "llama_cpp.server", "--model", c.gguf, "--model_alias", MODEL_ALIAS, "--host", HOST, "--port", String(port),
     "--n_ctx", "2048", "--n_threads", threads, "--n_threads_batch", threads];
   const rec = spawnDetached("llm", cmd, { cwd: repoRoot, out: st.path("logs", "llm.out"), match: `--port ${port}` });
