@@ -93,7 +93,9 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
       }
       if (repair >= repairTries)
         throw new RetryableAgentError(`LLM answer invalid after ${repairTries} repair request(s): ${checked.problem}`);
-      opts.log?.info("LLM answer invalid; asking the model to repair it", { task_id: taskId, problem: checked.problem, repair: repair + 1 });
+      opts.log?.info("LLM answer invalid; asking the model to repair it", {
+        task_id: taskId, problem: checked.problem, repair: repair + 1, answer: answer.content?.slice(0, 300), finish_reason: answer.finishReason,
+      });
       messages.push({ role: "assistant", content: answer.content ?? "" }, { role: "user", content: repairMessage(checked.problem) });
     }
   }
