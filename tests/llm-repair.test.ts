@@ -100,7 +100,10 @@ describe("repair of invalid answers", () => {
     script.push({ content: JSON.stringify({ tags: [" a ", "", "b", "c", "d", "e", "f"], score: 250, reason: " r ", mood: "x" }) });
     const agent = openAiAgent({ baseUrl, model: "m" });
     expect(await agent(task, never())).toEqual({ tags: ["a", "b", "c", "d", "e"], score: 100, reason: "r" });
-    expect(requests.length).toBe(1);
+    // a raw newline inside a string (llama-cpp-python's grammar lets it through; JSON does not)
+    script.push({ content: '{"tags": ["buy", "}\nWhat"], "score": 4, "reason": "a\nb"}' });
+    expect(await agent(task, never())).toEqual({ tags: ["buy", "} What"], score: 4, reason: "a b" });
+    expect(requests.length).toBe(2);
   });
 
   test("a 4xx is final, with no repair and no format fallback", async () => {

@@ -29,13 +29,13 @@ export type Checked = { ok: true; result: AgentResult } | { ok: false; problem: 
 
 /**
  * Parses and checks an answer. Near misses are repaired here, not by the model: "80" -> 80,
- * "x" -> ["x"], a score outside 0-100 clamped, extra fields and tags past the fifth dropped,
+ * "x" -> ["x"], a raw newline inside a string, a score outside 0-100 clamped, extra fields and tags past the fifth dropped,
  * blank tags removed. What is left wrong is described in one line for the repair message.
  */
 export function checkAnswer(content: string, finishReason?: string): Checked {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(content);
+    parsed = parseLenient(content);
   } catch {
     const cut = finishReason === "length" ? " (the answer was cut off at the token limit: answer shorter)" : "";
     return { ok: false, problem: `the answer is not valid JSON${cut}` };
@@ -54,6 +54,21 @@ export function checkAnswer(content: string, finishReason?: string): Checked {
   const first = [...Value.Errors(ProfileAnswer, cleaned)][0];
   const where = first?.path ? first.path.replace(/^\//, "").replaceAll("/", ".") : "answer";
   return { ok: false, problem: `${where}: ${first?.message ?? "does not match the schema"}` };
+}
+
+/**
+ * JSON.parse, then once more with control characters turned into spaces: llama-cpp-python's grammar
+ * lets raw newlines into strings (seen with SmolLM2), which JSON forbids there. Outside strings they
+ * are whitespace anyway, so the replacement changes nothing else.
+ */
+function parseLenient(content: string): unknown {
+  try {
+    return JSON.parse(content);
+  } catch (e) {
+    const spaced = content.replace(/[\u0000-\u001f]/g, " ");
+    if (spaced === content) throw e;
+    return JSON.parse(spaced);
+  }
 }
 
 /** The message that asks the model to fix its answer. */
