@@ -30,9 +30,13 @@ describe("config", () => {
   });
 
   test("an entry file exits with code 2 and one message on bad configuration", () => {
+    // A regression that starts the worker instead of exiting would hang the whole run: killed after 30 s.
     const p = Bun.spawnSync(["bun", join(import.meta.dir, "..", "worker.ts")], {
       env: { ...process.env, WORKER_CONCURRENCY: "0", REDIS_PASSWORD: "", MQ_ACCESS_KEY: "ak" },
+      timeout: 30_000,
+      killSignal: "SIGKILL",
     });
+    expect(p.exitedDueToTimeout ?? false, p.stderr.toString()).toBe(false);
     expect(p.exitCode).toBe(2);
     const out = p.stderr.toString();
     expect(out).toContain("WORKER_CONCURRENCY");
