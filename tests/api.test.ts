@@ -66,7 +66,7 @@ describe("POST /tasks", () => {
     ["user_id not a string", JSON.stringify({ user_id: 42, content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["content not a string", JSON.stringify({ user_id: "u", content: { a: 1 } }), undefined, 422, "invalid_body", "content"],
     ["empty user_id", JSON.stringify({ user_id: "", content: "c" }), undefined, 422, "invalid_body", "user_id"],
-    ["blank user_id", JSON.stringify({ user_id: "   ", content: "c" }), undefined, 422, "invalid_body"],
+    ["blank user_id", JSON.stringify({ user_id: "   ", content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["user_id over 128 characters", JSON.stringify({ user_id: "u".repeat(129), content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["empty content", JSON.stringify({ user_id: "u", content: "" }), undefined, 422, "invalid_body", "content"],
     ["content over the byte limit", JSON.stringify({ user_id: "u", content: big }), undefined, 413, "content_too_large"],
@@ -86,17 +86,14 @@ describe("POST /tasks", () => {
       const json = (await res.json()) as { error: string; message: string; field?: string };
       expect(json.error).toBe(error);
       expect(json.message.length).toBeGreaterThan(5);
-      if (field) expect(json.field ?? json.message).toContain(field);
+      // The README promises `field` with invalid_body: required, exactly, wherever the case names one.
+      if (field) expect(json.field).toBe(field);
+      if (status !== 422) expect(json.field).toBeUndefined();
     });
   }
 
   test("unknown fields are ignored, as the original (pydantic) did", async () => {
     const res = await post(sys.app, JSON.stringify({ user_id: "u2", content: "c", extra: true }));
-    expect(res.status).toBe(202);
-  });
-
-  test("the server keeps serving after bad input", async () => {
-    const res = await post(sys.app, JSON.stringify({ user_id: "after", content: "still here" }));
     expect(res.status).toBe(202);
   });
 });
