@@ -98,7 +98,7 @@ describe("TaskStore", () => {
       await connectRedis(own);
       const s = new TaskStore(own, 3600, prefix);
       expect(await s.create(id(), "u", "{}")).toBe(true); // the script is loaded now
-      const cached = async () => Number(/number_of_cached_scripts:(\d+)/.exec(await own.info("memory"))?.[1]);
+      const cached = async () => Number(/number_of_cached_scripts:(\d+)/.exec(String(await own.info("memory")))?.[1]);
       await own.sendCommand(["SCRIPT", "FLUSH"]);
       expect(await cached()).toBe(0);
       const t = id();
