@@ -4,17 +4,26 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
-import { closeRedis, createRedis } from "../lib/redis.ts";
+import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
 import { TaskStore } from "../lib/store.ts";
-import { privateRedis } from "./support/redis-server.ts";
+import { freePort, waitFor } from "./support/processes.ts";
 
+const port = freePort();
 const password = `pw-${crypto.randomUUID()}`;
-let server: Awaited<ReturnType<typeof privateRedis>>;
+let server: ReturnType<typeof Bun.spawn>;
 
 beforeAll(async () => {
-  server = await privateRedis(["--requirepass", password]);
+  server = Bun.spawn(["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "", "--appendonly", "no"], {
+    stdout: "ignore", stderr: "ignore",
+  });
+  await waitFor(async () => {
+    const c = createRedis(parseConfig({ REDIS_URL: `redis://:${password}@127.0.0.1:${port}` }), silentLogger);
+    const ok = await connectRedis(c, 500);
+    if (c.isOpen) await closeRedis(c); else c.destroy();
+    return ok;
+  }, 10_000, "password-protected redis-server");
 }, 30_000);
-afterAll(() => server?.stop());
+afterAll(() => server?.kill());
 
 /** Connects as the services do and writes a task; the outcome, or the error that stopped it. */
 async function roundTrip(env: Record<string, string>): Promise<{ ok: true } | { ok: false; error: Error }> {
@@ -38,13 +47,13 @@ async function roundTrip(env: Record<string, string>): Promise<{ ok: true } | { 
 }
 
 test("REDIS_URL with the password", async () => {
-  expect(await roundTrip({ REDIS_URL: `redis://:${password}@127.0.0.1:${server.port}` })).toEqual({ ok: true });
+  expect(await roundTrip({ REDIS_URL: `redis://:${password}@127.0.0.1:${port}` })).toEqual({ ok: true });
 });
 test("REDIS_HOST, REDIS_PORT and REDIS_PASSWORD", async () => {
-  expect(await roundTrip({ REDIS_HOST: "127.0.0.1", REDIS_PORT: String(server.port), REDIS_PASSWORD: password })).toEqual({ ok: true });
+  expect(await roundTrip({ REDIS_HOST: "127.0.0.1", REDIS_PORT: String(port), REDIS_PASSWORD: password })).toEqual({ ok: true });
 });
 test("a wrong password does not get in: the server refuses it as a wrong password", async () => {
-  const r = await roundTrip({ REDIS_HOST: "127.0.0.1", REDIS_PORT: String(server.port), REDIS_PASSWORD: "wrong" });
+  const r = await roundTrip({ REDIS_HOST: "127.0.0.1", REDIS_PORT: String(port), REDIS_PASSWORD: "wrong" });
   expect(r.ok).toBe(false);
   // Redis 6+ answers WRONGPASS; anything else (a timeout, a refused connection) is not this test's case.
   expect(r.ok ? "" : r.error.message).toMatch(/^WRONGPASS/);

@@ -107,7 +107,7 @@ describe("TaskStore", () => {
       expect(await cached()).toBeGreaterThan(0);
     } finally {
       await closeRedis(own);
-      await server.stop();
+      await server.close();
     }
   });
 
