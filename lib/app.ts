@@ -10,7 +10,6 @@ import { Accepted, ErrorBody, isTaskId, TaskInput, TaskView, type ErrorBody as E
 import type { TaskStore } from "./store.ts";
 import type { TaskService } from "./submit.ts";
 import { withTimeout } from "./time.ts";
-import { cappedJsonParser } from "./http/body.ts";
 
 export interface AppDeps {
   cfg: Config;
@@ -49,9 +48,7 @@ function validationBody(error: unknown): ErrorBodyT {
 
 export function createApp({ cfg, store, tasks, log }: AppDeps) {
   const maxBody = maxBodyBytes(cfg);
-  // Bun's own cap only as a backstop far above ours: under it, every over-limit body gets our JSON 413
-  // (onRequest for a declared size, cappedJsonParser for a chunked one; lib/http/body.ts).
-  return new Elysia({ serve: { maxRequestBodySize: Math.max(maxBody * 16, 64 * 1024 * 1024) } })
+  return new Elysia({ serve: { maxRequestBodySize: maxBody } })
     .use(
       openapi({
         path: "/docs",
@@ -72,13 +69,9 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
           message: `content-type must be application/json${type ? `, got ${type}` : " (none was sent)"}`,
         });
     })
-    .onParse(cappedJsonParser(maxBody))
     .onError(({ code, error, request }) => {
-      // Elysia wraps what a parse hook throws in a ParseError; ours (body_too_large) is its cause.
-      const cause = (error as { cause?: unknown }).cause;
-      if (code === "PARSE" && cause instanceof HttpError) error = cause;
       if (error instanceof HttpError)
-        return json(error.status, { error: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) }, error.headers);
+        return json(error.status, { error: error.code, message: error.message }, error.headers);
       switch (code) {
         case "PARSE":
           return json(400, { error: "malformed_json", message: "request body is not valid JSON" });
@@ -99,7 +92,7 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
         const bytes = Buffer.byteLength(body.content, "utf8");
         if (bytes > cfg.MAX_CONTENT_BYTES)
           throw new HttpError(413, "content_too_large", `content is ${bytes} bytes; the limit is ${cfg.MAX_CONTENT_BYTES}`);
-        if (!body.user_id.trim()) throw new HttpError(422, "invalid_body", "user_id must not be blank", {}, "user_id");
+        if (!body.user_id.trim()) throw new HttpError(422, "invalid_body", "user_id must not be blank");
         const accepted = await tasks.submit(body);
         set.status = 202;
         return accepted;

@@ -6,8 +6,6 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
-    /** the body field that was wrong, for the `field` of the error body */
-    readonly field?: string,
   ) {
     super(message);
     this.name = "HttpError";
