@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { silentLogger } from "../lib/log.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import { closeClient, createConsumer } from "../lib/mq.ts";
+import { TaskStore } from "../lib/store.ts";
 import { Service, stopAll, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
@@ -93,3 +94,13 @@ test("a dead letter of a task another worker runs under a live lease is acked; t
   await sys.results.settled();
   expect(sys.results.for(task_id).map((r) => r.body.status)).toEqual(["done"]);
 }, 150_000);
+
+test("the dead-letters list keeps the newest 10 000 entries", async () => {
+  // Through TaskStore, on a list of its own (its own key prefix): the cap is the README's promise.
+  const capped = new TaskStore(sys.redis, 3600, `${sys.ns.redisPrefix}cap:`);
+  await Promise.all(Array.from({ length: 10_000 }, (_, i) => capped.deadLetter({ reason: `old ${i}`, body: "", at: "t" })));
+  for (const r of ["new 1", "new 2", "new 3"]) await capped.deadLetter({ reason: r, body: "", at: "t" });
+  const all = await capped.deadLetters(20_000);
+  expect(all.length).toBe(10_000);
+  expect(all.slice(0, 3).map((d) => d.reason)).toEqual(["new 3", "new 2", "new 1"]);
+});

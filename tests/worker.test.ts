@@ -209,13 +209,14 @@ describe("worker", () => {
 
   test("a running task whose worker died and whose message RocketMQ no longer has is re-published and done", async () => {
     const task_id = crypto.randomUUID();
+    // The worker runs before the dead worker's claim below, so the re-publish finds a consumer at once.
+    const w = worker({ AGENT_DELAY_MS: "0", STALLED_AFTER_MS: "1000" });
+    await w.waitForLog("worker running");
     const body = encodeJson({ task_id, user_id: "stalled", payload: "lost message", action: ACTION }).toString("utf8");
     // Accepted and sent as far as the API knows, but no message reaches the broker: lost.
     const quick = new TaskStore(sys.redis, ns.config.TASK_TTL_SECONDS, ns.config.REDIS_PREFIX, 1_000);
     await quick.create(task_id, "stalled", body);
     await quick.markPublished(task_id);
-    const w = worker({ AGENT_DELAY_MS: "0", STALLED_AFTER_MS: "1000" });
-    await w.waitForLog("worker running");
     // A worker claimed it (1 s lease), then died.
     expect(await quick.claim(task_id, "dead-worker", 1_000, "stalled")).toEqual({ kind: "claimed", attempt: 1 });
     await waitStatus(task_id, "done", 30_000);
@@ -225,10 +226,12 @@ describe("worker", () => {
     expect(w.logs("stalled task re-published", task_id).length).toBeGreaterThanOrEqual(1);
     expect(w.logs("task running", task_id).length).toBe(1);
     expect((await store.get(task_id))?.attempts).toBe(2);
-    await results.settled();
-    expect(results.for(task_id).length).toBe(1);
+    await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
     expect(await sys.redis.zScore(store.keys.stalled, task_id)).toBeNull();
     expect(Number(await sys.redis.hExists(store.keys.task(task_id), "message"))).toBe(0);
+
+    await results.settled();
+    expect(results.for(task_id).length).toBe(1);
   }, 60_000);
 
   test("a second signal forces the exit while a task still runs", async () => {
