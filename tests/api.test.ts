@@ -29,11 +29,11 @@ beforeAll(async () => {
   sys = build(parseConfig({ ...ns.env, MAX_CONTENT_BYTES: "1024" }));
   await connectRedis(sys.redis);
   await sys.publisher.start();
-});
+}, 60_000);
 afterAll(async () => {
   await sys?.close();
   await ns?.cleanup();
-});
+}, 60_000);
 
 describe("POST /tasks", () => {
   test("accepts a task: 202, a UUID, status queued in Redis, nothing left in the outbox", async () => {

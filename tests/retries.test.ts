@@ -44,7 +44,7 @@ test("RETRY_BASE_MS doubles per attempt, and the broker keeps the message hidden
   const [first, second] = gaps("double");
   expect(first).toBeGreaterThanOrEqual(2_000);
   expect(second).toBeGreaterThanOrEqual(4_000);
-});
+}, 120_000);
 
 test("a Retry-After given as an HTTP date, longer than the backoff, sets the delay", async () => {
   llm.script("date", steps.overloaded(httpDateIn(9_000)));
@@ -55,7 +55,7 @@ test("a Retry-After given as an HTTP date, longer than the backoff, sets the del
   expect(retry?.retry_in_ms as number, tail()).toBeGreaterThanOrEqual(7_000);
   expect(retry?.retry_in_ms as number).toBeLessThanOrEqual(9_000);
   expect(gaps("date")[0]).toBeGreaterThanOrEqual(retry!.retry_in_ms as number);
-});
+}, 120_000);
 
 test("a gateway's HTML 502 is retried, and the next attempt succeeds", async () => {
   llm.script("gateway", steps.gateway());
@@ -63,7 +63,7 @@ test("a gateway's HTML 502 is retried, and the next attempt succeeds", async () 
   await sys.waitStatus(id, "done", 90_000);
   expect(String(retries(id)[0]?.error), tail()).toContain("502");
   expect((await sys.store.get(id))?.attempts).toBe(2);
-});
+}, 120_000);
 
 test("a hung LLM call is cut by TASK_TIMEOUT_MS, the call itself cancelled, and retried", async () => {
   llm.script("hang", steps.hang());
@@ -71,7 +71,7 @@ test("a hung LLM call is cut by TASK_TIMEOUT_MS, the call itself cancelled, and 
   await sys.waitStatus(id, "done", 90_000);
   expect(String(retries(id)[0]?.error), tail()).toContain("timed out after 5000 ms");
   expect(llm.for("hang").map((r) => r.ended)).toEqual(["client_aborted", "answered"]);
-});
+}, 120_000);
 
 test("an LLM 4xx is permanent: failed at once, one call, one failure result, no retry", async () => {
   llm.script("permanent", steps.badRequest());
@@ -87,4 +87,4 @@ test("an LLM 4xx is permanent: failed at once, one call, one failure result, no 
   expect(await w.stop()).toBe(0);
   await sys.results.settled();
   expect(sys.results.for(id).map((r) => r.body)).toEqual([expect.objectContaining({ status: "failed", result: null, attempts: 1 })]);
-});
+}, 120_000);
