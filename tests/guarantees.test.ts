@@ -78,7 +78,8 @@ describe("finishing: the result is published before the task is done", () => {
     const relay = await tcpProxy(sys.ns.env.REDIS_URL!, { delayMs: 2_000 });
     try {
       const env = { ...sys.ns.env, MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000" };
-      const a = new Service("worker.ts", { ...env, REDIS_URL: relay.url });
+      // REDIS_TIMEOUT_MS (a Redis command timeout, where the worker has one) well above the relay's delay.
+      const a = new Service("worker.ts", { ...env, REDIS_URL: relay.url, REDIS_TIMEOUT_MS: "10000" });
       await a.waitForLog("worker running", 60_000);
       const stored = () => messagesInTopic(sys.ns, sys.ns.resultTopic);
       const before = await stored();

@@ -134,22 +134,24 @@ describe("worker", () => {
       }),
     ];
     const setAside = () => w.logs("message set aside: cannot be processed").filter((l) => ids.includes(l.message_id as string));
-    await waitFor(() => setAside().length >= 3, 30_000, () => `three poison messages set aside\n${w.raw.slice(-20).join("\n")}`);
-    const dead = (await store.deadLetters()).filter((d) => ids.includes(d.message_id!));
+    const ours = async () => (await store.deadLetters()).filter((d) => ids.includes(d.message_id!));
+    // The log line comes before the dead-letters entry is written: wait for the entries.
+    await waitFor(async () => (await ours()).length >= 3, 30_000, () => `three poison messages set aside\n${w.raw.slice(-20).join("\n")}`);
+    const dead = await ours();
     expect(dead.map((d) => d.reason).sort()).toEqual([
       "body is not JSON",
       expect.stringMatching(/^invalid request message/),
       expect.stringMatching(/^invalid request message/),
     ]);
+    await waitStatus(named, "failed", 30_000); // recorded after its dead-letters entry
     const failed = await store.get(named);
-    expect(failed?.status).toBe("failed");
     expect(failed?.error).toContain("payload");
 
     const { task_id: control } = await tasks.submit({ user_id: "after-poison", content: "control" });
     await waitFor(() => w.logs("task running", control).some((l) => l.attempt === 2), 60_000,
       () => `the control task's second run\n${w.raw.slice(-20).join("\n")}`);
     expect(setAside().length, w.raw.slice(-40).join("\n")).toBe(3);
-    expect((await store.deadLetters()).filter((d) => ids.includes(d.message_id!)).length).toBe(3);
+    expect((await ours()).length).toBe(3);
     expect(await w.stop()).toBe(0);
     await results.settled();
     expect(results.for(named).map((r) => r.body)).toEqual([expect.objectContaining({ status: "failed", result: null })]);
