@@ -1,7 +1,7 @@
 // The HTTP API in-process (app.handle), against real Redis and RocketMQ: accepted tasks, the
 // bad-input table, and 503s when a dependency is down.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createApp } from "../lib/app.ts";
+import { createApp } from "../lib/http/app.ts";
 import { parseConfig, type Config } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { Publisher } from "../lib/mq.ts";

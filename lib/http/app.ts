@@ -2,14 +2,14 @@
 // gets a 4xx, an unavailable dependency a 503 with Retry-After, and nothing gets a 500 by design.
 import { Elysia, t } from "elysia";
 import { openapi } from "@elysiajs/openapi";
-import type { Config } from "./config.ts";
-import { HttpError, toError } from "./errors.ts";
-import type { Logger } from "./log.ts";
-import { tcpOpen } from "./net.ts";
-import { Accepted, ErrorBody, isTaskId, TaskInput, TaskView, type ErrorBody as ErrorBodyT } from "./model.ts";
-import type { TaskStore } from "./store.ts";
-import type { TaskService } from "./submit.ts";
-import { withTimeout } from "./time.ts";
+import type { Config } from "../config.ts";
+import { HttpError, toError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { tcpOpen } from "../net.ts";
+import { Accepted, ErrorBody, isTaskId, TaskInput, TaskView, type ErrorBody as ErrorBodyT } from "../model.ts";
+import type { TaskStore } from "../store.ts";
+import type { TaskService } from "../submit.ts";
+import { withTimeout } from "../time.ts";
 
 export interface AppDeps {
   cfg: Config;
