@@ -13,10 +13,13 @@ export const USER_ID_MAX = 128;
 
 /** Task ids are UUIDs (the original used uuid4). */
 export const TASK_ID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-const TaskId = Type.String({ pattern: TASK_ID_PATTERN, description: "task id (UUID)" });
+export const TaskId = Type.String({ pattern: TASK_ID_PATTERN, description: "task id (UUID)" });
 export const isTaskId = (s: string) => new RegExp(TASK_ID_PATTERN).test(s);
 
-/** POST /tasks body. The content limit in bytes is checked by the route (it is configurable). */
+/**
+ * POST /tasks body. lib/http/body.ts checks it (lengths in code points, the content limit in UTF-8
+ * bytes, user_id not only whitespace) and lib/http/openapi.ts documents it from this schema.
+ */
 export const TaskInput = Type.Object(
   {
     user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX, description: "who the task is for" }),
