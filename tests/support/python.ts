@@ -4,6 +4,7 @@
 // so an interrupted install is never used, and test processes running at once do not share a half-made
 // one. Programs run as `<venv>/bin/python -m ...`: pip's script wrappers name the folder they were
 // built in, which the rename changes.
+import type { Subprocess } from "bun";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { homedir } from "node:os";
@@ -52,4 +53,59 @@ export function pythonWithPackages(): Promise<string> {
     return python;
   })();
   return ready;
+}
+
+/** A Python program of tests/interop/ run as a child process; its stdout JSON lines are collected. */
+export class PythonProgram {
+  readonly lines: Record<string, unknown>[] = [];
+  readonly raw: string[] = [];
+  readonly proc: Subprocess<"pipe", "pipe", "pipe">;
+
+  constructor(python: string, script: string, args: string[], env: Record<string, string>, home: string) {
+    // HOME: rocketmq-python-client logs to ~/logs/rocketmq_python; keep that out of the real home.
+    this.proc = Bun.spawn([python, join(import.meta.dir, "..", "interop", script), ...args], {
+      env: { ...env, HOME: home, PYTHONUNBUFFERED: "1" },
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    void this.#read(this.proc.stdout, true);
+    void this.#read(this.proc.stderr, false);
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>, json: boolean) {
+    const decoder = new TextDecoder();
+    let buf = "";
+    for await (const chunk of stream) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        this.raw.push(line);
+        if (json)
+          try {
+            this.lines.push(JSON.parse(line));
+          } catch {
+            /* not one of our lines */
+          }
+      }
+    }
+  }
+
+  /** Closes stdin (the worker's signal to stop), then SIGTERM, then SIGKILL; resolves with the exit code. */
+  async stop(ms = 20_000): Promise<number> {
+    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    this.proc.stdin.end();
+    const t1 = setTimeout(() => this.proc.kill("SIGTERM"), ms / 2);
+    const t2 = setTimeout(() => this.proc.kill("SIGKILL"), ms);
+    const code = await this.proc.exited;
+    clearTimeout(t1);
+    clearTimeout(t2);
+    return code;
+  }
+
+  tail(n = 30) {
+    return this.raw.slice(-n).join("\n");
+  }
 }
