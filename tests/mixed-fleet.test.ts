@@ -3,6 +3,7 @@
 // `task:{id}:status` only, its messages (no status field), its tags, its default group.
 // (a) the original's API sends tasks; our worker runs them; our GET and the status string say done.
 // (b) our API sends tasks; the original's worker runs them; our GET says running, then done.
+// (c) scripts/load.ts measures the original alone (its API answers 200; its results carry no status).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { parseConfig } from "../lib/config.ts";
 import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/log.ts";
-import { Service, stopAll, waitFor } from "./support/processes.ts";
+import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { PythonProgram, pythonWithPackages } from "./support/python.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
@@ -102,4 +103,25 @@ describe("(b) our API, the original's worker", () => {
     expect(msg!.body).toEqual({ task_id: id, user_id: "mixed-b", result: { tags: ["键盘", "python"], score: 7, reason: expect.any(String) } });
     expect(await worker.stop()).toBe(0);
   }, 120_000);
+});
+
+describe("(c) load.ts measures the original", () => {
+  test("the original's API and worker: every task accepted (200), done (results without status), GET agrees", async () => {
+    const port = freePort();
+    const api = original(["serve", String(port)]);
+    const worker = original(["work"], { AGENT_DELAY_MS: "50" });
+    await waitFor(() => api.lines.some((l) => l.event === "listening"), 60_000, () => `the original's API\n${api.tail()}`);
+    await waitFor(() => worker.lines.some((l) => l.event === "ready"), 60_000, () => `the original's worker\n${worker.tail()}`);
+    // The README's command, small.
+    const proc = Bun.spawn(
+      ["bun", join(import.meta.dir, "..", "scripts", "load.ts"), "--api", `http://127.0.0.1:${port}`, "--tasks", "20", "--concurrency", "4", "--timeout", "60", "--verify", "5", "--json"],
+      { env: sys.ns.env, stdout: "pipe", stderr: "pipe" },
+    );
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    if (code !== 0) console.error(out, err, worker.tail());
+    const summary = JSON.parse(out.trim()) as Record<string, any>;
+    expect(summary).toMatchObject({ tasks: 20, accepted: 20, rejected: {}, done: 20, failed: 0, lost: 0 });
+    expect(summary.verify).toMatchObject({ checked: 5, agreed: 5, problems: [] });
+    expect(code).toBe(0);
+  }, 180_000);
 });

@@ -11,6 +11,8 @@ rocketmq-python-client, for the mixed-fleet tests (tests/mixed-fleet.test.ts):
   python original.py produce N   sends N tasks as the original API did; prints {"task_id": ...} lines
   python original.py work        a worker as the original's: prints {"event": "running"|"done", ...}
                                  lines; stops on SIGTERM or when stdin closes
+  python original.py serve PORT  the original's HTTP API: POST /tasks answers 200 {"task_id", "status"},
+                                 GET /tasks/{id} reads the status string; prints {"event": "listening"}
 
 Environment: REDIS_URL, REDIS_PREFIX (the original had none; the tests give each run its own),
 MQ_ENDPOINT, MQ_TOPIC_REQUEST, MQ_TOPIC_RESULT, MQ_GROUP_AGENT, AGENT_DELAY_MS, TASK_TTL_SECONDS.
@@ -18,11 +20,14 @@ MQ_ENDPOINT, MQ_TOPIC_REQUEST, MQ_TOPIC_RESULT, MQ_GROUP_AGENT, AGENT_DELAY_MS, 
 
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 import uuid
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import redis
 from rocketmq import (ClientConfiguration, Credentials, FilterExpression,
@@ -108,10 +113,58 @@ def work():
         producer.shutdown()
 
 
+def serve(port):
+    r = redis.Redis.from_url(ENV["REDIS_URL"])
+    producer = Producer(config(), (REQUEST_TOPIC,))
+    producer.startup()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self, status, body):
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            if self.path != "/tasks":
+                return self.answer(404, {"detail": "Not Found"})
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
+            task_id = str(uuid.uuid4())
+            r.set(status_key(task_id), "queued", ex=TTL)
+            request = {"task_id": task_id, "user_id": body["user_id"], "payload": body["content"], "action": "generate_profile"}
+            producer.send(message(REQUEST_TOPIC, "ProfileGen", task_id, request))
+            self.answer(200, {"task_id": task_id, "status": "queued"})
+
+        def do_GET(self):
+            m = re.fullmatch(r"/tasks/([^/]+)", self.path)
+            status = r.get(status_key(m.group(1))) if m else None
+            if status is None:
+                return self.answer(404, {"detail": "Task not found"})
+            self.answer(200, {"task_id": m.group(1), "status": status.decode()})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    threading.Thread(target=lambda: (sys.stdin.read(), server.shutdown()), daemon=True).start()
+    say(event="listening", port=port)
+    try:
+        server.serve_forever()
+    finally:
+        producer.shutdown()
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["produce"]:
         produce(int(sys.argv[2]))
     elif sys.argv[1:2] == ["work"]:
         work()
+    elif sys.argv[1:2] == ["serve"]:
+        serve(int(sys.argv[2]))
     else:
         sys.exit(__doc__)
