@@ -3,7 +3,7 @@
 // it came with Content-Length or chunked. Bun's own maxRequestBodySize stays above the cap as a
 // backstop only: past it Bun answers an empty 413 and closes the connection (http/app.ts).
 import { ApiError } from "./errors.ts";
-import { USER_ID_MAX, type TaskInput } from "../model.ts";
+import { USER_ID_MAX, USER_ID_PATTERN, type TaskInput } from "../model.ts";
 
 /** Largest accepted request body: the content limit with room for JSON escaping and the user id. */
 export const maxBodyBytes = (maxContentBytes: number) => maxContentBytes * 6 + 4_096;
@@ -40,11 +40,6 @@ export async function readCapped(request: Request, max: number): Promise<Buffer>
   return Buffer.concat(chunks);
 }
 
-/**
- * user_id must hold a character other than ASCII whitespace. The OpenAPI document states the same
- * rule as a pattern; ASCII whitespace is what JavaScript's and Python's `\s` agree on.
- */
-export const USER_ID_PATTERN = "[^\\t\\n\\v\\f\\r ]";
 const notBlank = new RegExp(USER_ID_PATTERN);
 
 const typeName = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v);

@@ -6,7 +6,6 @@
 import type { ElysiaOpenAPIConfig } from "@elysiajs/openapi";
 import type { Config } from "../config.ts";
 import { Accepted, ErrorBody, TaskInput, TaskView } from "../model.ts";
-import { USER_ID_PATTERN } from "./body.ts";
 import { ERRORS, type ErrorCode } from "./errors.ts";
 
 /** A TypeBox schema as plain JSON Schema (its symbol keys dropped). */
@@ -52,8 +51,6 @@ type Documentation = NonNullable<ElysiaOpenAPIConfig["documentation"]>;
 
 export function openapiDocument(cfg: Config): Documentation {
   const input = plain(TaskInput);
-  input.properties.user_id.pattern = USER_ID_PATTERN;
-  input.properties.user_id.description = "who the task is for: 1 to 128 characters, not only whitespace";
   // JSON Schema cannot count UTF-8 bytes: maxLength in characters is the bound for ASCII content.
   input.properties.content.maxLength = cfg.MAX_CONTENT_BYTES;
   input.properties.content.description = `text the agent works on: at most ${cfg.MAX_CONTENT_BYTES} bytes in UTF-8 (413 content_too_large past it)`;
