@@ -76,4 +76,4 @@ test(`schemathesis run --checks all: >= ${MIN_CASES} generated cases, 0 failures
   expect(doc.operations.tested).toBe(4);
   expect(doc.test_cases.generated).toBeGreaterThanOrEqual(MIN_CASES);
   expect(code).toBe(0);
-}, 600_000);
+}, 900_000);

@@ -64,16 +64,17 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
     .onError(({ code, error, request }) => {
       if (error instanceof HttpError) return errorResponse(error);
       const url = new URL(request.url);
+      const path = url.pathname.slice(0, 200);
       switch (code) {
         case "NOT_FOUND": {
           const allow = allowed(url.pathname);
           if (allow.length)
             return jsonResponse(
               405,
-              { error: "method_not_allowed", message: `${request.method} is not allowed on ${url.pathname}; allowed: ${allow.join(", ")}` },
+              { error: "method_not_allowed", message: `${request.method} is not allowed on ${path}; allowed: ${allow.join(", ")}` },
               { allow: allow.join(", ") },
             );
-          return jsonResponse(404, { error: "not_found", message: `no route for ${request.method} ${url.pathname.slice(0, 200)}` });
+          return jsonResponse(404, { error: "not_found", message: `no route for ${request.method} ${path}` });
         }
         case "PARSE":
           return jsonResponse(400, { error: "malformed_json", message: "request body is not valid JSON" });
