@@ -19,7 +19,7 @@ beforeAll(async () => {
   sys = await testSystem();
   javaGroup = await sys.ns.addGroup("java", sys.ns.resultTopic);
   await jars;
-}, 300_000);
+}, 600_000); // the first run installs the venv / resolves the jars (minutes on a slow registry)
 afterAll(async () => {
   await sys?.close();
   rmSync(home, { recursive: true, force: true });

@@ -26,7 +26,7 @@ beforeAll(async () => {
   sys = await testSystem();
   app = createApp({ cfg: sys.ns.config, store: sys.store, tasks: sys.tasks, log: silentLogger });
   python = await venv;
-}, 300_000);
+}, 600_000); // the first run installs the venv / resolves the jars (minutes on a slow registry)
 afterAll(async () => {
   await Promise.all(programs.map((p) => p.stop()));
   await stopAll();

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
-import { freePort, Service, stopAll } from "./support/processes.ts";
+import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { pythonWithPackages } from "./support/python.ts";
 
 const MIN_CASES = 1000;
@@ -26,9 +26,8 @@ beforeAll(async () => {
   const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", LOG_LEVEL: "warn" });
   base = `http://127.0.0.1:${port}`;
   python = await venv;
-  const { waitFor } = await import("./support/processes.ts");
   await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200, 60_000, () => `api ready\n${api.raw.slice(-20).join("\n")}`);
-}, 300_000);
+}, 600_000); // the first run installs the venv / resolves the jars (minutes on a slow registry)
 afterAll(async () => {
   await stopAll();
   await ns?.cleanup();
