@@ -1,5 +1,5 @@
 // HTTP API entry: `bun api.ts`. Builds the parts from config, serves, sweeps the outbox, shuts down on a signal.
-import { createApp } from "./lib/app.ts";
+import { createApp } from "./lib/http/app.ts";
 import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { Publisher } from "./lib/mq.ts";

@@ -21,7 +21,7 @@ export const ConfigSchema = Type.Object({
   MQ_CLUSTER: Str("DefaultCluster", "RocketMQ cluster name, for provisioning"),
   MQ_TOPIC_REQUEST: Str("TopicTest", "topic the API publishes tasks to"),
   MQ_TOPIC_RESULT: Str("TopicResult", "topic workers publish results to"),
-  MQ_GROUP_AGENT: Str("GID_AGENT_WORKER", "consumer group of the workers"),
+  MQ_GROUP_AGENT: Str("GID_AGENT_PYTHON", "consumer group of the workers: the original's, so a mixed fleet is one group"),
   MQ_ACCESS_KEY: Opt("RocketMQ ACL access key"),
   MQ_SECRET_KEY: Opt("RocketMQ ACL secret key (secret)"),
   MQ_QUEUES: Int(16, 1, 1024, "queues per topic created by provisioning"),

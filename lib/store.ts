@@ -142,12 +142,19 @@ export class TaskStore {
   }
 
   async get(id: string): Promise<TaskView | null> {
-    const h = (await this.redis.hGetAll(this.keys.task(id))) as Record<string, string>;
-    if (!h || !h.status) return null;
+    const [h, legacy] = (await Promise.all([
+      this.redis.hGetAll(this.keys.task(id)),
+      this.redis.get(this.keys.legacyStatus(id)),
+    ])) as [Record<string, string>, string | null];
+    // A mixed fleet (README, "Migration"): the original's API and workers write only the status
+    // string. Its status is the answer when it is further along than ours, or when we have none.
+    const status = furtherAlong(h?.status, legacy);
+    if (!status) return null;
+    if (!h?.status) return { task_id: id, status, result: null, attempts: 0 };
     const iso = (ms?: string) => (ms ? new Date(Number(ms)).toISOString() : undefined);
     const view: TaskView = {
       task_id: id,
-      status: h.status as TaskStatus,
+      status,
       result: h.result ? (JSON.parse(h.result) as AgentResult) : null,
       user_id: h.user_id,
       attempts: Number(h.attempts ?? 0),
@@ -177,4 +184,12 @@ export class TaskStore {
   async ping(): Promise<boolean> {
     return (await this.redis.ping()) === "PONG";
   }
+}
+
+const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2 };
+/** The status of the two (ours, the original's) that is further along; ours on a tie. */
+function furtherAlong(ours: string | undefined, legacy: string | null): TaskStatus | undefined {
+  const theirs = legacy !== null && legacy in RANK ? legacy : undefined;
+  if (!ours) return theirs as TaskStatus | undefined;
+  return (theirs && RANK[theirs]! > (RANK[ours] ?? -1) ? theirs : ours) as TaskStatus;
 }

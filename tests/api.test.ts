@@ -1,7 +1,7 @@
 // The HTTP API in-process (app.handle), against real Redis and RocketMQ: accepted tasks, the
 // bad-input table, and 503s when a dependency is down.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createApp } from "../lib/app.ts";
+import { createApp } from "../lib/http/app.ts";
 import { parseConfig, type Config } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { Publisher } from "../lib/mq.ts";
@@ -66,7 +66,8 @@ describe("POST /tasks", () => {
     ["user_id not a string", JSON.stringify({ user_id: 42, content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["content not a string", JSON.stringify({ user_id: "u", content: { a: 1 } }), undefined, 422, "invalid_body", "content"],
     ["empty user_id", JSON.stringify({ user_id: "", content: "c" }), undefined, 422, "invalid_body", "user_id"],
-    ["blank user_id", JSON.stringify({ user_id: "   ", content: "c" }), undefined, 422, "invalid_body"],
+    ["blank user_id", JSON.stringify({ user_id: " \t ", content: "c" }), undefined, 422, "invalid_body", "user_id"],
+    ["user_id of 129 characters outside the BMP (258 UTF-16 units)", JSON.stringify({ user_id: "😀".repeat(129), content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["user_id over 128 characters", JSON.stringify({ user_id: "u".repeat(129), content: "c" }), undefined, 422, "invalid_body", "user_id"],
     ["empty content", JSON.stringify({ user_id: "u", content: "" }), undefined, 422, "invalid_body", "content"],
     ["content over the byte limit", JSON.stringify({ user_id: "u", content: big }), undefined, 413, "content_too_large"],
@@ -77,6 +78,7 @@ describe("POST /tasks", () => {
     ["no content type", JSON.stringify({ user_id: "u", content: "c" }), {}, 415, "unsupported_media_type"],
     ["empty body", "", undefined, 400, "malformed_json"],
     ["body over the limit", JSON.stringify({ user_id: "u", content: "y".repeat(20_000) }), { "content-type": "application/json", "content-length": "20027" }, 413, "body_too_large"],
+    ["JSON null", "null", undefined, 422, "invalid_body"],
   ];
   for (const [name, body, headers, status, error, field] of cases) {
     test(`bad input: ${name} -> ${status} ${error}`, async () => {
@@ -91,6 +93,11 @@ describe("POST /tasks", () => {
       if (status !== 422) expect(json.field).toBeUndefined();
     });
   }
+
+  test("a user_id of 128 characters outside the BMP is accepted: lengths count characters, as JSON Schema and pydantic do", async () => {
+    const res = await post(sys.app, JSON.stringify({ user_id: "😀".repeat(128), content: "c" }));
+    expect(res.status).toBe(202);
+  });
 
   test("unknown fields are ignored, as the original (pydantic) did", async () => {
     const res = await post(sys.app, JSON.stringify({ user_id: "u2", content: "c", extra: true }));
@@ -109,6 +116,14 @@ describe("GET /tasks/:id", () => {
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: string }).error).toBe("task_not_found");
   });
+  test("a known path with another method -> 405 JSON with Allow", async () => {
+    for (const [method, path, allow] of [["PUT", "/tasks", "POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"]] as const) {
+      const res = await sys.app.handle(new Request(`http://local${path}`, { method }));
+      expect(res.status).toBe(405);
+      expect(res.headers.get("allow")).toBe(allow);
+      expect(((await res.json()) as { error: string }).error).toBe("method_not_allowed");
+    }
+  });
   test("an unknown route -> 404 JSON", async () => {
     const res = await sys.app.handle(new Request("http://local/nope"));
     expect(res.status).toBe(404);
@@ -123,8 +138,13 @@ describe("health and docs", () => {
     expect(await ready.json()).toEqual({ status: "ready", redis: "ok", rocketmq: "ok" });
     const spec = await sys.app.handle(new Request("http://local/docs/json"));
     expect(spec.status).toBe(200);
-    const doc = (await spec.json()) as { paths: Record<string, unknown> };
-    expect(Object.keys(doc.paths)).toContain("/tasks");
+    const doc = (await spec.json()) as { paths: Record<string, any> };
+    expect(Object.keys(doc.paths).sort()).toEqual(["/healthz", "/readyz", "/tasks", "/tasks/{id}"]);
+    // What issue 9 found untrue: form bodies we refuse, a plain-string id, undocumented errors.
+    expect(Object.keys(doc.paths["/tasks"].post.requestBody.content)).toEqual(["application/json"]);
+    expect(doc.paths["/tasks/{id}"].get.parameters[0].schema).toEqual({ type: "string", format: "uuid" });
+    expect(Object.keys(doc.paths["/tasks"].post.responses).sort()).toEqual(["202", "400", "413", "415", "422", "503"]);
+    expect(Object.keys(doc.paths["/tasks/{id}"].get.responses).sort()).toEqual(["200", "400", "404", "503"]);
   });
 });
 
