@@ -282,6 +282,27 @@ describe("outages (issue 8)", () => {
     expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["failed"]);
   }, 60_000);
 
+  test("#6 a task whose runs all died (its agent kills the worker) is failed with the reason at the next claim, not run again", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 2 });
+    const { redis, store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("kills its worker");
+    // Two runs began, and their workers died (300 ms leases that nobody renewed).
+    for (const w of ["dead-1", "dead-2"])
+      await waitFor(async () => (await store.claim(id, w, 300, "outage")).kind === "claimed", 10_000, `claim by ${w}`);
+    await waitFor(async () => (await store.get(id))?.status === "running", 1_000, "running");
+    const { agent, runs } = testAgent(0);
+    const pub = countingPublisher();
+    const ctx = context(cfg, store, agent, silentLogger, pub.publisher, req.consumer);
+    const m = await req.next(id);
+    // Redis and this host share a clock here: wait for the last lease to end.
+    await waitFor(async () => Number(await redis.hGet(store.keys.task(id), "lease_until")) < Date.now() - 50, 10_000, "the last lease to end");
+    expect(await handleMessage(m, ctx, new AbortController().signal)).toBe("failed");
+    expect(runs).toEqual([]);
+    expect((await store.get(id))?.error).toContain("never finished");
+    expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["failed"]);
+  }, 60_000);
+
   test("#7 an agent that ignores its AbortSignal loses its slot at TASK_TIMEOUT_MS + TASK_ABORT_GRACE_MS; failed by policy", async () => {
     const cfg = config({ TASK_TIMEOUT_MS: 300, TASK_ABORT_GRACE_MS: 300, MAX_ATTEMPTS: 1 });
     const { store } = await storeOn(cfg);
