@@ -101,8 +101,8 @@ export class TaskStore {
 
   /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
   async markSent(id: string): Promise<void> {
-    await runScript(this.redis, "sent", [this.keys.task(id)], []);
-    await this.zrem(this.outboxKey(id), id);
+    // Side by side: the hint only serves a re-send, and the message is out either way.
+    await Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]);
   }
 
   /**
@@ -180,9 +180,9 @@ export class TaskStore {
   private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
     const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
     const outcome = FINISH[Number(r)] ?? "not_owner";
-    // A finished task needs no watching; the reaper drops a hint left behind anyway.
+    // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
     if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
-      await this.zrem(this.stalledKey(id), id).catch(() => {});
+      void this.zrem(this.stalledKey(id), id).catch(() => {});
     return outcome;
   }
   /** The agent's result, recorded under the claim before its message is published. */
