@@ -5,7 +5,7 @@
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { runScript, send, type Redis } from "./scripts.ts";
+import { neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
 
@@ -22,6 +22,14 @@ export type Claim =
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
+
+/** create() failed; `written`: whether the task may be in Redis anyway ("maybe": a timeout). */
+export class CreateError extends Error {
+  override name = "CreateError";
+  constructor(readonly written: "no" | "maybe" | "yes", cause: unknown) {
+    super(`task not recorded: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
 
 export interface DeadLetter {
   reason: string;
@@ -86,7 +94,8 @@ export class TaskStore {
 
   /**
    * Records a queued task (with its request message) and, first, its outbox hint. False if the id
-   * exists already. Throws if either write failed: the caller must then abandon() the id.
+   * exists already. Throws CreateError if either write failed; unless it says the task was certainly
+   * not written, the caller must abandon() the id (the create may still land).
    */
   async create(id: string, userId: string, body: string): Promise<boolean> {
     // Sent together: on one node they share the connection, so the hint is applied first.
@@ -94,8 +103,8 @@ export class TaskStore {
       this.hint(this.outboxKey(id), "add", id, 0),
       runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body]),
     ]);
-    if (c.status === "rejected") throw c.reason;
-    if (h.status === "rejected") throw h.reason;
+    if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
+    if (h.status === "rejected") throw new CreateError("yes", h.reason);
     return c.value === 1;
   }
 
