@@ -87,7 +87,18 @@ export class TaskService {
     this.#abandonTimer.unref?.();
   }
 
+  #retrying = false;
   async #retryAbandons() {
+    if (this.#retrying) return; // the previous tick is still going through a long list
+    this.#retrying = true;
+    try {
+      await this.#retryAbandonsOnce();
+    } finally {
+      this.#retrying = false;
+    }
+  }
+
+  async #retryAbandonsOnce() {
     for (const [id, since] of this.#abandoning) {
       try {
         if (!(await this.store.abandon(id)))
