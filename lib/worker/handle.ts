@@ -8,6 +8,7 @@ import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts"
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
 import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
+import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
@@ -192,7 +193,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
-    retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
+    if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
   if (claim.kind === "finished") {
