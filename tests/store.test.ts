@@ -38,7 +38,10 @@ beforeAll(async () => {
   const admin = createClient({ url: `redis://127.0.0.1:${clusterPort}` });
   admin.on("error", () => {});
   await waitFor(async () => admin.connect().then(() => true, () => false), 10_000, "cluster-mode redis-server");
-  await admin.sendCommand(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+  // ADDSLOTSRANGE is Redis 7; older servers take the slots one by one.
+  await admin.sendCommand(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]).catch(() =>
+    admin.sendCommand(["CLUSTER", "ADDSLOTS", ...Array.from({ length: 16384 }, (_, i) => String(i))]),
+  );
   await waitFor(async () => String(await admin.sendCommand(["CLUSTER", "INFO"])).includes("cluster_state:ok"), 10_000, "cluster_state:ok");
   await admin.close();
 }, 30_000);
