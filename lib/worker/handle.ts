@@ -1,6 +1,8 @@
 // What a worker does with one received request message: validate, claim, run the agent under a
-// heartbeat, publish the result, record it, settle the message. Every path ends with the message
-// acked, or hidden again for a known reason (retry backoff, another live runner, handed back).
+// heartbeat (with self-fencing and a hard deadline), record the outcome under the claim, publish it,
+// mark it finished, settle the message. Every path ends with the message acked, or hidden again for
+// a known reason (retry backoff, another live runner, handed back, publish to retry), or throws a
+// DependencyError (Redis or RocketMQ failed) for the consumer loop's breaker.
 import { Value } from "@sinclair/typebox/value";
 import type { Agent } from "../agent/index.ts";
 import type { Config } from "../config.ts";
