@@ -10,12 +10,18 @@ import { Accepted, ErrorBody, isTaskId, TaskInput, TaskView, type ErrorBody as E
 import type { TaskStore } from "./store.ts";
 import type { TaskService } from "./submit.ts";
 import { withTimeout } from "./time.ts";
+import { authPlugin, type AuthMode } from "./http/auth.ts";
+import { rateLimitPlugin } from "./http/rate-limit.ts";
+import type { ApiKeys } from "./tenancy/api-keys.ts";
+import type { RateLimiter } from "./tenancy/rate-limit.ts";
 
 export interface AppDeps {
   cfg: Config;
   store: TaskStore;
   tasks: TaskService;
   log: Logger;
+  /** API keys and per-tenant rate limits (lib/http/auth.ts); none when absent */
+  tenancy?: { auth: AuthMode; apiKeys?: ApiKeys; limiter?: RateLimiter };
 }
 
 /** Largest accepted request body: the content limit with room for JSON escaping and the user id. */
@@ -46,7 +52,7 @@ function validationBody(error: unknown): ErrorBodyT {
   return { error: "invalid_body", message: what, ...(field ? { field } : {}) };
 }
 
-export function createApp({ cfg, store, tasks, log }: AppDeps) {
+export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
   const maxBody = maxBodyBytes(cfg);
   return new Elysia({ serve: { maxRequestBodySize: maxBody } })
     .use(
@@ -57,6 +63,8 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
         },
       }),
     )
+    .use(authPlugin({ mode: tenancy?.auth ?? "none", apiKeys: tenancy?.apiKeys, store, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
+    .use(rateLimitPlugin({ limiter: tenancy?.limiter, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .onRequest(({ request }) => {
       if (request.method !== "POST") return;
       const declared = Number(request.headers.get("content-length") ?? "0");
@@ -88,18 +96,18 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
     })
     .post(
       "/tasks",
-      async ({ body, set }) => {
+      async ({ body, set, tenant }) => {
         const bytes = Buffer.byteLength(body.content, "utf8");
         if (bytes > cfg.MAX_CONTENT_BYTES)
           throw new HttpError(413, "content_too_large", `content is ${bytes} bytes; the limit is ${cfg.MAX_CONTENT_BYTES}`);
         if (!body.user_id.trim()) throw new HttpError(422, "invalid_body", "user_id must not be blank");
-        const accepted = await tasks.submit(body);
+        const accepted = await tasks.submit(body, tenant);
         set.status = 202;
         return accepted;
       },
       {
         body: TaskInput,
-        response: { 202: Accepted, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 503: ErrorBody },
+        response: { 202: Accepted, 400: ErrorBody, 401: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody },
         detail: { summary: "Submit a task; answers at once with its id" },
       },
     )
@@ -118,7 +126,7 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
       },
       {
         params: t.Object({ id: t.String() }),
-        response: { 200: TaskView, 400: ErrorBody, 404: ErrorBody, 503: ErrorBody },
+        response: { 200: TaskView, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 503: ErrorBody },
         detail: { summary: "A task's status, result or error, attempts and timestamps" },
       },
     )

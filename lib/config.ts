@@ -30,7 +30,11 @@ export const ConfigSchema = Type.Object({
   MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
-  API_HOST: Str("0.0.0.0", "HTTP bind address of the API"),
+  API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
+  AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
+    default: "auto",
+    description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
+  }),
   MAX_CONTENT_BYTES: Int(32_768, 1, 4_194_304, "largest task content, UTF-8 bytes"),
   RETRY_AFTER_SECONDS: Int(5, 1, 3600, "Retry-After sent with a 503"),
 
@@ -47,6 +51,8 @@ export const ConfigSchema = Type.Object({
   LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),
   LLM_API_KEY: Opt("API key of the LLM service (secret)"),
   LLM_MODEL: Str("gpt-4o-mini", "model name sent to the LLM service"),
+  LLM_RPM: Int(0, 0, 10_000_000, "LLM requests per minute for LLM_MODEL across all workers (0: no budget)"),
+  LLM_TPM: Int(0, 0, 1_000_000_000, "LLM tokens per minute for LLM_MODEL across all workers (0: no budget)"),
 
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
     default: "info",

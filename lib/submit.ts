@@ -24,13 +24,14 @@ export class TaskService {
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 
-  async submit(input: TaskInput): Promise<{ task_id: string; status: "queued" }> {
+  /** `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. */
+  async submit(input: TaskInput, tenant?: string): Promise<{ task_id: string; status: "queued" }> {
     const task_id = crypto.randomUUID();
-    const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION };
+    const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}) };
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;
     try {
-      await this.store.create(task_id, input.user_id, body.toString("utf8"));
+      await this.store.create(task_id, input.user_id, body.toString("utf8"), Date.now(), tenant);
     } catch (e) {
       this.log.warn("task not accepted: Redis unavailable", { error: toError(e) });
       throw new UnavailableError("redis", retry, { cause: e });
