@@ -11,6 +11,8 @@ import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
+import { TenantSlots, withTenantLimits } from "./lib/tenancy/fair-share.ts";
+import { handleMessage } from "./lib/worker/handle.ts";
 
 async function main() {
   const cfg = loadConfig();
@@ -24,7 +26,14 @@ async function main() {
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   const { agent, name } = agentFromConfig(cfg);
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
+  // Tenants' concurrency limits (lib/tenancy/fair-share.ts): parked tasks are re-published to the request topic.
+  const slots = new TenantSlots(redis, cfg.REDIS_PREFIX, {
+    holdMs: cfg.MQ_INVISIBLE_MS,
+    reserveMs: cfg.MQ_INVISIBLE_MS,
+    publish: async (id, body) => void (await publisher.send({ topic: cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body })),
+    log,
+  });
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, withTenantLimits(handleMessage, slots));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
@@ -32,9 +41,10 @@ async function main() {
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
+  const tenancyReaper = setInterval(() => void slots.reap(), 5_000);
 
   handleSignals(log, () => [
-    ["stop stalled-task checks", () => clearInterval(reaper)],
+    ["stop stalled-task checks", () => (clearInterval(reaper), clearInterval(tenancyReaper))],
     ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],

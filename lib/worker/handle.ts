@@ -26,7 +26,7 @@ export interface WorkerContext {
   log: Logger;
 }
 
-export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost";
+export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration

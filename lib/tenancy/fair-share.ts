@@ -1,0 +1,152 @@
+// Concurrency per tenant across the fleet, with fair share. A tenant with a concurrency limit C never
+// has more than C tasks running on all workers together, and its backlog does not hold back others:
+// - a worker receiving a task of a tenant at its limit *parks* it (Redis zset per tenant, oldest
+//   first) and acks its message. The task stays `queued`; its request body stays in the task record.
+//   Acking is the point: a parked task costs no RocketMQ delivery, so waiting never moves it toward
+//   the DLQ, and the topic drains past a big backlog to other tenants' tasks at the speed of a
+//   Redis call and an ack per message;
+// - when a run of that tenant ends, the worker frees the slot and releases the oldest parked task:
+//   the slot is reserved for it and its request message re-published from the task record;
+// - a reaper (every worker, one at a time through a lock) extends the slots of tasks still running
+//   under a live lease, frees those of dead workers and of reserved tasks whose message never came,
+//   and releases parked tasks into free slots (a release missed by a crash).
+// Admission and release are Lua scripts under the tenant's hash tag (lua/tenant-*.lua), so the count
+// is exact across workers and the scripts run on Redis Cluster. Tenants without a limit skip all this.
+import { toError } from "../errors.ts";
+import { keys as taskKeys, tenancyKeys, type TenancyKeys } from "../keys.ts";
+import type { Logger } from "../log.ts";
+import type { MessageView } from "../mq.ts";
+import type { Redis } from "../scripts.ts";
+import type { Outcome, WorkerContext } from "../worker/handle.ts";
+import { runTenancyScript } from "./scripts.ts";
+
+export type Admission = "unlimited" | "admitted" | "already" | "parked";
+const ADMISSION: Record<number, Admission> = { 2: "unlimited", 1: "admitted", 3: "already", 0: "parked" };
+/** Parked tasks released per freed slot check at most (a removed limit releases in batches). */
+const RELEASE_BATCH = 100;
+
+export interface TenantSlotsOptions {
+  /** how long a new slot is held before the reaper looks at it (the claim's lease) */
+  holdMs: number;
+  /** how long a slot stays reserved for a released task whose message is on its way */
+  reserveMs: number;
+  /** sends a task's request message again (to the request topic) */
+  publish(taskId: string, body: Buffer): Promise<void>;
+  log: Logger;
+}
+
+export class TenantSlots {
+  readonly keys: TenancyKeys;
+  readonly #task: (id: string) => string;
+  constructor(readonly redis: Redis, prefix: string, private readonly opts: TenantSlotsOptions) {
+    this.keys = tenancyKeys(prefix);
+    this.#task = taskKeys(prefix).task;
+  }
+
+  #keys(tenant: string) {
+    return [this.keys.tenantLimits(tenant), this.keys.tenantRunning(tenant), this.keys.tenantParked(tenant)];
+  }
+
+  async admit(tenant: string, taskId: string): Promise<Admission> {
+    const r = await runTenancyScript(this.redis, "tenant-admit", this.#keys(tenant), [taskId, this.opts.holdMs]);
+    return ADMISSION[Number(r)] ?? "unlimited";
+  }
+
+  /** Frees `taskId`'s slot ("" none) and re-publishes the parked tasks given its free slots. Returns how many. */
+  async release(tenant: string, taskId = ""): Promise<number> {
+    let sent = 0;
+    let free = taskId;
+    // A released task that finished meanwhile (no body left) gives its reserved slot straight back.
+    for (let round = 0; round < 1_000; round++) {
+      const ids = (await runTenancyScript(this.redis, "tenant-release", this.#keys(tenant), [free, this.opts.reserveMs, RELEASE_BATCH])) as string[];
+      if (ids.length === 0) return sent;
+      free = "";
+      for (const id of ids) {
+        const body = (await this.redis.hGet(this.#task(id), "message")) as string | null;
+        if (!body) {
+          this.opts.log.info("parked task no longer waits (finished or expired): skipped", { task_id: id, tenant });
+          free = id;
+          continue;
+        }
+        try {
+          await this.opts.publish(id, Buffer.from(body, "utf8"));
+          sent++;
+          this.opts.log.info("parked task released", { task_id: id, tenant });
+        } catch (e) {
+          // Parked again, slot freed: the reaper retries the release later.
+          await this.redis.zAdd(this.keys.tenantParked(tenant), { score: 0, value: id }, { NX: true });
+          await this.redis.zRem(this.keys.tenantRunning(tenant), id);
+          this.opts.log.warn("parked task not re-published; parked again", { task_id: id, tenant, error: toError(e) });
+          return sent;
+        }
+      }
+      if (!free) return sent;
+    }
+    return sent;
+  }
+
+  /**
+   * One pass of the reaper over every tenant: slots past their time are extended while their task
+   * runs under a live lease, freed otherwise; free slots go to parked tasks. Never throws.
+   */
+  async reap(lockMs = 4_000): Promise<void> {
+    try {
+      if ((await this.redis.set(this.keys.tenancyReaperLock, "1", { NX: true, PX: lockMs })) !== "OK") return;
+      for (const tenant of (await this.redis.sMembers(this.keys.tenants)) as string[]) {
+        const running = this.keys.tenantRunning(tenant);
+        const [nowText, ...expired] = (await runTenancyScript(this.redis, "tenant-expire", [running], ["list", "", 0])) as string[];
+        const now = Number(nowText);
+        for (const id of expired) {
+          const [status, leaseUntil] = (await this.redis.hmGet(this.#task(id), ["status", "lease_until"])) as (string | null)[];
+          const lease = Number(leaseUntil ?? 0);
+          if (status === "running" && lease > now) await runTenancyScript(this.redis, "tenant-expire", [running], ["extend", id, lease]);
+          else if ((await runTenancyScript(this.redis, "tenant-expire", [running], ["drop", id, now])) === 1)
+            this.opts.log.warn("tenant slot freed: its run ended without a release, or its released message never came", { task_id: id, tenant, status });
+        }
+        await this.release(tenant);
+      }
+    } catch (e) {
+      this.opts.log.warn("tenancy reaper: pass failed; will try again", { error: toError(e) });
+    }
+  }
+}
+
+/** task id and tenant of a request message, without validating the rest (the handler does). */
+function peek(body: Buffer): { taskId: string; tenant: string } | undefined {
+  try {
+    const j = JSON.parse(body.toString("utf8")) as { task_id?: unknown; tenant?: unknown };
+    if (typeof j.task_id === "string" && typeof j.tenant === "string" && j.tenant) return { taskId: j.task_id, tenant: j.tenant };
+  } catch {
+    /* not JSON: the handler sets it aside */
+  }
+  return undefined;
+}
+
+type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
+
+/** Wraps the message handler with tenant admission (before) and release (after). */
+export function withTenantLimits(inner: Handler, slots: TenantSlots): Handler {
+  return async (m, ctx, shutdown) => {
+    const who = peek(m.body);
+    if (!who) return inner(m, ctx, shutdown);
+    const admission = await slots.admit(who.tenant, who.taskId);
+    if (admission === "unlimited") return inner(m, ctx, shutdown);
+    if (admission === "parked") {
+      await ctx.settler.ack(m);
+      ctx.log.info("task parked: its tenant is at its concurrency limit", { task_id: who.taskId, tenant: who.tenant });
+      return "parked";
+    }
+    let outcome: Outcome | undefined;
+    try {
+      outcome = await inner(m, ctx, shutdown);
+      return outcome;
+    } finally {
+      // Keep the slot when another copy of the task runs elsewhere: its worker releases it.
+      const runsElsewhere = outcome === "lost" || (outcome === "busy" && admission === "already");
+      if (!runsElsewhere)
+        await slots.release(who.tenant, who.taskId).catch((e) =>
+          ctx.log.warn("tenant slot not released; the reaper frees it", { task_id: who.taskId, tenant: who.tenant, error: toError(e) }),
+        );
+    }
+  };
+}
