@@ -12,6 +12,7 @@ import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 import { TenantSlots, withTenantLimits } from "./lib/tenancy/fair-share.ts";
+import { LlmBudget } from "./lib/tenancy/llm-budget.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
 
 async function main() {
@@ -24,7 +25,9 @@ async function main() {
   await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
-  const { agent, name } = agentFromConfig(cfg);
+  // The fleet's LLM budget (LLM_RPM, LLM_TPM): every LLM call waits for its turn in Redis.
+  const budget = cfg.LLM_RPM || cfg.LLM_TPM ? new LlmBudget(redis, cfg.REDIS_PREFIX, cfg.LLM_RPM, cfg.LLM_TPM, log) : undefined;
+  const { agent, name } = agentFromConfig(cfg, log, budget?.wrap());
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
   // Tenants' concurrency limits (lib/tenancy/fair-share.ts): parked tasks are re-published to the request topic.
   const slots = new TenantSlots(redis, cfg.REDIS_PREFIX, {
