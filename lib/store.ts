@@ -43,9 +43,9 @@ export class TaskStore {
   }
 
   /** Records a queued task and its outbox entry. False if the id exists already. */
-  async create(id: string, userId: string, body: string, now = Date.now(), tenant = ""): Promise<boolean> {
+  async create(id: string, userId: string, body: string, now = Date.now()): Promise<boolean> {
     const r = await runScript(this.redis, "create", [...this.taskKeys(id), ...this.outboxKeys()], [
-      id, userId, now, this.ttlSeconds, body, tenant,
+      id, userId, now, this.ttlSeconds, body,
     ]);
     return r === 1;
   }

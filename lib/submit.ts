@@ -31,7 +31,10 @@ export class TaskService {
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;
     try {
-      await this.store.create(task_id, input.user_id, body.toString("utf8"), Date.now(), tenant);
+      await this.store.create(task_id, input.user_id, body.toString("utf8"));
+      // The owner, for GET (lib/http/auth.ts); before the send, so no worker sees the task without it.
+      // Not in create's script: were this process to die in between, the client never got the id.
+      if (tenant) await this.store.redis.hSet(this.store.keys.task(task_id), "tenant", tenant);
     } catch (e) {
       this.log.warn("task not accepted: Redis unavailable", { error: toError(e) });
       throw new UnavailableError("redis", retry, { cause: e });

@@ -3,13 +3,11 @@
   re-published (reap.lua).
   KEYS[1] task hash   KEYS[2] legacy status   KEYS[3] outbox zset   KEYS[4] outbox bodies hash
   ARGV[1] task id   ARGV[2] user_id   ARGV[3] now (ms)   ARGV[4] ttl (s)   ARGV[5] request message body
-  ARGV[6] tenant (the API key's; "" without one)
   Returns: 1 created, 0 a task with this id exists (nothing written)
 ]]
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
 redis.call("HSET", KEYS[1], "status", "queued", "user_id", ARGV[2], "attempts", 0,
   "created_at", ARGV[3], "updated_at", ARGV[3], "message", ARGV[5])
-if ARGV[6] and ARGV[6] ~= "" then redis.call("HSET", KEYS[1], "tenant", ARGV[6]) end
 redis.call("EXPIRE", KEYS[1], ARGV[4])
 redis.call("SET", KEYS[2], "queued", "EX", ARGV[4])
 redis.call("ZADD", KEYS[3], ARGV[3], ARGV[1])
