@@ -15,6 +15,8 @@ export function createRedis(cfg: Config, log: Logger): Redis {
     url: redisUrl(cfg),
     ...(cfg.REDIS_PASSWORD ? { password: cfg.REDIS_PASSWORD } : {}),
     disableOfflineQueue: true,
+    // No CLIENT SETINFO at connect: one command less for the ACL user (lib/state/acl.ts) to allow.
+    disableClientInfo: true,
     socket: {
       connectTimeout: 2_000,
       reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2_000),
