@@ -13,6 +13,7 @@ export const ConfigSchema = Type.Object({
   REDIS_PORT: Int(6379, 1, 65535, "Redis port (ignored when REDIS_URL is set)"),
   REDIS_URL: Opt("redis:// or rediss:// URL, may carry user and password"),
   REDIS_PASSWORD: Opt("Redis password (secret)"),
+  REDIS_TLS_CA_FILE: Opt("PEM file of the CA that signed the Redis server's certificate (rediss:// with a private CA)"),
   REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes" }),
   TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept"),
 

@@ -1,5 +1,6 @@
 // The Redis client: built once from config. Commands fail fast while disconnected (no offline
 // queue), so the API can answer 503 at once instead of hanging; the client keeps reconnecting.
+import { readFileSync } from "node:fs";
 import { createClient } from "redis";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -18,6 +19,8 @@ export function createRedis(cfg: Config, log: Logger): Redis {
     // No CLIENT SETINFO at connect: one command less for the ACL user (lib/state/acl.ts) to allow.
     disableClientInfo: true,
     socket: {
+      // rediss:// turns TLS on; a private CA is trusted from REDIS_TLS_CA_FILE (hostname still verified).
+      ...(cfg.REDIS_TLS_CA_FILE ? { ca: readFileSync(cfg.REDIS_TLS_CA_FILE) } : {}),
       connectTimeout: 2_000,
       reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2_000),
     },
