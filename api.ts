@@ -8,6 +8,7 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { TaskService } from "./lib/submit.ts";
 import { resolveAuthMode } from "./lib/http/auth.ts";
+import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { ApiKeys } from "./lib/tenancy/api-keys.ts";
 import { RateLimiter } from "./lib/tenancy/rate-limit.ts";
 
@@ -18,7 +19,10 @@ async function main() {
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; POST /tasks answers 503 until it is");
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start().catch((e) => log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e }));
+  await publisher.start().catch((e) => {
+    exitOnMqAuthProblem(e, cfg, log);
+    log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e });
+  });
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
   const tasks = new TaskService(cfg, store, publisher, log);
   const tenancy = { auth, apiKeys: new ApiKeys(redis, cfg.REDIS_PREFIX), limiter: new RateLimiter(redis, cfg.REDIS_PREFIX) };

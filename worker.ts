@@ -13,6 +13,7 @@ import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 import { TenantSlots, withTenantLimits } from "./lib/tenancy/fair-share.ts";
 import { LlmBudget } from "./lib/tenancy/llm-budget.ts";
+import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
 
 async function main() {
@@ -22,7 +23,10 @@ async function main() {
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
   // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
+  await publisher.start().catch((e) => {
+    exitOnMqAuthProblem(e, cfg, log);
+    log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
+  });
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   // The fleet's LLM budget (LLM_RPM, LLM_TPM): every LLM call waits for its turn in Redis.

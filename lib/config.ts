@@ -25,6 +25,7 @@ export const ConfigSchema = Type.Object({
   MQ_GROUP_AGENT: Str("GID_AGENT_WORKER", "consumer group of the workers"),
   MQ_ACCESS_KEY: Opt("RocketMQ ACL access key"),
   MQ_SECRET_KEY: Opt("RocketMQ ACL secret key (secret)"),
+  MQ_TLS: Type.Boolean({ default: false, description: "TLS to the gRPC proxy (trusting a private CA: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)" }),
   MQ_QUEUES: Int(16, 1, 1024, "queues per topic created by provisioning"),
   MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
   MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
