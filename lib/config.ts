@@ -47,6 +47,8 @@ export const ConfigSchema = Type.Object({
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
+  DEAD_LETTER_BODY_CHARS: Int(4_096, 0, 1_048_576,
+    "characters of a message body kept in a dead-letters entry (user content: keep it short; 0 keeps none)"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 
   AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),

@@ -92,7 +92,7 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
     reason: p.reason,
     message_id: m.messageId,
     task_id: p.taskId,
-    body: m.body.toString("utf8").slice(0, 4096),
+    body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS),
     at: new Date().toISOString(),
   });
   if (p.taskId) {
