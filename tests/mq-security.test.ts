@@ -2,7 +2,7 @@
 // and authorization on the broker and the proxy, a super user) and the proxy's gRPC port presenting
 // an openssl self-signed certificate (scripts/stack/auth.ts):
 // - the API and a worker run a task as a user whose ACL covers only this namespace's topics and
-//   groups (lib/mq/acl.ts), over TLS (MQ_TLS=true, the CA trusted via GRPC_DEFAULT_SSL_ROOTS_FILE_PATH);
+//   groups (scripts/mq-user.ts, lib/mq/acl.ts), over TLS (MQ_TLS=true, the CA trusted via GRPC_DEFAULT_SSL_ROOTS_FILE_PATH);
 // - that user is refused another topic;
 // - a wrong secret stops the API at start-up with a clear message (exit 2), instead of 503s forever;
 // - without the CA the proxy's certificate is refused (TLS is really in use).
@@ -12,7 +12,8 @@ import { rmSync } from "node:fs";
 import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { Publisher } from "../lib/mq.ts";
-import { createMqUser, deleteMqUser } from "../lib/mq/acl.ts";
+import { join } from "node:path";
+import { deleteMqUser } from "../lib/mq/acl.ts";
 import { mqAuthProblem } from "../lib/mq/auth-error.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { privateStack } from "./support/private-stack.ts";
@@ -36,11 +37,11 @@ beforeAll(async () => {
   if (r.code !== 0) throw new Error(`private stack up failed:\n${r.out}`);
   // Provisioning (topics, groups) is an administrator's job: the super user.
   ns = await createNamespace({ env: { ...stack.endpoints, MQ_ACCESS_KEY: superUser.accessKey, MQ_SECRET_KEY: superUser.accessSecret } });
-  await createMqUser(ns.admin(), superUser, {
-    ...app,
-    topics: [`${ns.id}_*`, `%DLQ%${ns.id}_*`],
-    groups: [`${ns.id}_*`],
+  // The user of the services, made by the administrators' CLI: exactly our topics and groups.
+  const made = Bun.spawnSync(["bun", join(import.meta.dir, "..", "scripts", "mq-user.ts"), "create", app.username], {
+    env: { ...ns.env, MQ_USER_PASSWORD: app.password },
   });
+  if (made.exitCode !== 0) throw new Error(`mq-user create failed: ${made.stderr}`);
   appEnv = {
     ...ns.env,
     MQ_ACCESS_KEY: app.username,
