@@ -105,3 +105,9 @@ test("the user cannot read or write outside its prefix, nor run other commands",
     await c.quit();
   }
 });
+
+test("the README's ACL SETUSER line is the one lib/state/acl.ts builds (REDIS_PREFIX=agent:)", async () => {
+  const readme = await Bun.file(join(ROOT, "README.md")).text();
+  const line = ["ACL", "SETUSER", ...aclSetUserArgs("agent", "0", "agent:")].join(" ").replace("#0", ">CHANGE-ME");
+  expect(readme).toContain(line);
+});

@@ -10,7 +10,7 @@ export const REDIS_COMMANDS = [
   "evalsha", "eval", "time",
   "exists", "expire", "pexpire", "del", "set",
   "hset", "hget", "hmget", "hgetall", "hdel", "hincrby",
-  "zadd", "zrem", "zcard", "zscore", "zrangebyscore", "zpopmin",
+  "zadd", "zrem", "zcard", "zscore", "zrange", "zrangebyscore", "zpopmin", "unlink",
   "sadd", "smembers",
   "lpush", "ltrim", "lrange", "multi", "exec",
 ] as const;
