@@ -7,7 +7,7 @@ import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { TaskService } from "./lib/submit.ts";
-import { resolveAuthMode } from "./lib/http/auth.ts";
+import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { ApiKeys } from "./lib/tenancy/api-keys.ts";
 import { RateLimiter } from "./lib/tenancy/rate-limit.ts";
@@ -26,6 +26,7 @@ async function main() {
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
   const tasks = new TaskService(cfg, store, publisher, log);
   const tenancy = { auth, apiKeys: new ApiKeys(redis, cfg.REDIS_PREFIX), limiter: new RateLimiter(redis, cfg.REDIS_PREFIX) };
+  await warnIfNoKeys(auth, tenancy.apiKeys, log);
   const app = createApp({ cfg, store, tasks, log, tenancy }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });
   const sweeper = setInterval(() => tasks.sweepOutbox().catch(() => {}), 15_000);
   log.info("api listening", { url: `http://${cfg.API_HOST}:${app.server?.port}`, docs: "/docs", auth });

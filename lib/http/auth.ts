@@ -82,3 +82,10 @@ export function authPlugin(deps: AuthDeps) {
       if (owner !== tenant) return json(404, "task_not_found", `no task ${id}`);
     });
 }
+
+/** In keys mode with no key at all, every /tasks request is a 401: say how to make one. Never throws. */
+export async function warnIfNoKeys(mode: AuthMode, apiKeys: ApiKeys, log: Logger): Promise<void> {
+  if (mode !== "keys") return;
+  const n = await apiKeys.redis.sCard(apiKeys.keys.apiKeys).catch(() => -1);
+  if (n === 0) log.warn("API keys are required and none exists yet: create one with `bun scripts/keys.ts create --tenant NAME`");
+}
