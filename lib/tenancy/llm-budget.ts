@@ -50,32 +50,43 @@ export class LlmBudget {
     if (this.tpm > 0 && delta !== 0) await runTenancyScript(this.redis, "llm-reserve", [this.keys.llmBudget(model)], ["adjust", this.rpm, this.tpm, delta]);
   }
 
+  /**
+   * Waits for the turn of a call with this request body (its `model` picks the timelines); returns
+   * what to call with the answer, whose `usage.total_tokens` corrects the token timeline. A caller
+   * with its own per-call timeout should start it after this, not before.
+   */
+  async turn(requestBody: string, signal?: AbortSignal): Promise<(res: Response) => void> {
+    let model = "default";
+    try {
+      model = String((JSON.parse(requestBody) as { model?: string }).model ?? model);
+    } catch {
+      /* no JSON body: the default timeline */
+    }
+    const estimate = estimateTokens(requestBody);
+    const wait = await this.reserve(model, estimate);
+    if (wait > 0) {
+      this.log?.debug("LLM call waits for its turn in the budget", { model, wait_ms: wait });
+      await sleep(wait, signal);
+    }
+    return (res) => {
+      if (this.tpm <= 0) return;
+      void res
+        .clone()
+        .json()
+        .then((j) => {
+          const used = (j as { usage?: { total_tokens?: number } } | null)?.usage?.total_tokens;
+          return typeof used === "number" ? this.adjust(model, used - estimate) : undefined;
+        })
+        .catch((e) => this.log?.debug("LLM usage not read; the estimate stands", { error: toError(e) }));
+    };
+  }
+
   /** `fetch` that waits for the call's turn first and reports the tokens it used afterwards. */
   wrap(inner: typeof fetch = fetch): typeof fetch {
     const budgeted = async (input: Parameters<typeof fetch>[0], init?: Parameters<typeof fetch>[1]) => {
-      const body = typeof init?.body === "string" ? init.body : "";
-      let model = "default";
-      try {
-        model = String((JSON.parse(body) as { model?: string }).model ?? model);
-      } catch {
-        /* no JSON body: the default timeline */
-      }
-      const estimate = estimateTokens(body);
-      const wait = await this.reserve(model, estimate);
-      if (wait > 0) {
-        this.log?.debug("LLM call waits for its turn in the budget", { model, wait_ms: wait });
-        await sleep(wait, init?.signal ?? undefined);
-      }
+      const answered = await this.turn(typeof init?.body === "string" ? init.body : "", init?.signal ?? undefined);
       const res = await inner(input, init);
-      if (this.tpm > 0)
-        void res
-          .clone()
-          .json()
-          .then((j) => {
-            const used = (j as { usage?: { total_tokens?: number } } | null)?.usage?.total_tokens;
-            return typeof used === "number" ? this.adjust(model, used - estimate) : undefined;
-          })
-          .catch((e) => this.log?.debug("LLM usage not read; the estimate stands", { error: toError(e) }));
+      answered(res);
       return res;
     };
     return Object.assign(budgeted, { preconnect: inner.preconnect }) as typeof fetch;
