@@ -11,8 +11,9 @@ import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
-import { TenantSlots, withTenantLimits } from "./lib/tenancy/fair-share.ts";
-import { LlmBudget } from "./lib/tenancy/llm-budget.ts";
+import { tenantSlotsFor } from "./lib/tenancy/fair-share.ts";
+import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
+import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
 
@@ -30,16 +31,10 @@ async function main() {
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   // The fleet's LLM budget (LLM_RPM, LLM_TPM): every LLM call waits for its turn in Redis.
-  const budget = cfg.LLM_RPM || cfg.LLM_TPM ? new LlmBudget(redis, cfg.REDIS_PREFIX, cfg.LLM_RPM, cfg.LLM_TPM, log) : undefined;
-  const { agent, name } = agentFromConfig(cfg, log, budget?.wrap());
+  const { agent, name } = agentFromConfig(cfg, log, llmBudgetFor(cfg, redis, log)?.wrap());
   const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
-  // Tenants' concurrency limits (lib/tenancy/fair-share.ts): parked tasks are re-published to the request topic.
-  const slots = new TenantSlots(redis, cfg.REDIS_PREFIX, {
-    holdMs: cfg.MQ_INVISIBLE_MS,
-    reserveMs: cfg.MQ_INVISIBLE_MS,
-    publish: async (id, body) => void (await publisher.send({ topic: cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body })),
-    log,
-  });
+  // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
+  const slots = tenantSlotsFor(cfg, redis, publisher, log);
   const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, withTenantLimits(handleMessage, slots));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);

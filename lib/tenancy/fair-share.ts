@@ -15,9 +15,10 @@
 import { toError } from "../errors.ts";
 import { keys as taskKeys, tenancyKeys, type TenancyKeys } from "../keys.ts";
 import type { Logger } from "../log.ts";
-import type { MessageView } from "../mq.ts";
+import type { Config } from "../config.ts";
+import { REQUEST_TAG } from "../model.ts";
+import type { Publisher } from "../mq.ts";
 import type { Redis } from "../scripts.ts";
-import type { Outcome, WorkerContext } from "../worker/handle.ts";
 import { runTenancyScript } from "./scripts.ts";
 
 export type Admission = "unlimited" | "admitted" | "already" | "parked";
@@ -111,42 +112,12 @@ export class TenantSlots {
   }
 }
 
-/** task id and tenant of a request message, without validating the rest (the handler does). */
-function peek(body: Buffer): { taskId: string; tenant: string } | undefined {
-  try {
-    const j = JSON.parse(body.toString("utf8")) as { task_id?: unknown; tenant?: unknown };
-    if (typeof j.task_id === "string" && typeof j.tenant === "string" && j.tenant) return { taskId: j.task_id, tenant: j.tenant };
-  } catch {
-    /* not JSON: the handler sets it aside */
-  }
-  return undefined;
-}
-
-type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
-
-/** Wraps the message handler with tenant admission (before) and release (after). */
-export function withTenantLimits(inner: Handler, slots: TenantSlots): Handler {
-  return async (m, ctx, shutdown) => {
-    const who = peek(m.body);
-    if (!who) return inner(m, ctx, shutdown);
-    const admission = await slots.admit(who.tenant, who.taskId);
-    if (admission === "unlimited") return inner(m, ctx, shutdown);
-    if (admission === "parked") {
-      await ctx.settler.ack(m);
-      ctx.log.info("task parked: its tenant is at its concurrency limit", { task_id: who.taskId, tenant: who.tenant });
-      return "parked";
-    }
-    let outcome: Outcome | undefined;
-    try {
-      outcome = await inner(m, ctx, shutdown);
-      return outcome;
-    } finally {
-      // Keep the slot when another copy of the task runs elsewhere: its worker releases it.
-      const runsElsewhere = outcome === "lost" || (outcome === "busy" && admission === "already");
-      if (!runsElsewhere)
-        await slots.release(who.tenant, who.taskId).catch((e) =>
-          ctx.log.warn("tenant slot not released; the reaper frees it", { task_id: who.taskId, tenant: who.tenant, error: toError(e) }),
-        );
-    }
-  };
+/** The worker's slots: held for a claim's lease, parked tasks re-published to the request topic. */
+export function tenantSlotsFor(cfg: Config, redis: Redis, publisher: Publisher, log: Logger): TenantSlots {
+  return new TenantSlots(redis, cfg.REDIS_PREFIX, {
+    holdMs: cfg.MQ_INVISIBLE_MS,
+    reserveMs: cfg.MQ_INVISIBLE_MS,
+    publish: async (id, body) => void (await publisher.send({ topic: cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body })),
+    log,
+  });
 }

@@ -5,6 +5,7 @@
 // Tokens are reserved from an estimate before the call (the request's size plus the answer's
 // allowance) and corrected from the answer's `usage.total_tokens` after it.
 // It wraps fetch, so the agent (lib/agent/openai.ts) needs no change: agentFromConfig passes it in.
+import type { Config } from "../config.ts";
 import { toError } from "../errors.ts";
 import { tenancyKeys, type TenancyKeys } from "../keys.ts";
 import type { Logger } from "../log.ts";
@@ -91,4 +92,9 @@ export class LlmBudget {
     };
     return Object.assign(budgeted, { preconnect: inner.preconnect }) as typeof fetch;
   }
+}
+
+/** The fleet's budget for the configured model, or undefined without LLM_RPM / LLM_TPM. */
+export function llmBudgetFor(cfg: Config, redis: Redis, log: Logger): LlmBudget | undefined {
+  return cfg.LLM_RPM || cfg.LLM_TPM ? new LlmBudget(redis, cfg.REDIS_PREFIX, cfg.LLM_RPM, cfg.LLM_TPM, log) : undefined;
 }
