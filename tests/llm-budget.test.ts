@@ -105,17 +105,22 @@ describe("4 workers against a rate-limited fake LLM", () => {
       LLM_BASE_URL: `http://127.0.0.1:${server.port}/v1`,
       LLM_API_KEY: "sk-test",
       LLM_RPM: String(BUDGET_PER_S * 60),
-      WORKER_CONCURRENCY: "16",
+      // Room for every task at once: all turns are taken up front, so the budget, not a busy box, sets the pace.
+      WORKER_CONCURRENCY: "64",
     };
-    const workers = Array.from({ length: 4 }, () => new Service("worker.ts", env));
-    await Promise.all(workers.map((w) => w.waitForLog("worker running", 60_000)));
+    // The backlog first, then the workers: each receive returns a full batch, so the fleet asks for
+    // turns faster than the budget grants them, and what is measured is the budget.
     const ids: string[] = [];
     for (let i = 0; i < TASKS; i++) ids.push((await sys.tasks.submit({ user_id: "u", content: `task ${i}` })).task_id);
+    const workers = Array.from({ length: 4 }, () => new Service("worker.ts", env));
+    await Promise.all(workers.map((w) => w.waitForLog("worker running", 60_000)));
     await waitFor(() => new Set(sys.results.received.map((r) => r.key)).size >= TASKS, 120_000, () => `all ${TASKS} tasks to finish (${all.length} calls answered, ${refused} refused)`);
     const statuses = await Promise.all(ids.map((id) => sys.store.get(id)));
     const perSecond = ((all.length - 1) * 1000) / (all.at(-1)! - all[0]!);
     const mid = all.slice(Math.floor(all.length * 0.2), Math.ceil(all.length * 0.8));
     const midRate = ((mid.length - 1) * 1000) / (mid.at(-1)! - mid[0]!);
+    const claims = workers.flatMap((w) => w.logs("task running")).map((l) => Date.parse(String(l.time))).sort((a, b) => a - b);
+    console.error(`[llm-budget] ${claims.length} claims logged, within ${((claims.at(-1)! - claims[0]!) / 1000).toFixed(1)} s`);
     console.error(`[llm-budget] middle 60 % of the calls: ${midRate.toFixed(2)}/s`);
     console.error(`[llm-budget] ${all.length} calls, ${refused} refused (429), ${perSecond.toFixed(2)}/s for a budget of ${BUDGET_PER_S}/s`);
     expect(refused).toBe(0);
