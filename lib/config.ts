@@ -15,6 +15,7 @@ export const ConfigSchema = Type.Object({
   REDIS_PASSWORD: Opt("Redis password (secret)"),
   REDIS_USERNAME: Opt("Redis ACL user (REDIS_URL may carry it instead)"),
   REDIS_TLS: Type.Boolean({ default: false, description: "TLS to Redis (also implied by a rediss:// REDIS_URL)" }),
+  REDIS_TLS_CA_FILE: Opt("PEM file of the CA that signed the Redis server's certificate (rediss:// with a private CA)"),
   REDIS_CLUSTER_NODES: Opt("Redis Cluster seed nodes, host:port[,host:port]; set: the cluster client is used"),
   REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes (no { or })" }),
   REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
@@ -30,13 +31,18 @@ export const ConfigSchema = Type.Object({
   MQ_GROUP_AGENT: Str("GID_AGENT_PYTHON", "consumer group of the workers: the original's, so a mixed fleet is one group"),
   MQ_ACCESS_KEY: Opt("RocketMQ ACL access key"),
   MQ_SECRET_KEY: Opt("RocketMQ ACL secret key (secret)"),
+  MQ_TLS: Type.Boolean({ default: false, description: "TLS to the gRPC proxy (trusting a private CA: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)" }),
   MQ_QUEUES: Int(16, 1, 1024, "queues per topic created by provisioning"),
   MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
   MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
   MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
-  API_HOST: Str("0.0.0.0", "HTTP bind address of the API"),
+  API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
+  AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
+    default: "auto",
+    description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
+  }),
   MAX_CONTENT_BYTES: Int(32_768, 1, 4_194_304, "largest task content, UTF-8 bytes"),
   RETRY_AFTER_SECONDS: Int(5, 1, 3600, "Retry-After sent with a 503"),
 
@@ -49,12 +55,16 @@ export const ConfigSchema = Type.Object({
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
+  DEAD_LETTER_BODY_CHARS: Int(4_096, 0, 1_048_576,
+    "characters of a message body kept in a dead-letters entry (user content: keep it short; 0 keeps none)"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 
   AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),
   LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),
   LLM_API_KEY: Opt("API key of the LLM service (secret)"),
   LLM_MODEL: Str("gpt-4o-mini", "model name sent to the LLM service"),
+  LLM_RPM: Int(0, 0, 10_000_000, "LLM requests per minute for LLM_MODEL across all workers (0: no budget)"),
+  LLM_TPM: Int(0, 0, 1_000_000_000, "LLM tokens per minute for LLM_MODEL across all workers (0: no budget)"),
 
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
     default: "info",

@@ -62,3 +62,32 @@ export function keys(prefix = "", buckets = 16): Keys {
     outboxLock: `${prefix}outbox:lock`,
   };
 }
+
+/**
+ * Keys of tenants, API keys and LLM budgets (lib/tenancy). Every key one tenancy script touches
+ * shares one hash tag (`{P tenant:<name>}`, `{P llm:<model>}`, the prefix inside it as for tasks), so
+ * each script runs on Redis Cluster.
+ */
+export function tenancyKeys(prefix = "") {
+  return {
+    /** HASH: tenant, sha256 (of the secret), created_at, revoked_at? (one API key; never the key itself) */
+    apiKey: (id: string) => `${prefix}apikey:${id}`,
+    /** SET of API key ids, for `keys.ts list` */
+    apiKeys: `${prefix}apikeys`,
+    /** SET of tenant names with limits, for `keys.ts list` and the workers' tenancy reaper */
+    tenants: `${prefix}tenants`,
+    /** HASH: rate (tasks/s), burst, concurrency (unset: unlimited) */
+    tenantLimits: (tenant: string) => `{${prefix}tenant:${tenant}}:limits`,
+    /** HASH: tokens, ts (ms): the tenant's POST /tasks token bucket */
+    tenantBucket: (tenant: string) => `{${prefix}tenant:${tenant}}:bucket`,
+    /** ZSET task id -> ms until which the slot is held (running, or reserved for a released task) */
+    tenantRunning: (tenant: string) => `{${prefix}tenant:${tenant}}:running`,
+    /** ZSET task id -> ms parked: tasks received while the tenant was at its concurrency, oldest first */
+    tenantParked: (tenant: string) => `{${prefix}tenant:${tenant}}:parked`,
+    /** STRING: lock of the worker running the tenancy reaper */
+    tenancyReaperLock: `${prefix}tenancy:reaper:lock`,
+    /** HASH: rpm_tat, tpm_tat (ms, Redis clock): the fleet's LLM budget of one model */
+    llmBudget: (model: string) => `{${prefix}llm:${model}}:budget`,
+  };
+}
+export type TenancyKeys = ReturnType<typeof tenancyKeys>;

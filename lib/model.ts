@@ -54,6 +54,8 @@ export const RequestMessage = Type.Object({
   user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
   payload: Type.String(),
   action: Type.Literal(ACTION),
+  /** Added: the tenant whose API key submitted the task (absent without keys). */
+  tenant: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type RequestMessage = Static<typeof RequestMessage>;
 

@@ -6,6 +6,7 @@
 // instead of callers waiting forever. The connection
 // is kept across timeouts, so late replies still pair with their commands; a dead peer (partition)
 // is noticed through TCP keepalive and reconnected.
+import { readFileSync } from "node:fs";
 import { createClient, createCluster } from "redis";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -46,17 +47,25 @@ export function createRedis(cfg: Config, log: Logger): Redis {
   const creds = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
   // node-redis rejects a command still waiting after `timeout` (written or not): TimeoutError.
   const commandOptions = { timeout: cfg.REDIS_TIMEOUT_MS };
-  const socket = { connectTimeout: Math.max(cfg.REDIS_TIMEOUT_MS, 1_000), reconnectStrategy, ...(tls ? { tls: true as const } : {}) };
+  const socket = {
+    connectTimeout: Math.max(cfg.REDIS_TIMEOUT_MS, 1_000),
+    reconnectStrategy,
+    ...(tls ? { tls: true as const } : {}),
+    // A private CA is trusted from REDIS_TLS_CA_FILE (the hostname is still verified).
+    ...(cfg.REDIS_TLS_CA_FILE ? { ca: readFileSync(cfg.REDIS_TLS_CA_FILE) } : {}),
+  };
+  // No CLIENT SETINFO at connect: one command less for the ACL user (lib/state/acl.ts) to allow.
+  const disableClientInfo = true;
   const nodes = clusterNodes(cfg);
   let client: Redis;
   if (nodes.length > 0) {
     client = createCluster({
       rootNodes: nodes.map((n) => ({ socket: { host: n.host, port: n.port, ...socket } })),
-      defaults: { ...creds, disableOfflineQueue: true, socket },
+      defaults: { ...creds, disableOfflineQueue: true, disableClientInfo, socket },
       commandOptions,
     }) as unknown as ClusterRedis;
   } else {
-    client = createClient({ url: redisUrl(cfg), ...creds, disableOfflineQueue: true, socket, commandOptions }) as unknown as SingleRedis;
+    client = createClient({ url: redisUrl(cfg), ...creds, disableOfflineQueue: true, disableClientInfo, socket, commandOptions }) as unknown as SingleRedis;
   }
   setCommandTimeout(client, cfg.REDIS_TIMEOUT_MS);
   let lastReport = 0;

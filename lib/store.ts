@@ -97,13 +97,14 @@ export class TaskStore {
   /**
    * Records a queued task (with its request message) and, first, its outbox hint. False if the id
    * exists already. Throws CreateError if either write failed; unless it says the task was certainly
-   * not written, the caller must abandon() the id (the create may still land).
+   * not written, the caller must abandon() the id (the create may still land). `tenant`: the API
+   * key's tenant, recorded in the same script (the task's owner for GET, lib/http/auth.ts).
    */
-  async create(id: string, userId: string, body: string): Promise<boolean> {
+  async create(id: string, userId: string, body: string, tenant = ""): Promise<boolean> {
     // Sent together: on one node they share the connection, so the hint is applied first.
     const [h, c] = await Promise.allSettled([
       this.hint(this.outboxKey(id), "add", id, 0),
-      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body]),
+      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant]),
     ]);
     if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
     if (h.status === "rejected") throw new CreateError("yes", h.reason);

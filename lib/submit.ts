@@ -35,13 +35,15 @@ export class TaskService {
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 
-  async submit(input: TaskInput): Promise<{ task_id: string; status: "queued" }> {
+  /** `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. */
+  async submit(input: TaskInput, tenant?: string): Promise<{ task_id: string; status: "queued" }> {
     const task_id = crypto.randomUUID();
-    const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION };
+    const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}) };
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;
     try {
-      await this.store.create(task_id, input.user_id, body.toString("utf8"));
+      // The owner (for GET, lib/http/auth.ts) is written by the same script as the task.
+      await this.store.create(task_id, input.user_id, body.toString("utf8"), tenant);
     } catch (e) {
       // The create may still land (a timeout): a tombstone, once Redis answers, keeps it from running.
       // Not needed when the client refused to send it (not connected): the common case in an outage.

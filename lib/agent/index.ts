@@ -5,9 +5,12 @@ import type { Agent } from "./types.ts";
 
 export type { Agent, AgentTask } from "./types.ts";
 
-/** The LLM agent when LLM_BASE_URL and LLM_API_KEY are set, the demo agent otherwise. */
-export function agentFromConfig(cfg: Config): { agent: Agent; name: string } {
+/**
+ * The LLM agent when LLM_BASE_URL and LLM_API_KEY are set, the demo agent otherwise. `llmFetch`: the
+ * fetch the LLM agent calls through (the fleet's budget, lib/tenancy/llm-budget.ts).
+ */
+export function agentFromConfig(cfg: Config, _log?: unknown, llmFetch?: typeof fetch): { agent: Agent; name: string } {
   if (cfg.LLM_BASE_URL && cfg.LLM_API_KEY)
-    return { agent: openAiAgent({ baseUrl: cfg.LLM_BASE_URL, apiKey: cfg.LLM_API_KEY, model: cfg.LLM_MODEL }), name: "openai" };
+    return { agent: openAiAgent({ baseUrl: cfg.LLM_BASE_URL, apiKey: cfg.LLM_API_KEY, model: cfg.LLM_MODEL, fetch: llmFetch }), name: "openai" };
   return { agent: demoAgent(cfg.AGENT_DELAY_MS), name: "demo" };
 }

@@ -15,12 +15,18 @@ import { withTimeout } from "../time.ts";
 import { checkJsonType, maxBodyBytes, parseTaskInput, readCapped } from "./body.ts";
 import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
+import { authPlugin, type AuthMode } from "./auth.ts";
+import { rateLimitPlugin } from "./rate-limit.ts";
+import type { ApiKeys } from "../tenancy/api-keys.ts";
+import type { RateLimiter } from "../tenancy/rate-limit.ts";
 
 export interface AppDeps {
   cfg: Config;
   store: TaskStore;
   tasks: TaskService;
   log: Logger;
+  /** API keys and per-tenant rate limits (lib/http/auth.ts); none when absent */
+  tenancy?: { auth: AuthMode; apiKeys?: ApiKeys; limiter?: RateLimiter };
 }
 
 /**
@@ -47,7 +53,7 @@ function matches(route: string, path: string): boolean {
   return a.length === b.length && a.every((s, i) => s === b[i] || (s.startsWith(":") && b[i] !== ""));
 }
 
-export function createApp({ cfg, store, tasks, log }: AppDeps) {
+export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
   const maxBody = maxBodyBytes(cfg.MAX_CONTENT_BYTES);
   const doc = openapiDocument(cfg);
   const app = new Elysia({ serve: { maxRequestBodySize: serverBodyLimit(cfg) } });
@@ -61,6 +67,8 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
 
   return app
     .use(openapi({ path: "/docs", documentation: doc }))
+    .use(authPlugin({ mode: tenancy?.auth ?? "none", apiKeys: tenancy?.apiKeys, store, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
+    .use(rateLimitPlugin({ limiter: tenancy?.limiter, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .onError(({ code, error, request }) => {
       if (error instanceof HttpError) return errorResponse(error);
       const url = new URL(request.url);
@@ -88,10 +96,10 @@ export function createApp({ cfg, store, tasks, log }: AppDeps) {
     .post(
       "/tasks",
       // The body is read here, not by Elysia: with a cap (readCapped), and checked by parseTaskInput.
-      async ({ request, set }) => {
+      async ({ request, set, tenant }) => {
         checkJsonType(request);
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
-        const accepted = await tasks.submit(input);
+        const accepted = await tasks.submit(input, tenant);
         set.status = 202;
         return accepted;
       },

@@ -7,6 +7,8 @@ import type { ErrorBody } from "../model.ts";
 export const ERRORS = {
   malformed_json: { status: 400, message: "request body is not valid JSON" },
   invalid_task_id: { status: 400, message: 'task id must be a UUID, got "0"' },
+  unauthorized: { status: 401, message: "an API key is required: Authorization: Bearer <key>" },
+  invalid_api_key: { status: 401, message: "the API key is unknown or revoked" },
   task_not_found: { status: 404, message: "no task 3f0c2a4e-8b1d-4c55-9a0e-2f1b7c9d4e61" },
   not_found: { status: 404, message: "no route for GET /nope" },
   method_not_allowed: { status: 405, message: "PUT is not allowed on /tasks; allowed: POST" },
@@ -14,6 +16,7 @@ export const ERRORS = {
   body_too_large: { status: 413, message: "request body is over 200704 bytes, the limit" },
   unsupported_media_type: { status: 415, message: "content-type must be application/json, got text/plain" },
   invalid_body: { status: 422, message: "user_id: Expected string", field: "user_id" },
+  rate_limited: { status: 429, message: "tenant acme is over its rate of 5/s (burst 10); retry in 1 s" },
   redis_unavailable: { status: 503, message: "Redis is unavailable; retry later" },
   rocketmq_unavailable: { status: 503, message: "RocketMQ is unavailable; retry later" },
   not_ready: { status: 503, message: "RocketMQ is unavailable" },

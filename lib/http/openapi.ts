@@ -21,6 +21,19 @@ const retryAfter = {
   "Retry-After": { description: "seconds to wait before retrying", required: true, schema: { type: "integer", minimum: 1 } },
 };
 
+// API keys (AUTH_MODE=keys, or auto off loopback) and per-tenant rate limits (lib/http/auth.ts,
+// rate-limit.ts): documented on the routes that answer them even when a loopback API never does.
+const challenge = {
+  "WWW-Authenticate": { description: "Bearer realm=\"agent-prod\"", required: true, schema: { type: "string" } },
+};
+const rateLimited = {
+  ...retryAfter,
+  "RateLimit-Limit": { description: "the tenant's burst (draft-ietf-httpapi-ratelimit-headers-06)", schema: { type: "integer" } },
+  "RateLimit-Remaining": { description: "whole requests left in the bucket", schema: { type: "integer" } },
+  "RateLimit-Reset": { description: "seconds until the bucket is full again", schema: { type: "integer" } },
+  "RateLimit-Policy": { description: "<burst>;w=<seconds to refill it>", schema: { type: "string" } },
+};
+
 /** The responses for a list of error codes, grouped by status, each code an example. */
 function errors(codes: ErrorCode[], headers: Partial<Record<number, object>> = {}) {
   const out: Record<string, object> = {};
@@ -83,8 +96,11 @@ export function openapiDocument(cfg: Config): Documentation {
               links: { GetTask: { operationId: "getTask", parameters: { id: "$response.body#/task_id" } } },
             },
             ...errors(
-              ["malformed_json", "content_too_large", "body_too_large", "unsupported_media_type", "invalid_body", "redis_unavailable", "rocketmq_unavailable"],
-              { 503: retryAfter },
+              [
+                "malformed_json", "unauthorized", "invalid_api_key", "content_too_large", "body_too_large", "unsupported_media_type",
+                "invalid_body", "rate_limited", "redis_unavailable", "rocketmq_unavailable",
+              ],
+              { 401: challenge, 429: rateLimited, 503: retryAfter },
             ),
           },
         },
@@ -96,7 +112,7 @@ export function openapiDocument(cfg: Config): Documentation {
           parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
           responses: {
             200: json("the task", withUuid(plain(TaskView))),
-            ...errors(["invalid_task_id", "task_not_found", "redis_unavailable"], { 503: retryAfter }),
+            ...errors(["invalid_task_id", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
           },
         },
       },

@@ -3,6 +3,7 @@
   The caller wrote the outbox hint for this id first (hint.lua, another slot).
   KEYS[1] task hash   KEYS[2] legacy status (same slot)
   ARGV[1] user_id   ARGV[2] ttl (s)   ARGV[3] request message body
+  ARGV[4] tenant whose API key submitted it ("" none): its owner for GET (lib/http/auth.ts)
   Returns: 1 created, 0 a task (or a tombstone) with this id exists (nothing written)
 ]]
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
@@ -10,6 +11,7 @@ local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("HSET", KEYS[1], "status", "queued", "user_id", ARGV[1], "attempts", 0,
   "created_at", now, "updated_at", now, "message", ARGV[3], "sent", 0)
+if ARGV[4] and ARGV[4] ~= "" then redis.call("HSET", KEYS[1], "tenant", ARGV[4]) end
 redis.call("EXPIRE", KEYS[1], ARGV[2])
 redis.call("SET", KEYS[2], "queued", "EX", ARGV[2])
 return 1

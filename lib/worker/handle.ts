@@ -36,7 +36,7 @@ export interface WorkerContext {
   log: Logger;
 }
 
-export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost";
+export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
@@ -113,7 +113,7 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
     reason: p.reason,
     message_id: m.messageId,
     task_id: p.taskId,
-    body: m.body.toString("utf8").slice(0, 4096),
+    body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS),
     at: new Date().toISOString(),
   });
   if (p.taskId) {
