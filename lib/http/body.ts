@@ -74,6 +74,6 @@ export function parseTaskInput(bytes: Buffer, maxContentBytes: number): TaskInpu
   if (!notBlank.test(user_id)) throw new ApiError("invalid_body", "user_id: must not be blank", "user_id");
   const size = Buffer.byteLength(content, "utf8");
   if (size > maxContentBytes)
-    throw new ApiError("content_too_large", `content is ${size} bytes; the limit is ${maxContentBytes}`, "content");
+    throw new ApiError("content_too_large", `content is ${size} bytes; the limit is ${maxContentBytes}`);
   return { user_id, content };
 }
