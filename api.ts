@@ -1,5 +1,5 @@
 // HTTP API entry: `bun api.ts`. Builds the parts from config, serves, sweeps the outbox, shuts down on a signal.
-import { createApp } from "./lib/app.ts";
+import { createApp } from "./lib/http/app.ts";
 import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { Publisher } from "./lib/mq.ts";
@@ -7,19 +7,29 @@ import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { TaskService } from "./lib/submit.ts";
+import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
+import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
+import { ApiKeys } from "./lib/tenancy/api-keys.ts";
+import { RateLimiter } from "./lib/tenancy/rate-limit.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "api" });
+  const auth = resolveAuthMode(cfg, log);
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; POST /tasks answers 503 until it is");
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start().catch((e) => log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e }));
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
+  await publisher.start().catch((e) => {
+    exitOnMqAuthProblem(e, cfg, log);
+    log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e });
+  });
+  const store = TaskStore.fromConfig(redis, cfg);
   const tasks = new TaskService(cfg, store, publisher, log);
-  const app = createApp({ cfg, store, tasks, log }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });
+  const tenancy = { auth, apiKeys: new ApiKeys(redis, cfg.REDIS_PREFIX), limiter: new RateLimiter(redis, cfg.REDIS_PREFIX) };
+  await warnIfNoKeys(auth, tenancy.apiKeys, log);
+  const app = createApp({ cfg, store, tasks, log, tenancy }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });
   const sweeper = setInterval(() => tasks.sweepOutbox().catch(() => {}), 15_000);
-  log.info("api listening", { url: `http://${cfg.API_HOST}:${app.server?.port}`, docs: "/docs" });
+  log.info("api listening", { url: `http://${cfg.API_HOST}:${app.server?.port}`, docs: "/docs", auth });
 
   handleSignals(log, () => [
     ["stop sweeper", () => clearInterval(sweeper)],

@@ -9,22 +9,28 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
-import { ConsumerLoop } from "./lib/worker/loop.ts";
+import { ConsumerLoop, workerShutdownBudgetMs } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
+import { tenantSlotsFor } from "./lib/tenancy/fair-share.ts";
+import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
+import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
+import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
+import { handleMessage } from "./lib/worker/handle.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
   const redis = createRedis(cfg, log);
-  if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
   // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
-  const { agent, name } = agentFromConfig(cfg, log);
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
+  // The fleet's LLM budget (LLM_RPM, LLM_TPM): every LLM call waits for its turn in Redis.
+  const { agent, name } = agentFromConfig(cfg, log, llmBudgetFor(cfg, redis, log)?.wrap());
+  const store = TaskStore.fromConfig(redis, cfg);
+  // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
+  const slots = tenantSlotsFor(cfg, redis, publisher, log);
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, withTenantLimits(handleMessage, slots));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
@@ -32,14 +38,22 @@ async function main() {
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
+  const tenancyReaper = setInterval(() => void slots.reap(), 5_000);
 
   handleSignals(log, () => [
-    ["stop stalled-task checks", () => clearInterval(reaper)],
+    ["stop stalled-task checks", () => (clearInterval(reaper), clearInterval(tenancyReaper))],
     ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
-  ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
+  ], workerShutdownBudgetMs(cfg));
+  // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
+  // seconds, and a SIGINT meanwhile must still shut down cleanly (exit 0).
+  if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
+  await publisher.start().catch((e) => {
+    exitOnMqAuthProblem(e, cfg, log);
+    log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
+  });
 
   // With hundreds of tasks in flight the live heap stays ~20 MiB, but the runtime lets ~100 MiB of
   // garbage pile up before a full collection: collecting every 2 s keeps the peak RSS at ~150 MiB

@@ -13,24 +13,36 @@ export const ConfigSchema = Type.Object({
   REDIS_PORT: Int(6379, 1, 65535, "Redis port (ignored when REDIS_URL is set)"),
   REDIS_URL: Opt("redis:// or rediss:// URL, may carry user and password"),
   REDIS_PASSWORD: Opt("Redis password (secret)"),
-  REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes" }),
-  TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept"),
+  REDIS_USERNAME: Opt("Redis ACL user (REDIS_URL may carry it instead)"),
+  REDIS_TLS: Type.Boolean({ default: false, description: "TLS to Redis (also implied by a rediss:// REDIS_URL)" }),
+  REDIS_TLS_CA_FILE: Opt("PEM file of the CA that signed the Redis server's certificate (rediss:// with a private CA)"),
+  REDIS_CLUSTER_NODES: Opt("Redis Cluster seed nodes, host:port[,host:port]; set: the cluster client is used"),
+  REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes (no { or })" }),
+  REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
+  REDIS_BUCKETS: Int(16, 1, 1024, "buckets the global hint sets (outbox, stalled) are split into; one hash tag each"),
+  TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept after its last change"),
+  DEAD_LETTER_TTL_SECONDS: Int(604_800, 60, 31_536_000, "how long the dead-letters list is kept after its last entry"),
 
   MQ_ENDPOINT: Str("127.0.0.1:8081", "RocketMQ gRPC proxy endpoint(s), host:port[;host:port]"),
   MQ_NAMESRV: Str("127.0.0.1:9876", "RocketMQ name server, for provisioning"),
   MQ_CLUSTER: Str("DefaultCluster", "RocketMQ cluster name, for provisioning"),
   MQ_TOPIC_REQUEST: Str("TopicTest", "topic the API publishes tasks to"),
   MQ_TOPIC_RESULT: Str("TopicResult", "topic workers publish results to"),
-  MQ_GROUP_AGENT: Str("GID_AGENT_WORKER", "consumer group of the workers"),
+  MQ_GROUP_AGENT: Str("GID_AGENT_PYTHON", "consumer group of the workers: the original's, so a mixed fleet is one group"),
   MQ_ACCESS_KEY: Opt("RocketMQ ACL access key"),
   MQ_SECRET_KEY: Opt("RocketMQ ACL secret key (secret)"),
+  MQ_TLS: Type.Boolean({ default: false, description: "TLS to the gRPC proxy (trusting a private CA: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH)" }),
   MQ_QUEUES: Int(16, 1, 1024, "queues per topic created by provisioning"),
   MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
   MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
   MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
-  API_HOST: Str("0.0.0.0", "HTTP bind address of the API"),
+  API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
+  AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
+    default: "auto",
+    description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
+  }),
   MAX_CONTENT_BYTES: Int(32_768, 1, 4_194_304, "largest task content, UTF-8 bytes"),
   RETRY_AFTER_SECONDS: Int(5, 1, 3600, "Retry-After sent with a 503"),
 
@@ -38,9 +50,13 @@ export const ConfigSchema = Type.Object({
   MAX_ATTEMPTS: Int(3, 1, 100, "runs of a task before it is marked failed"),
   RETRY_BASE_MS: Int(10_000, 1_000, 3_600_000, "first retry delay; doubles per attempt"),
   TASK_TIMEOUT_MS: Int(600_000, 100, 43_200_000, "a run of the agent is aborted after this long"),
+  TASK_ABORT_GRACE_MS: Int(5_000, 0, 600_000,
+    "after TASK_TIMEOUT_MS, how long an agent may take to honour its AbortSignal before its slot is freed anyway"),
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
+  DEAD_LETTER_BODY_CHARS: Int(4_096, 0, 1_048_576,
+    "characters of a message body kept in a dead-letters entry (user content: keep it short; 0 keeps none)"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 
   AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),
@@ -51,6 +67,8 @@ export const ConfigSchema = Type.Object({
   LLM_REPAIR_TRIES: Int(2, 0, 10, "times an invalid LLM answer is sent back to the model with the error, before the attempt fails (retryable)"),
   LLM_MAX_CONCURRENCY: Int(4, 1, 1_000, "LLM calls in flight per worker process; tasks beyond it wait, their TASK_TIMEOUT_MS clock paused"),
   LLM_MAX_TOKENS: Int(400, 16, 100_000, "max_tokens of one LLM answer"),
+  LLM_RPM: Int(0, 0, 10_000_000, "LLM requests per minute for LLM_MODEL across all workers (0: no budget)"),
+  LLM_TPM: Int(0, 0, 1_000_000_000, "LLM tokens per minute for LLM_MODEL across all workers (0: no budget)"),
 
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
     default: "info",
@@ -94,6 +112,13 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     else if (!cfg.LLM_API_KEY && !LOCAL_HOSTS.has(host))
       problems.push(`LLM_API_KEY is needed for LLM_BASE_URL on ${host} (only 127.0.0.1, localhost and ::1 go without)`);
   }
+  if (/[{}]/.test(cfg.REDIS_PREFIX))
+    problems.push(`REDIS_PREFIX=${JSON.stringify(cfg.REDIS_PREFIX)}: must not contain { or } (Redis Cluster hash tags)`);
+  // The TTL is renewed by every transition and heartbeat; the longest wait without one is a retry's delay.
+  const longestGap = Math.max(cfg.TASK_TIMEOUT_MS, cfg.MQ_INVISIBLE_MS) + Math.min(2 * 3600_000, cfg.RETRY_BASE_MS * 2 ** Math.max(0, cfg.MAX_ATTEMPTS - 2));
+  if (problems.length === 0 && cfg.TASK_TTL_SECONDS * 1000 <= longestGap)
+    problems.push(`TASK_TTL_SECONDS=${cfg.TASK_TTL_SECONDS} must exceed TASK_TIMEOUT_MS=${cfg.TASK_TIMEOUT_MS} plus the longest retry delay ` +
+      `(RETRY_BASE_MS doubled up to MAX_ATTEMPTS): ${Math.ceil(longestGap / 1000)} s, or a task could expire while it runs or waits`);
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }

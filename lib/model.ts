@@ -13,13 +13,27 @@ export const USER_ID_MAX = 128;
 
 /** Task ids are UUIDs (the original used uuid4). */
 export const TASK_ID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
-const TaskId = Type.String({ pattern: TASK_ID_PATTERN, description: "task id (UUID)" });
+export const TaskId = Type.String({ pattern: TASK_ID_PATTERN, description: "task id (UUID)" });
 export const isTaskId = (s: string) => new RegExp(TASK_ID_PATTERN).test(s);
 
-/** POST /tasks body. The content limit in bytes is checked by the route (it is configurable). */
+/**
+ * user_id holds a character other than ASCII whitespace: ASCII whitespace is what JavaScript's and
+ * Python's `\s` agree on, so the document's pattern means the same to clients in either.
+ */
+export const USER_ID_PATTERN = "[^\\t\\n\\v\\f\\r ]";
+
+/**
+ * POST /tasks body. lib/http/body.ts checks it (lengths in code points, as JSON Schema counts them; the
+ * content limit, MAX_CONTENT_BYTES, in UTF-8 bytes) and lib/http/openapi.ts documents it.
+ */
 export const TaskInput = Type.Object(
   {
-    user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX, description: "who the task is for" }),
+    user_id: Type.String({
+      minLength: 1,
+      maxLength: USER_ID_MAX,
+      pattern: USER_ID_PATTERN,
+      description: `who the task is for: 1 to ${USER_ID_MAX} characters, not only whitespace`,
+    }),
     content: Type.String({ minLength: 1, description: "text the agent works on" }),
   },
   // Unknown fields are ignored (stripped), as the original FastAPI/pydantic model did.
@@ -40,6 +54,8 @@ export const RequestMessage = Type.Object({
   user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
   payload: Type.String(),
   action: Type.Literal(ACTION),
+  /** Added: the tenant whose API key submitted the task (absent without keys). */
+  tenant: Type.Optional(Type.String({ maxLength: 64 })),
 });
 export type RequestMessage = Static<typeof RequestMessage>;
 

@@ -30,6 +30,7 @@ function baseOptions(cfg: Config, log: Logger) {
     requestTimeout: cfg.MQ_REQUEST_TIMEOUT_MS,
     logger: clientLogger(log),
     ...(credentials ? { sessionCredentials: credentials } : {}),
+    ...(cfg.MQ_TLS ? { sslEnabled: true } : {}),
   };
 }
 

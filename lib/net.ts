@@ -17,3 +17,9 @@ export function tcpOpen(host: string, port: number, timeoutMs = 1000): Promise<b
     sock.once("error", () => done(false));
   });
 }
+
+/** Whether a bind address is reachable from this host only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::ffff:127.0.0.1";
+}

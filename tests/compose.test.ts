@@ -2,6 +2,8 @@
 // other in the right order, have healthchecks, and the worker can be scaled.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { parseConfig } from "../lib/config.ts";
+import { workerShutdownBudgetMs } from "../lib/worker/loop.ts";
 
 type Service = {
   image?: string;
@@ -22,17 +24,27 @@ test("has every service", () => {
   expect(Object.keys(s).sort()).toEqual(["api", "provision", "redis", "rmqbroker", "rmqnamesrv", "worker"]);
 });
 
-test("RocketMQ is the official 5.3.3 image, the broker runs with its proxy on the same host port", () => {
+test("RocketMQ is the official 5.3.3 image, the broker runs with its proxy", () => {
   expect(s.rmqnamesrv!.image).toBe("apache/rocketmq:5.3.3");
   expect(s.rmqbroker!.image).toBe("apache/rocketmq:5.3.3");
   expect(s.rmqbroker!.command).toContain("--enable-proxy");
-  expect(s.rmqbroker!.ports).toContain("8081:8081");
   expect(compose.configs["proxy-json"]!.content).toContain('"grpcServerPort":8081');
   expect(compose.configs["broker-conf"]!.content).toContain("autoCreateTopicEnable=false");
 });
 
-test("redis keeps an append-only file", () => {
-  expect(s.redis!.command!.join(" ")).toContain("--appendonly yes");
+test("redis keeps an append-only file and requires the password of .env, which the services use", () => {
+  const cmd = s.redis!.command!.join(" ");
+  expect(cmd).toContain("--appendonly yes");
+  expect(cmd).toContain('--requirepass "$$REDIS_PASSWORD"'); // $$: compose passes one $ to the shell
+  expect(s.redis!.environment!.REDIS_PASSWORD).toBe("${REDIS_PASSWORD:?set REDIS_PASSWORD in .env}");
+  expect(s.redis!.healthcheck!.test.join(" ")).toContain("REDISCLI_AUTH");
+  for (const name of ["provision", "api", "worker"]) expect(s[name]!.environment!.REDIS_PASSWORD).toBe(s.redis!.environment!.REDIS_PASSWORD!);
+});
+
+test("only the API's port is published on the host; it binds every interface of its container, with keys", () => {
+  for (const [name, svc] of Object.entries(s)) if (name !== "api") expect(svc.ports, name).toBeUndefined();
+  expect(s.api!.environment!.API_HOST).toBe("0.0.0.0");
+  expect(s.api!.environment!.AUTH_MODE).toBeUndefined(); // auto: keys on 0.0.0.0
 });
 
 test("start order: namesrv healthy -> broker healthy -> provision done -> api, worker", () => {
@@ -68,4 +80,12 @@ test("service addresses use the variable names of .env.example", () => {
       expect(envExample).toMatch(new RegExp(`^#? ?${key}=`, "m"));
     }
   }
+});
+
+test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop hands tasks back (issue 8 #12)", () => {
+  const grace = String((s.worker as { stop_grace_period?: string }).stop_grace_period ?? "10s");
+  const m = /^(\d+)(s|m)$/.exec(grace);
+  expect(m).not.toBeNull();
+  const ms = Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
+  expect(ms).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
 });

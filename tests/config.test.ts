@@ -30,12 +30,32 @@ describe("config", () => {
   });
 
   test("an entry file exits with code 2 and one message on bad configuration", () => {
+    // A regression that starts the worker instead of exiting would hang the whole run: killed after 30 s.
     const p = Bun.spawnSync(["bun", join(import.meta.dir, "..", "worker.ts")], {
       env: { ...process.env, WORKER_CONCURRENCY: "0", REDIS_PASSWORD: "", MQ_ACCESS_KEY: "ak" },
+      timeout: 30_000,
+      killSignal: "SIGKILL",
     });
+    expect(p.exitedDueToTimeout ?? false, p.stderr.toString()).toBe(false);
     expect(p.exitCode).toBe(2);
     const out = p.stderr.toString();
     expect(out).toContain("WORKER_CONCURRENCY");
     expect(out).toContain("MQ_ACCESS_KEY and MQ_SECRET_KEY");
+  });
+  test("TASK_TTL_SECONDS must outlast a run and the longest retry delay; the message names both (issue 8 #9)", () => {
+    let err: ConfigError | undefined;
+    try {
+      parseConfig({ TASK_TTL_SECONDS: "60", TASK_TIMEOUT_MS: "600000" });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toContain("TASK_TTL_SECONDS=60");
+    expect(err!.message).toContain("TASK_TIMEOUT_MS=600000");
+    expect(parseConfig({ TASK_TTL_SECONDS: "3600", TASK_TIMEOUT_MS: "600000" }).TASK_TTL_SECONDS).toBe(3600);
+  });
+
+  test("REDIS_PREFIX with a brace is refused (it would split a task's keys over Redis Cluster slots)", () => {
+    expect(() => parseConfig({ REDIS_PREFIX: "app{1}:" })).toThrow("REDIS_PREFIX");
   });
 });

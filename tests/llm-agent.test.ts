@@ -1,9 +1,11 @@
 // The OpenAI-compatible agent against a small OpenAI-compatible HTTP server this test starts,
-// and a worker using it end to end (retries, 429 with Retry-After, final failure).
+// and a worker using it end to end (retries, 429 with Retry-After, final failure). The agent against
+// the realistic fake server (OpenAI's error shape, HTTP-date Retry-After, HTML 502, slow and hung
+// calls): tests/llm-errors.test.ts; worker-level retries and permanent errors: tests/retries.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { openAiAgent, retryAfterMs } from "../lib/agent/openai.ts";
 import { PermanentAgentError, RetryableAgentError } from "../lib/errors.ts";
-import { Service, waitFor } from "./support/processes.ts";
+import { Service } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
 type Reply = { status: number; body: unknown; headers?: Record<string, string> };
@@ -83,7 +85,13 @@ describe("worker with the LLM agent", () => {
   }, 60_000);
   afterAll(() => sys?.close(), 60_000);
 
-  const env = () => ({ ...sys.ns.env, LLM_BASE_URL: baseUrl, LLM_API_KEY: "sk-test-secret", LLM_MODEL: "m", RETRY_BASE_MS: "1000", MAX_ATTEMPTS: "3" });
+  // MQ_INVISIBLE_MS at its 10 s minimum: a worker stopped during a receive's long poll can leave the
+  // next message to that dead poll, and the message then waits out its invisibility before the next
+  // worker gets it (seen here: a 60 s wait that pushed the second test past its deadline).
+  const env = () => ({
+    ...sys.ns.env, LLM_BASE_URL: baseUrl, LLM_API_KEY: "sk-test-secret", LLM_MODEL: "m", RETRY_BASE_MS: "1000", MAX_ATTEMPTS: "3",
+    MQ_INVISIBLE_MS: "10000",
+  });
 
   test("a 429 then success: retried after Retry-After, done on attempt 2; the key never reaches the logs", async () => {
     script.length = 0;
@@ -111,11 +119,12 @@ describe("worker with the LLM agent", () => {
     const view = await sys.store.get(task_id);
     expect(view?.attempts).toBe(3);
     expect(view?.error).toContain("500");
-    await waitFor(() => sys.results.for(task_id).length > 0, 15_000, "failure result");
+    expect(await w.stop()).toBe(0);
+    await sys.results.settled();
+    expect(sys.results.for(task_id).length).toBe(1);
     const msg = sys.results.for(task_id)[0]!;
     expect(msg.key).toBe(task_id);
     expect(msg.body).toMatchObject({ task_id, user_id: "llm", status: "failed", result: null, attempts: 3 });
     expect(String(msg.body.error)).toContain("500");
-    expect(await w.stop()).toBe(0);
   }, 120_000);
 });

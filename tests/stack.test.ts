@@ -1,6 +1,8 @@
 // scripts/stack.ts on a second, independent stack (own folder, own free ports), so it can run while the
 // shared stack serves the other tests: `up` is idempotent, `status` notices a dead broker/proxy JVM,
 // `down` leaves no process and no open port, `up` names a port it cannot bind.
+// Each test brings the stack to the state it starts from (up, or down) itself: they run in any order
+// (`bun test --randomize tests/stack.test.ts`), one alone (`-t`), or after a failed one.
 import { afterAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
@@ -11,8 +13,8 @@ import { privateStack } from "./support/private-stack.ts";
 
 const priv = await privateStack();
 const { dir: DIR, ports: PORTS, stack, records } = priv;
-// bunfig.toml's [test] timeout is not applied by bun 1.4.4 (tests died at the 5 s default): explicit.
-const LONG = 120_000;
+// Starting JVMs on a loaded box takes minutes: more than the preload's 120 s default.
+const LONG = 240_000;
 /** Live (non-zombie) processes whose command line contains `text`. */
 function countProcs(text: string): number {
   let n = 0;
@@ -47,6 +49,8 @@ test("up twice leaves one set of processes", async () => {
 }, LONG);
 
 test("status exits non-zero and names broker and proxy when their JVM dies", async () => {
+  const up = await stack("up");
+  expect(up.code, up.out).toBe(0);
   const { proxy } = records();
   process.kill(proxy!.pid, "SIGKILL");
   for (let i = 0; i < 100 && isAlive(proxy!); i++) await Bun.sleep(100);
@@ -79,6 +83,8 @@ test("up refuses a port held by an outgoing connection, names it, and starts no 
   await new Promise((r, j) => (sock.once("connect", r), sock.once("error", j)));
   const held = sock.localPort!;
   try {
+    const down = await stack("down"); // a running name server would be taken as up, port or not
+    expect(down.code, down.out).toBe(0);
     const r = await stack("up", { MQ_NAMESRV: `127.0.0.1:${held}` });
     expect(r.code, r.out).not.toBe(0);
     expect(r.out).toContain(`namesrv failed: port ${held} cannot be bound`);

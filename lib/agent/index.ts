@@ -8,8 +8,11 @@ import type { Agent } from "./types.ts";
 export type { Agent, AgentTask } from "./types.ts";
 export { runClock, type RunClock } from "./clock.ts";
 
-/** The LLM agent when LLM_BASE_URL is set (lib/config.ts says when a key is needed), the demo agent otherwise. */
-export function agentFromConfig(cfg: Config, log?: Logger): { agent: Agent; name: string } {
+/**
+ * The LLM agent when LLM_BASE_URL is set (lib/config.ts says when a key is needed), the demo agent
+ * otherwise. `llmFetch`: the fetch the LLM agent calls through (the fleet's budget, lib/tenancy/llm-budget.ts).
+ */
+export function agentFromConfig(cfg: Config, log?: Logger, llmFetch?: typeof fetch): { agent: Agent; name: string } {
   if (cfg.LLM_BASE_URL)
     return {
       agent: openAiAgent({
@@ -21,6 +24,7 @@ export function agentFromConfig(cfg: Config, log?: Logger): { agent: Agent; name
         maxTokens: cfg.LLM_MAX_TOKENS,
         slots: new Semaphore(cfg.LLM_MAX_CONCURRENCY),
         log: log?.child({ agent: "openai" }),
+        fetch: llmFetch,
       }),
       name: "openai",
     };

@@ -20,7 +20,7 @@ export async function handleDeadLetter(m: MessageView, ctx: WorkerContext): Prom
     await publishResult(ctx, resultMessage(msg, attempts, null, reason)).catch((e) =>
       log.warn("failure result not published", { error: toError(e) }),
     );
-    await ctx.store.deadLetter({ reason, message_id: m.messageId, task_id: msg.task_id, body: m.body.toString("utf8").slice(0, 4096), at: new Date().toISOString() });
+    await ctx.store.deadLetter({ reason, message_id: m.messageId, task_id: msg.task_id, body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS), at: new Date().toISOString() });
     log.warn("task failed: its message was dead-lettered", { reason });
   } else {
     log.info("dead-lettered copy of a task that is finished or running elsewhere: acked", { outcome: w });

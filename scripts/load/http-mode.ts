@@ -1,5 +1,5 @@
 // http mode: POST /tasks to the API, learn completion from the result topic (a group of the run's own),
-// then check a sample against GET /tasks/:id.
+// then check a sample against GET /tasks/:id. Works against any wire-compatible system (wire.ts).
 import type { Config } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
 import type { LoadOptions } from "./args.ts";
@@ -7,6 +7,7 @@ import { runAndWait } from "./driver.ts";
 import { adminFor, createTailGroup, maxOffsets, removeGroup, runId, spread } from "./groups.ts";
 import { INVISIBLE_MS, startReceiver, type Receiver } from "./receiver.ts";
 import { Tracker, type Summary, type Verification } from "./tracker.ts";
+import { acceptedTaskId, resultOutcome } from "./wire.ts";
 
 export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
   const admin = adminFor(cfg);
@@ -18,8 +19,13 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
     await createTailGroup(admin, cfg, group, cfg.MQ_TOPIC_RESULT);
     const t = new Tracker();
     receiver = await startReceiver(cfg, group, cfg.MQ_TOPIC_RESULT, RESULT_TAG, o.receivers, (m, at) => {
-      const body = JSON.parse(m.body.toString("utf8")) as { task_id?: string; status?: string };
-      if (body.task_id && (body.status === "done" || body.status === "failed")) t.finish(body.task_id, body.status, at);
+      let outcome;
+      try {
+        outcome = resultOutcome(JSON.parse(m.body.toString("utf8")));
+      } catch {
+        return; // not JSON: not a result message of any system we measure
+      }
+      if (outcome) t.finish(outcome.taskId, outcome.status, at);
     });
     await runAndWait(t, o, receiver, async (i) => {
       const sentAt = performance.now();
@@ -29,13 +35,17 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ user_id: `load-${i % 1000}`, content }),
         });
-        if (res.status === 202) {
-          const { task_id } = (await res.json()) as { task_id: string };
-          t.accept(task_id, sentAt);
-        } else {
-          await res.arrayBuffer();
-          t.reject(String(res.status));
+        const text = await res.text();
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = undefined;
         }
+        // Any 2xx with a task_id: ours answers 202, the original 200.
+        const id = acceptedTaskId(res.status, body);
+        if (id) t.accept(id, sentAt);
+        else t.reject(String(res.status));
       } catch {
         t.reject("error");
       }

@@ -7,6 +7,7 @@
 //   broker/                   the proxy+broker's user.home: logs/rocketmqlogs/{broker,proxy}.log; store/
 //   logs/<name>.out           stdout and stderr of each process
 import { existsSync, writeFileSync } from "node:fs";
+import { brokerSecurityLines, proxySecurityFields } from "./auth";
 import { join } from "node:path";
 import { endpoint, portBindable, portOpen, type Ports, waitFor } from "./ports";
 import { isAlive, isOurs, type ProcRecord, spawnDetached, type StackState, tail } from "./state";
@@ -46,6 +47,7 @@ function writeConfigs(st: StackState, ports: Ports) {
       "mappedFileSizeCommitLog=67108864",
       // The broker refuses writes above 90% disk use whatever this says; 95 only delays cleanup.
       "diskMaxUsedSpaceRatio=95",
+      ...brokerSecurityLines(),
       "",
     ].join("\n"),
   );
@@ -57,6 +59,7 @@ function writeConfigs(st: StackState, ports: Ports) {
       namesrvAddr: ns,
       grpcServerPort: ports.grpc,
       remotingListenPort: ports.proxyRemoting,
+      ...proxySecurityFields(),
     }) + "\n",
   );
   return conf;

@@ -1,0 +1,79 @@
+// Reading and checking the POST /tasks body ourselves, with a cap: a body over the limit is refused
+// with our JSON 413 as soon as its declared length or its bytes read so far pass the limit, whether
+// it came with Content-Length or chunked. Bun's own maxRequestBodySize stays above the cap as a
+// backstop only: past it Bun answers an empty 413 and closes the connection (http/app.ts).
+import { ApiError } from "./errors.ts";
+import { USER_ID_MAX, USER_ID_PATTERN, type TaskInput } from "../model.ts";
+
+/** Largest accepted request body: the content limit with room for JSON escaping and the user id. */
+export const maxBodyBytes = (maxContentBytes: number) => maxContentBytes * 6 + 4_096;
+
+/** application/json, with or without parameters (charset); anything else is a 415. */
+export function checkJsonType(request: Request): void {
+  const type = request.headers.get("content-type") ?? "";
+  if (!/^application\/json\s*(;|$)/i.test(type))
+    throw new ApiError(
+      "unsupported_media_type",
+      `content-type must be application/json${type ? `, got ${type.slice(0, 100)}` : " (none was sent)"}`,
+    );
+}
+
+/** The body's bytes, never more than `max` of them read: past it, a 413 (and the rest is not read). */
+export async function readCapped(request: Request, max: number): Promise<Buffer> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > max)
+    throw new ApiError("body_too_large", `request body is ${declared} bytes; the limit is ${max}`);
+  if (!request.body) return Buffer.alloc(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.byteLength;
+    if (n > max) {
+      void reader.cancel().catch(() => {});
+      throw new ApiError("body_too_large", `request body is over ${max} bytes, the limit`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+const notBlank = new RegExp(USER_ID_PATTERN);
+
+const typeName = (v: unknown) => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v);
+
+/**
+ * The task input from a JSON body: 400 when it is not JSON, 422 naming the field when a field is
+ * missing, of another type, empty or too long, 413 when the content is over `maxContentBytes` in
+ * UTF-8. Unknown fields are ignored, as the original (pydantic) did. Lengths count code points, as
+ * JSON Schema and pydantic do (not UTF-16 units).
+ */
+export function parseTaskInput(bytes: Buffer, maxContentBytes: number): TaskInput {
+  let json: unknown;
+  try {
+    json = JSON.parse(bytes.toString("utf8"));
+  } catch {
+    throw new ApiError("malformed_json", bytes.length ? "request body is not valid JSON" : "request body is empty; send a JSON object");
+  }
+  if (typeName(json) !== "object")
+    throw new ApiError("invalid_body", `request body must be a JSON object with user_id and content, got ${typeName(json)}`);
+  const obj = json as Record<string, unknown>;
+  for (const field of ["user_id", "content"] as const) {
+    const v = obj[field];
+    if (v === undefined) throw new ApiError("invalid_body", `${field}: required`, field);
+    if (typeof v !== "string") throw new ApiError("invalid_body", `${field}: expected a string, got ${typeName(v)}`, field);
+    if (v.length === 0) throw new ApiError("invalid_body", `${field}: must not be empty`, field);
+  }
+  const user_id = obj.user_id as string;
+  const content = obj.content as string;
+  const points = [...user_id].length;
+  if (points > USER_ID_MAX)
+    throw new ApiError("invalid_body", `user_id: at most ${USER_ID_MAX} characters, got ${points}`, "user_id");
+  if (!notBlank.test(user_id)) throw new ApiError("invalid_body", "user_id: must not be blank", "user_id");
+  const size = Buffer.byteLength(content, "utf8");
+  if (size > maxContentBytes)
+    throw new ApiError("content_too_large", `content is ${size} bytes; the limit is ${maxContentBytes}`);
+  return { user_id, content };
+}

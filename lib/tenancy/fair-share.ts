@@ -1,0 +1,123 @@
+// Concurrency per tenant across the fleet, with fair share. A tenant with a concurrency limit C never
+// has more than C tasks running on all workers together, and its backlog does not hold back others:
+// - a worker receiving a task of a tenant at its limit *parks* it (Redis zset per tenant, oldest
+//   first) and acks its message. The task stays `queued`; its request body stays in the task record.
+//   Acking is the point: a parked task costs no RocketMQ delivery, so waiting never moves it toward
+//   the DLQ, and the topic drains past a big backlog to other tenants' tasks at the speed of a
+//   Redis call and an ack per message;
+// - when a run of that tenant ends, the worker frees the slot and releases the oldest parked task:
+//   the slot is reserved for it and its request message re-published from the task record;
+// - a reaper (every worker, one at a time through a lock) extends the slots of tasks still running
+//   under a live lease, frees those of dead workers and of reserved tasks whose message never came,
+//   and releases parked tasks into free slots (a release missed by a crash).
+// Admission and release are Lua scripts under the tenant's hash tag (lua/tenant-*.lua), so the count
+// is exact across workers and the scripts run on Redis Cluster. Tenants without a limit skip all this.
+import { toError } from "../errors.ts";
+import { keys as taskKeys, tenancyKeys, type TenancyKeys } from "../keys.ts";
+import type { Logger } from "../log.ts";
+import type { Config } from "../config.ts";
+import { REQUEST_TAG } from "../model.ts";
+import type { Publisher } from "../mq.ts";
+import type { Redis } from "../scripts.ts";
+import { on, runTenancyScript } from "./scripts.ts";
+
+export type Admission = "unlimited" | "admitted" | "already" | "parked";
+const ADMISSION: Record<number, Admission> = { 2: "unlimited", 1: "admitted", 3: "already", 0: "parked" };
+/** Parked tasks released per freed slot check at most (a removed limit releases in batches). */
+const RELEASE_BATCH = 100;
+
+export interface TenantSlotsOptions {
+  /** how long a new slot is held before the reaper looks at it (the claim's lease) */
+  holdMs: number;
+  /** how long a slot stays reserved for a released task whose message is on its way */
+  reserveMs: number;
+  /** sends a task's request message again (to the request topic) */
+  publish(taskId: string, body: Buffer): Promise<void>;
+  log: Logger;
+}
+
+export class TenantSlots {
+  readonly keys: TenancyKeys;
+  readonly #task: (id: string) => string;
+  constructor(readonly redis: Redis, prefix: string, private readonly opts: TenantSlotsOptions) {
+    this.keys = tenancyKeys(prefix);
+    this.#task = taskKeys(prefix).task;
+  }
+
+  #keys(tenant: string) {
+    return [this.keys.tenantLimits(tenant), this.keys.tenantRunning(tenant), this.keys.tenantParked(tenant)];
+  }
+
+  async admit(tenant: string, taskId: string): Promise<Admission> {
+    const r = await runTenancyScript(this.redis, "tenant-admit", this.#keys(tenant), [taskId, this.opts.holdMs]);
+    return ADMISSION[Number(r)] ?? "unlimited";
+  }
+
+  /** Frees `taskId`'s slot ("" none) and re-publishes the parked tasks given its free slots. Returns how many. */
+  async release(tenant: string, taskId = ""): Promise<number> {
+    let sent = 0;
+    let free = taskId;
+    // A released task that finished meanwhile (no body left) gives its reserved slot straight back.
+    for (let round = 0; round < 1_000; round++) {
+      const ids = (await runTenancyScript(this.redis, "tenant-release", this.#keys(tenant), [free, this.opts.reserveMs, RELEASE_BATCH])) as string[];
+      if (ids.length === 0) return sent;
+      free = "";
+      for (const id of ids) {
+        const body = await on<string | null>(this.redis, "HGET", this.#task(id), "message");
+        if (!body) {
+          this.opts.log.info("parked task no longer waits (finished or expired): skipped", { task_id: id, tenant });
+          free = id;
+          continue;
+        }
+        try {
+          await this.opts.publish(id, Buffer.from(body, "utf8"));
+          sent++;
+          this.opts.log.info("parked task released", { task_id: id, tenant });
+        } catch (e) {
+          // Parked again, slot freed: the reaper retries the release later.
+          await on(this.redis, "ZADD", this.keys.tenantParked(tenant), "NX", 0, id);
+          await on(this.redis, "ZREM", this.keys.tenantRunning(tenant), id);
+          this.opts.log.warn("parked task not re-published; parked again", { task_id: id, tenant, error: toError(e) });
+          return sent;
+        }
+      }
+      if (!free) return sent;
+    }
+    return sent;
+  }
+
+  /**
+   * One pass of the reaper over every tenant: slots past their time are extended while their task
+   * runs under a live lease, freed otherwise; free slots go to parked tasks. Never throws.
+   */
+  async reap(lockMs = 4_000): Promise<void> {
+    try {
+      if ((await on(this.redis, "SET", this.keys.tenancyReaperLock, "1", "NX", "PX", lockMs)) !== "OK") return;
+      for (const tenant of await on<string[]>(this.redis, "SMEMBERS", this.keys.tenants)) {
+        const running = this.keys.tenantRunning(tenant);
+        const [nowText, ...expired] = (await runTenancyScript(this.redis, "tenant-expire", [running], ["list", "", 0])) as string[];
+        const now = Number(nowText);
+        for (const id of expired) {
+          const [status, leaseUntil] = await on<(string | null)[]>(this.redis, "HMGET", this.#task(id), "status", "lease_until");
+          const lease = Number(leaseUntil ?? 0);
+          if (status === "running" && lease > now) await runTenancyScript(this.redis, "tenant-expire", [running], ["extend", id, lease]);
+          else if ((await runTenancyScript(this.redis, "tenant-expire", [running], ["drop", id, now])) === 1)
+            this.opts.log.warn("tenant slot freed: its run ended without a release, or its released message never came", { task_id: id, tenant, status });
+        }
+        await this.release(tenant);
+      }
+    } catch (e) {
+      this.opts.log.warn("tenancy reaper: pass failed; will try again", { error: toError(e) });
+    }
+  }
+}
+
+/** The worker's slots: held for a claim's lease, parked tasks re-published to the request topic. */
+export function tenantSlotsFor(cfg: Config, redis: Redis, publisher: Publisher, log: Logger): TenantSlots {
+  return new TenantSlots(redis, cfg.REDIS_PREFIX, {
+    holdMs: cfg.MQ_INVISIBLE_MS,
+    reserveMs: cfg.MQ_INVISIBLE_MS,
+    publish: async (id, body) => void (await publisher.send({ topic: cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body })),
+    log,
+  });
+}

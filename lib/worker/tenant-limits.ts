@@ -1,0 +1,47 @@
+// Tenant concurrency around the message handler (lib/tenancy/fair-share.ts does the counting):
+// admission before the run (a tenant at its limit has the task parked and the message acked), and
+// the slot's release after it, whatever the outcome, unless another copy of the task runs elsewhere.
+import { toError } from "../errors.ts";
+import type { MessageView } from "../mq.ts";
+import type { TenantSlots } from "../tenancy/fair-share.ts";
+import type { Outcome, WorkerContext } from "./handle.ts";
+
+/** task id and tenant of a request message, without validating the rest (the handler does). */
+function peek(body: Buffer): { taskId: string; tenant: string } | undefined {
+  try {
+    const j = JSON.parse(body.toString("utf8")) as { task_id?: unknown; tenant?: unknown };
+    if (typeof j.task_id === "string" && typeof j.tenant === "string" && j.tenant) return { taskId: j.task_id, tenant: j.tenant };
+  } catch {
+    /* not JSON: the handler sets it aside */
+  }
+  return undefined;
+}
+
+type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
+
+/** Wraps the message handler with tenant admission (before) and release (after). */
+export function withTenantLimits(inner: Handler, slots: TenantSlots): Handler {
+  return async (m, ctx, shutdown) => {
+    const who = peek(m.body);
+    if (!who) return inner(m, ctx, shutdown);
+    const admission = await slots.admit(who.tenant, who.taskId);
+    if (admission === "unlimited") return inner(m, ctx, shutdown);
+    if (admission === "parked") {
+      await ctx.settler.ack(m);
+      ctx.log.info("task parked: its tenant is at its concurrency limit", { task_id: who.taskId, tenant: who.tenant });
+      return "parked";
+    }
+    let outcome: Outcome | undefined;
+    try {
+      outcome = await inner(m, ctx, shutdown);
+      return outcome;
+    } finally {
+      // Keep the slot when another copy of the task runs elsewhere: its worker releases it.
+      const runsElsewhere = outcome === "lost" || (outcome === "busy" && admission === "already");
+      if (!runsElsewhere)
+        await slots.release(who.tenant, who.taskId).catch((e) =>
+          ctx.log.warn("tenant slot not released; the reaper frees it", { task_id: who.taskId, tenant: who.tenant, error: toError(e) }),
+        );
+    }
+  };
+}

@@ -1,0 +1,65 @@
+// README "Accepting": if the API dies between writing a task and sending its message, the API's own
+// outbox sweeper (every 15 s, entries older than 30 s) sends it again. Both APIs here are `bun api.ts`
+// child processes: the first one's RocketMQ endpoint is a black hole (it accepts connections and never
+// answers), so a POST writes the task and then hangs in the send; the API is killed right then. A
+// second API, with the real endpoint, must send the orphan once it is 30 s old, and a worker runs it.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { createServer, type Server, type Socket } from "node:net";
+import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
+
+let sys: TestSystem;
+let hole: Server;
+const held = new Set<Socket>();
+beforeAll(async () => {
+  sys = await testSystem();
+  hole = createServer((s) => {
+    held.add(s);
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+}, 60_000);
+afterAll(async () => {
+  await stopAll();
+  for (const s of held) s.destroy();
+  hole?.close();
+  await sys?.close();
+}, 60_000);
+
+const api = (env: Record<string, string>) => {
+  const port = freePort();
+  return { port, svc: new Service("api.ts", { ...sys.ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", ...env }) };
+};
+
+test("a task written by an API that died before sending is sent by the outbox sweeper once 30 s old, and runs", async () => {
+  const first = api({ MQ_ENDPOINT: `127.0.0.1:${(hole.address() as { port: number }).port}`, MQ_REQUEST_TIMEOUT_MS: "5000" });
+  await first.svc.waitForLog("api listening", 90_000);
+  const before = new Set((await sys.store.dueOutbox(0)).map((e) => e.id));
+  const post = fetch(`http://127.0.0.1:${first.port}/tasks`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "outbox", content: "orphan" }),
+  }).then((r) => r.status, () => "no answer");
+  // The write landed (its outbox entry is there) and the send hangs: the API dies now.
+  let orphan = "";
+  await waitFor(async () => {
+    orphan = (await sys.store.dueOutbox(0)).map((e) => e.id).find((id) => !before.has(id)) ?? "";
+    return orphan !== "";
+  }, 30_000, "the task's outbox entry");
+  const writtenBy = Date.now();
+  first.svc.signal("SIGKILL");
+  await first.svc.exited;
+  expect(await post).toBe("no answer"); // the client never got a 202
+  expect((await sys.store.get(orphan))?.status).toBe("queued");
+
+  const second = api({});
+  const w = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "0" });
+  await second.svc.waitForLog("outbox: task re-published", 90_000, orphan);
+  const sentAt = Date.parse(String(second.svc.logs("outbox: task re-published", orphan)[0]!.time));
+  expect(sentAt - writtenBy).toBeGreaterThanOrEqual(29_000); // not before it was 30 s old (+ clock granularity)
+  await sys.waitStatus(orphan, "done", 60_000);
+  expect((await sys.store.dueOutbox(0)).map((e) => e.id)).not.toContain(orphan);
+  expect(second.svc.logs("outbox: task re-published", orphan).length).toBe(1);
+  expect(await second.svc.stop()).toBe(0);
+  expect(await w.stop()).toBe(0);
+  await sys.results.settled();
+  expect(sys.results.for(orphan).map((r) => r.body.status)).toEqual(["done"]);
+}, 180_000);
