@@ -161,6 +161,51 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
   const runs = () => runsByTask(readEvents(recordDir), deaths);
 
   /**
+   * Load in the background: `perSecond` submits a second (each retried after a 503 like a client
+   * does, each POST timed), and as many GETs of accepted tasks. stop() ends it and returns what the
+   * client saw: every answer's status and time.
+   */
+  function load(perSecond: number, prefix: string) {
+    let stopped = false;
+    const gets: { status: number; ms: number; at: number }[] = [];
+    const pending = new Set<Promise<unknown>>();
+    const track = (p: Promise<unknown>) => {
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    };
+    let i = 0;
+    const loop = (async () => {
+      while (!stopped) {
+        const content = `${prefix} ${i++}`;
+        track(submit(content).catch(() => {}));
+        const ids = [...accepted.values()];
+        if (ids.length) {
+          const id = ids[Math.floor(Math.random() * ids.length)]!;
+          const at = Date.now();
+          track(
+            fetch(`${base}/tasks/${id}`, { signal: AbortSignal.timeout(30_000) })
+              .then(async (r) => {
+                await r.arrayBuffer();
+                gets.push({ status: r.status, ms: Date.now() - at, at });
+              })
+              .catch(() => gets.push({ status: 0, ms: Date.now() - at, at })),
+          );
+        }
+        await Bun.sleep(1000 / perSecond);
+      }
+    })();
+    return {
+      gets,
+      async stop() {
+        stopped = true;
+        await loop;
+        await Promise.all([...pending]);
+        return { gets, posts: attempts.filter((a) => a.content.startsWith(`${prefix} `)) };
+      },
+    };
+  }
+
+  /**
    * The invariants over the whole history; returns the violations (empty when all hold), each with
    * the task and what happened to it. `mayFail(content)`: tasks whose failure is the expected outcome.
    */
@@ -169,6 +214,10 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     const ids = [...accepted.values()];
     const contentOf = new Map([...accepted].map(([c, id]) => [id, c]));
     const final = await views(ids);
+    // A result is published before its task is marked done, but the collector may receive it later
+    // (a broker that just restarted hands out messages after a while): wait for them, bounded.
+    const doneIds = ids.filter((id) => final.get(id)?.status === "done");
+    await waitFor(() => doneIds.every((id) => results.for(id).some((r) => r.body.status === "done")), 90_000, "results").catch(() => {});
     const problems: string[] = [];
     const show = (list: Run[] = []) => list.map((r) => `\n      ${describeRun(r, t0)}`).join("");
     for (const id of ids) {
@@ -217,6 +266,7 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     views,
     settled,
     runs,
+    load,
     checkInvariants,
     logTail,
     /** SIGKILLs a worker and waits for its death to be recorded. */

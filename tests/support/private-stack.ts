@@ -61,6 +61,8 @@ export async function privateStack() {
   return {
     ports,
     dir,
+    /** the environment of this stack: its folder, ports and endpoints (for scripts run against it) */
+    env,
     stack,
     /** The process records of the three parts (undefined where the stack has none). */
     records: () => ({ namesrv: record("namesrv"), proxy: record("proxy"), redis: record("redis") }),

@@ -1,0 +1,84 @@
+// RocketMQ failing (issue 8, cases c and d, and a crash): on a private stack (own ports, own broker),
+// the API and workers run as child processes with the recording agent while the proxy+broker JVM is
+// killed or hangs (SIGSTOP), or the result topic refuses writes (its permission set to read-only with
+// the admin client). Every test checks the three invariants over its whole history.
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { faultSystem, report, type FaultSystem } from "../support/fault-system.ts";
+import { stopAll, waitFor } from "../support/processes.ts";
+import { privateStack } from "../support/private-stack.ts";
+
+let stack: Awaited<ReturnType<typeof privateStack>>;
+let sys: FaultSystem | undefined;
+
+beforeAll(async () => {
+  stack = await privateStack();
+  await stack.up();
+}, 180_000);
+
+afterEach(async () => {
+  await sys?.close();
+  sys = undefined;
+}, 120_000);
+
+afterAll(async () => {
+  await stopAll();
+  await stack?.destroy();
+}, 180_000);
+
+test("the broker (proxy + broker JVM) crashes mid-run and comes back: every accepted task ends done", async () => {
+  sys = await faultSystem({ endpoints: stack.endpoints, env: { MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000" } });
+  await sys.startApi();
+  await sys.startWorker();
+  await Promise.all(Array.from({ length: 8 }, (_, i) => sys!.submit(`before ${i}`)));
+  await Bun.sleep(1_000); // some are running now
+  await stack.crash("proxy");
+  const during = sys.submit("during the outage"); // answered 503 until the broker is back
+  await stack.up();
+  await Promise.all(Array.from({ length: 4 }, (_, i) => sys!.submit(`after ${i}`)));
+  await during;
+  await sys.settled(180_000);
+  expect(report(await sys.checkInvariants())).toBe("");
+}, 300_000);
+
+test("c. the RocketMQ JVM hanging (SIGSTOP 20 s) under load: the invariants hold, and no refused submit runs", async () => {
+  sys = await faultSystem({ endpoints: stack.endpoints, env: { MQ_RETRY_MAX_TIMES: "2", MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "1000" } });
+  await sys.startApi();
+  await Promise.all([sys.startWorker(), sys.startWorker()]);
+  const load = sys.load(10, "jvm");
+  await Bun.sleep(10_000);
+  stack.pause("proxy");
+  try {
+    await Bun.sleep(20_000);
+  } finally {
+    stack.resume("proxy");
+  }
+  await Bun.sleep(10_000);
+  const { posts } = await load.stop();
+  await sys.settled(240_000);
+  expect(posts.some((p) => p.status === 503 || p.status === 0)).toBe(true); // the hang was seen
+  expect(report(await sys.checkInvariants())).toBe("");
+}, 480_000);
+
+test("d. the result topic refusing writes (read-only), then restored: tasks wait, each agent runs once, all end done", async () => {
+  sys = await faultSystem({ endpoints: stack.endpoints, env: { MQ_RETRY_MAX_TIMES: "2", MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "500" } });
+  const admin = sys.ns.admin();
+  const topic = sys.ns.resultTopic;
+  const queues = (await admin.getTopicConfig((await admin.brokers())[0]!.master, topic))!.readQueueNums;
+  await sys.startApi();
+  await Promise.all([sys.startWorker(), sys.startWorker()]);
+  await admin.createTopic({ topic, queues, perm: 4, messageType: "NORMAL" }); // 4: read only
+  let ids: string[];
+  try {
+    ids = await Promise.all(Array.from({ length: 50 }, (_, i) => sys!.submit(`refused ${i}`)));
+    // Longer than RocketMQ's redeliveries last ((2 + 1) x 10 s): a task kept waiting for them is dead-lettered.
+    await waitFor(() => ids.every((id) => (sys!.runs().get(id)?.length ?? 0) > 0), 60_000, "every task to have run once");
+    await Bun.sleep(40_000);
+  } finally {
+    await admin.createTopic({ topic, queues, perm: 6, messageType: "NORMAL" });
+  }
+  await sys.settled(240_000);
+  const runs = sys.runs();
+  const reruns = ids.filter((id) => (runs.get(id)?.length ?? 0) !== 1).map((id) => `${id}: ${runs.get(id)?.length ?? 0} runs`);
+  expect(reruns.join("\n")).toBe("");
+  expect(report(await sys.checkInvariants())).toBe("");
+}, 480_000);
