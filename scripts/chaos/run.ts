@@ -66,10 +66,12 @@ async function deleteKeys(url: string, prefix: string) {
   client.on("error", () => {});
   await client.connect();
   try {
-    for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) {
-      const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
-      if (keys.length) await client.unlink(keys);
-    }
+    // Per-task keys start with their hash tag, `{<prefix>...` (lib/keys.ts); others with the prefix.
+    for (const match of [`${prefix}*`, `{${prefix}*`])
+      for await (const batch of client.scanIterator({ MATCH: match, COUNT: 500 })) {
+        const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
+        if (keys.length) await client.unlink(keys);
+      }
   } finally {
     await client.quit().catch(() => client.destroy?.());
   }
