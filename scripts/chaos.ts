@@ -4,7 +4,7 @@
 // at random intervals; then it reports accepted, done, failed, lost, duplicate results and the most
 // concurrent runs of one task. Exits 1 if a guarantee broke, 2 on bad options. See docs/reliability.md.
 import { ArgsError, parseChaosArgs, USAGE } from "./chaos/args.ts";
-import { formatReport, reportFailed, runChaos } from "./chaos/run.ts";
+import { emergencyStop, formatReport, reportFailed, runChaos } from "./chaos/run.ts";
 
 async function main() {
   let o;
@@ -17,7 +17,19 @@ async function main() {
   }
   const tty = !o.json && Boolean(process.stderr.isTTY);
   if (!o.json) console.error(`chaos: seed ${o.seed}, ${o.durationS} s, parts ${o.parts.join(",")}, actions ${o.actions.join(",")}`);
-  const report = await runChaos(o, process.env, tty ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined);
+  // Ctrl-C: stop injecting, resume and restart every part, clean up, report what ran; twice: exit now.
+  const stop = new AbortController();
+  const onSignal = () => {
+    if (stop.signal.aborted) {
+      emergencyStop();
+      process.exit(130);
+    }
+    console.error("\nchaos: stopping early, cleaning up (again to exit at once)");
+    stop.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const report = await runChaos(o, process.env, tty ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : undefined, stop.signal);
   if (tty) process.stderr.write("\n");
   if (o.json) process.stdout.write(JSON.stringify(report) + "\n");
   else console.log(formatReport(report));

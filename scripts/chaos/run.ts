@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createClient } from "redis";
 import { type Config, parseConfig } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
+import { sleep } from "../../lib/time.ts";
 import { deprovision, provision, specFromConfig } from "../../lib/provision.ts";
 import { redisUrl } from "../../lib/redis.ts";
 import { adminFor, runId } from "../load/groups.ts";
@@ -61,6 +62,12 @@ export interface ChaosReport {
 
 export type Progress = (line: string) => void;
 
+let emergency: (() => void) | undefined;
+/** For a second Ctrl-C: resume every paused server and kill the run's children, at once. */
+export function emergencyStop() {
+  emergency?.();
+}
+
 async function deleteKeys(url: string, prefix: string) {
   const client = createClient({ url });
   client.on("error", () => {});
@@ -93,7 +100,19 @@ async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Prom
   return false;
 }
 
-export async function runChaos(o: ChaosOptions, env: Record<string, string | undefined>, progress?: Progress): Promise<ChaosReport> {
+/** Sleeps `ms`, or less when `signal` fires; never throws. */
+const nap = (ms: number, signal: AbortSignal) => sleep(ms, signal).catch(() => {});
+
+/**
+ * `stop` (Ctrl-C) ends the load and the faults early: every part is resumed and restarted, the run
+ * settles for at most 30 s and is reported as far as it went.
+ */
+export async function runChaos(
+  o: ChaosOptions,
+  env: Record<string, string | undefined>,
+  progress?: Progress,
+  stop: AbortSignal = new AbortController().signal,
+): Promise<ChaosReport> {
   const dir = stackDir(o.dir ? ["--dir", o.dir] : [], env);
   const servers = new StackServers(dir, env);
   const wanted = o.parts.filter((p): p is "redis" | "broker" => p === "redis" || p === "broker");
@@ -127,6 +146,13 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
 
   const base = `http://127.0.0.1:${port}`;
   const children = new Children(childEnv, `${runDir}/logs`);
+  emergency = () => {
+    servers.resumeAll();
+    for (const c of children.all) {
+      c.signal("SIGCONT");
+      c.signal("SIGKILL");
+    }
+  };
   const r = rng(o.seed);
   const faults: FaultRecord[] = [];
   const accepted = new Map<string, string>(); // id -> content
@@ -182,8 +208,8 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
     const load = (async () => {
       for (let i = 0; loadOn; i++) {
         const due = t0 + (i * 1000) / o.rate;
-        if (due > Date.now()) await Bun.sleep(due - Date.now());
-        if (!loadOn) break;
+        if (due > Date.now()) await nap(due - Date.now(), stop);
+        if (!loadOn || stop.aborted) break;
         const content = `chaos ${i}`;
         const p: Promise<void> = fetch(`${base}/tasks`, {
           method: "POST",
@@ -207,13 +233,14 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
 
     // Faults, one at a time, each undone before the next gap.
     const endAt = t0 + o.durationS * 1000;
-    while (Date.now() < endAt) {
+    while (Date.now() < endAt && !stop.aborted) {
       const gap = r.between(o.minGapS, o.maxGapS) * 1000;
       if (Date.now() + gap >= endAt) {
-        await Bun.sleep(Math.max(0, endAt - Date.now()));
+        await nap(Math.max(0, endAt - Date.now()), stop);
         break;
       }
-      await Bun.sleep(gap);
+      await nap(gap, stop);
+      if (stop.aborted) break;
       const part = r.pick(o.parts);
       const action = r.pick(o.actions);
       const f: FaultRecord = { at_s: since(), part, action, down_s: 0 };
@@ -251,7 +278,7 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
           const s = pauseS(f.part === "worker" ? workerPauseCapS : o.maxPauseS);
           c.paused = true;
           c.signal("SIGSTOP");
-          await Bun.sleep(s * 1000);
+          await nap(s * 1000, stop);
           c.signal("SIGCONT");
           c.paused = false;
         } else {
@@ -268,7 +295,7 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
       if (f.action === "stop") {
         servers.pause(s);
         try {
-          await Bun.sleep(pauseS(o.maxPauseS) * 1000);
+          await nap(pauseS(o.maxPauseS) * 1000, stop);
         } finally {
           servers.resume(s);
         }
@@ -305,7 +332,7 @@ export async function runChaos(o: ChaosOptions, env: Record<string, string | und
     };
     await waitFor(async () => {
       await poll([...open]);
-      return open.size === 0;
+      return open.size === 0 || (stop.aborted && Date.now() - settleStart > 30_000);
     }, o.settleS * 1000);
     const settleS = Math.round((Date.now() - settleStart) / 100) / 10;
     clearInterval(draw);

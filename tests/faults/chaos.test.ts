@@ -2,6 +2,7 @@
 // stopped and restarted), checking the report's shape and that nothing was lost or run twice at once.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
+import { type ChaosReport, formatReport } from "../../scripts/chaos/run.ts";
 import { privateStack } from "../support/private-stack.ts";
 
 let stack: Awaited<ReturnType<typeof privateStack>>;
@@ -28,6 +29,7 @@ test("chaos.ts: 60 s of kills, stops and restarts of every part under load; the 
   } catch {
     throw new Error(`chaos.ts exited ${code} without a JSON report:\n${out}\n${err}`);
   }
+  console.error(formatReport(rep as unknown as ChaosReport));
   for (const k of ["accepted", "done", "failed", "lost", "duplicate_results", "max_concurrent_runs", "refused", "faults", "seed"])
     expect(rep, `report field ${k}`).toHaveProperty(k);
   expect((rep.faults as unknown[]).length).toBeGreaterThanOrEqual(3);
