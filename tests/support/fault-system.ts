@@ -6,7 +6,7 @@
 //   (ii)  the agent never runs one task twice at the same time;
 //   (iii) every done task has at least one result message.
 // Plus what a client can see of a refused submit: a task whose POST was answered 503 never runs.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeRun, overlaps, readEvents, runsByTask, type Run } from "../../scripts/chaos/history.ts";
@@ -159,6 +159,9 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
   }
 
   const runs = () => runsByTask(readEvents(recordDir), deaths);
+  /** Where the logs and run records are kept when a check found a problem (kept for a post-mortem). */
+  const keepDir = join(tmpdir(), `agent-prod-faults-${ns.id}`);
+  let keep = false;
 
   /**
    * Load in the background: `perSecond` submits a second (each retried after a 503 like a client
@@ -242,6 +245,10 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     for (const [task, list] of byTask)
       if (!known.has(task))
         problems.push(`refused task ran: task ${task} (${list[0]?.content}) was never accepted (its POST got a 503 or no answer) but its agent ran${show(list)}`);
+    if (problems.length) {
+      keep = true;
+      problems.unshift(`logs of the API and workers and the run records: ${keepDir} (written at close)`);
+    }
     return problems;
   }
 
@@ -280,6 +287,13 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     async close() {
       closing = true;
       await Promise.all([...workers, ...(api ? [api] : [])].map((s) => s.stop(30_000)));
+      if (keep) {
+        mkdirSync(keepDir, { recursive: true });
+        if (api) writeFileSync(join(keepDir, "api.log"), api.raw.join("\n"));
+        workers.forEach((w, i) => writeFileSync(join(keepDir, `worker-${i}-pid${w.proc.pid}.log`), w.raw.join("\n")));
+        writeFileSync(join(keepDir, "record.jsonl"), readEvents(recordDir).map((e) => JSON.stringify(e)).join("\n"));
+        writeFileSync(join(keepDir, "submits.jsonl"), attempts.map((a) => JSON.stringify(a)).join("\n"));
+      }
       await results.close().catch(() => {});
       await ns.cleanup().catch(() => {});
       rmSync(recordDir, { recursive: true, force: true });
