@@ -51,8 +51,13 @@ export interface ChaosReport {
   /** the most runs of one task at the same time (1 = never twice at once) */
   max_concurrent_runs: number;
   overlapping_tasks: number;
-  /** tasks whose agent ran although their submit was refused (503, timeout) */
+  /** tasks whose agent ran although their submit was refused (503) */
   refused_but_ran: number;
+  /**
+   * tasks whose agent ran although their POST got no answer (client timeout, connection reset): the
+   * API may have accepted them before it hung or died; not a broken guarantee, a client's ambiguity
+   */
+  unanswered_but_ran: number;
   /** runs of the agent in all */
   runs: number;
   /** the first problems found, described */
@@ -157,6 +162,8 @@ export async function runChaos(
   const faults: FaultRecord[] = [];
   const accepted = new Map<string, string>(); // id -> content
   const refused: Record<string, number> = {};
+  /** contents whose POST got no answer (timeout, connection error) */
+  const unanswered = new Set<string>();
   const resultsOf = new Map<string, { done: number; failed: number }>();
   let receiver: Receiver | undefined;
   let current = "";
@@ -224,6 +231,7 @@ export async function runChaos(
           })
           .catch((e: Error) => {
             const k = e.name === "TimeoutError" ? "timeout" : "error";
+            unanswered.add(content);
             refused[k] = (refused[k] ?? 0) + 1;
           })
           .finally(() => inflight.delete(p));
@@ -373,10 +381,14 @@ export async function runChaos(
     for (const t of ov.tasks)
       problems.push(`task ${t.task} ran ${t.concurrent} times at once: ${t.runs.map((x) => describeRun(x, t0)).join("; ")}`);
     let refusedButRan = 0;
+    let unansweredButRan = 0;
     for (const [tid, runs] of byTask)
       if (!accepted.has(tid)) {
-        refusedButRan++;
-        problems.push(`task ${tid} (${runs[0]?.content}) ran although its submit was refused`);
+        if (unanswered.has(runs[0]?.content ?? "")) unansweredButRan++;
+        else {
+          refusedButRan++;
+          problems.push(`task ${tid} (${runs[0]?.content}) ran although its submit was refused (503)`);
+        }
       }
     return {
       seed: o.seed,
@@ -409,6 +421,7 @@ export async function runChaos(
       max_concurrent_runs: ov.max,
       overlapping_tasks: ov.tasks.length,
       refused_but_ran: refusedButRan,
+      unanswered_but_ran: unansweredButRan,
       runs: [...byTask.values()].reduce((a, l) => a + l.length, 0),
       problems: problems.slice(0, 20),
       ...(o.keep || problems.length ? { run_dir: runDir } : {}),
@@ -434,7 +447,8 @@ export function formatReport(rep: ChaosReport): string {
     `faults: ${rep.faults.length} (${[...byKind].map(([k, v]) => `${k} ${v}`).join(", ")})`,
     `accepted ${rep.accepted}${refused ? `  refused {${refused}}` : ""}`,
     `done ${rep.done}  failed ${rep.failed} (unexplained ${rep.failed_unexplained})  lost ${rep.lost}`,
-    `duplicate results ${rep.duplicate_results}  missing results ${rep.missing_results}  refused but ran ${rep.refused_but_ran}`,
+    `duplicate results ${rep.duplicate_results}  missing results ${rep.missing_results}  refused (503) but ran ${rep.refused_but_ran}` +
+      `  unanswered but ran ${rep.unanswered_but_ran}`,
     `most concurrent runs of one task: ${rep.max_concurrent_runs} (${rep.overlapping_tasks} tasks ran twice at once); ${rep.runs} runs in all`,
   ];
   if (rep.problems.length) lines.push(`problems (first ${rep.problems.length}):`, ...rep.problems.map((p) => `  ${p}`));
