@@ -9,7 +9,7 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
-import { ConsumerLoop } from "./lib/worker/loop.ts";
+import { ConsumerLoop, workerShutdownBudgetMs } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 
 async function main() {
@@ -39,7 +39,7 @@ async function main() {
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
-  ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
+  ], workerShutdownBudgetMs(cfg));
 
   // With hundreds of tasks in flight the live heap stays ~20 MiB, but the runtime lets ~100 MiB of
   // garbage pile up before a full collection: collecting every 2 s keeps the peak RSS at ~150 MiB

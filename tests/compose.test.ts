@@ -2,6 +2,8 @@
 // other in the right order, have healthchecks, and the worker can be scaled.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { parseConfig } from "../lib/config.ts";
+import { workerShutdownBudgetMs } from "../lib/worker/loop.ts";
 
 type Service = {
   image?: string;
@@ -68,4 +70,12 @@ test("service addresses use the variable names of .env.example", () => {
       expect(envExample).toMatch(new RegExp(`^#? ?${key}=`, "m"));
     }
   }
+});
+
+test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop hands tasks back (issue 8 #12)", () => {
+  const grace = String((s.worker as { stop_grace_period?: string }).stop_grace_period ?? "10s");
+  const m = /^(\d+)(s|m)$/.exec(grace);
+  expect(m).not.toBeNull();
+  const ms = Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
+  expect(ms).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
 });

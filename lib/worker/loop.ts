@@ -20,6 +20,13 @@ export interface ReceivingConsumer {
   changeInvisibleDuration(m: MessageView, ms: number): Promise<void>;
 }
 
+/**
+ * The longest a worker's shutdown takes before it forces its exit: SHUTDOWN_TIMEOUT_MS for running
+ * tasks, then up to 15 s to hand the rest back, 15 s for the last receive, and the clients' closes.
+ * A supervisor's stop timeout (compose stop_grace_period) must be longer.
+ */
+export const workerShutdownBudgetMs = (cfg: { SHUTDOWN_TIMEOUT_MS: number }) => cfg.SHUTDOWN_TIMEOUT_MS + 40_000;
+
 type State = "created" | "running" | "stopping" | "stopped";
 export type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
 const MAX_BATCH = 32;
