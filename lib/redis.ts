@@ -75,13 +75,28 @@ export function createRedis(cfg: Config, log: Logger): Redis {
 export async function connectRedis(client: Redis, timeoutMs = 5_000): Promise<boolean> {
   const connecting = (client.connect() as Promise<unknown>).then(
     () => true,
-    () => false,
+    () => {
+      // A single-node client keeps reconnecting by itself; a cluster client whose first topology
+      // discovery failed stays closed: try again until it is open (or closed on purpose).
+      if (isCluster(client)) retryClusterConnect(client);
+      return false;
+    },
   );
   const timer = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref?.());
   return Promise.race([connecting, timer]);
 }
 
+const closing = new WeakSet<object>();
+function retryClusterConnect(client: ClusterRedis) {
+  const t = setTimeout(() => {
+    if (client.isOpen || closing.has(client)) return;
+    (client.connect() as Promise<unknown>).catch(() => retryClusterConnect(client));
+  }, 2_000);
+  t.unref?.();
+}
+
 export async function closeRedis(client: Redis): Promise<void> {
+  closing.add(client);
   try {
     if (client.isOpen) await client.close();
   } catch {

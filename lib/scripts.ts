@@ -5,7 +5,7 @@
 // owns the first key's slot.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RedisClientType, RedisClusterType } from "redis";
+import { ClientClosedError, ClientOfflineError, RootNodesUnavailableError, type RedisClientType, type RedisClusterType } from "redis";
 
 export type SingleRedis = RedisClientType<any, any, any, any, any>;
 export type ClusterRedis = RedisClusterType<any, any, any, any, any>;
@@ -18,6 +18,11 @@ export type ScriptName =
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;
+}
+
+/** The client refused the command before sending it (not connected: no offline queue): it never ran. */
+export function neverSent(e: unknown): boolean {
+  return e instanceof ClientOfflineError || e instanceof ClientClosedError || e instanceof RootNodesUnavailableError;
 }
 
 /** A Redis command got no answer within REDIS_TIMEOUT_MS (Redis hangs, or the network does). */

@@ -5,7 +5,7 @@
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { runScript, send, type Redis } from "./scripts.ts";
+import { neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
 
@@ -22,6 +22,14 @@ export type Claim =
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
+
+/** create() failed; `written`: whether the task may be in Redis anyway ("maybe": a timeout). */
+export class CreateError extends Error {
+  override name = "CreateError";
+  constructor(readonly written: "no" | "maybe" | "yes", cause: unknown) {
+    super(`task not recorded: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
 
 export interface DeadLetter {
   reason: string;
@@ -86,7 +94,8 @@ export class TaskStore {
 
   /**
    * Records a queued task (with its request message) and, first, its outbox hint. False if the id
-   * exists already. Throws if either write failed: the caller must then abandon() the id.
+   * exists already. Throws CreateError if either write failed; unless it says the task was certainly
+   * not written, the caller must abandon() the id (the create may still land).
    */
   async create(id: string, userId: string, body: string): Promise<boolean> {
     // Sent together: on one node they share the connection, so the hint is applied first.
@@ -94,15 +103,15 @@ export class TaskStore {
       this.hint(this.outboxKey(id), "add", id, 0),
       runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body]),
     ]);
-    if (c.status === "rejected") throw c.reason;
-    if (h.status === "rejected") throw h.reason;
+    if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
+    if (h.status === "rejected") throw new CreateError("yes", h.reason);
     return c.value === 1;
   }
 
   /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
   async markSent(id: string): Promise<void> {
-    await runScript(this.redis, "sent", [this.keys.task(id)], []);
-    await this.zrem(this.outboxKey(id), id);
+    // Side by side: the hint only serves a re-send, and the message is out either way.
+    await Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]);
   }
 
   /**
@@ -180,9 +189,9 @@ export class TaskStore {
   private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
     const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
     const outcome = FINISH[Number(r)] ?? "not_owner";
-    // A finished task needs no watching; the reaper drops a hint left behind anyway.
+    // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
     if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
-      await this.zrem(this.stalledKey(id), id).catch(() => {});
+      void this.zrem(this.stalledKey(id), id).catch(() => {});
     return outcome;
   }
   /** The agent's result, recorded under the claim before its message is published. */

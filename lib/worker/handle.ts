@@ -8,6 +8,7 @@ import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts"
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
 import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
+import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
@@ -125,6 +126,13 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
 /** How long a message whose result could not be published stays hidden: grows with its deliveries. */
 export const publishRetryMs = (delivery: number) => Math.min(60_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(delivery, 1), 6));
 
+/**
+ * How long a claim that may be ours is offered back while Redis is away. The release checks the
+ * claim token, so it is safe however late it lands; the longer it is tried, the fewer outage-cut runs
+ * count as attempts.
+ */
+const releaseRetryMs = (leaseMs: number) => Math.max(10 * leaseMs, 600_000);
+
 /** Retries `op` every few seconds in the background until it resolves or `forMs` ran out (Redis was down). */
 function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what: string) {
   const until = Date.now() + forMs;
@@ -185,7 +193,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
-    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of an unanswered claim");
+    if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
   if (claim.kind === "finished") {
@@ -270,7 +278,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   if (failure instanceof LeaseLost) {
     log.warn("task abandoned: its claim is lost or could not be renewed", { reason: failure.message });
     // If the claim is still ours after all (Redis was only unreachable), hand it back uncounted.
-    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of a fenced run");
+    retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of a fenced run");
     return "lost";
   }
 

@@ -163,7 +163,10 @@ export class ConsumerLoop {
   #track(m: MessageView, probe: boolean) {
     if (probe) this.#probeInFlight = true;
     const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
-      .then(() => this.breaker.success())
+      // "lost" proves nothing about Redis (a fenced run ends that way while Redis is down).
+      .then((outcome) => {
+        if (outcome !== "lost") this.breaker.success();
+      })
       .catch(async (e) => {
         // Redis or RocketMQ failed underneath. Logged once per outage (the breaker logs its opening);
         // the message stays hidden past the next probe instead of coming back in a spin.
