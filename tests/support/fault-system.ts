@@ -149,8 +149,9 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
       },
       timeoutMs,
       () => {
+        keep = true;
         const sample = [...open].slice(0, 5).map((id) => `${id}: ${last.get(id)?.status ?? "no answer"}`);
-        return `${accepted.size} accepted tasks to finish; ${open.size} still open, e.g.\n  ${sample.join("\n  ")}\n${logTail()}`;
+        return `${accepted.size} accepted tasks to finish; ${open.size} still open, e.g.\n  ${sample.join("\n  ")}\n(logs kept in ${keepDir})\n${logTail()}`;
       },
     );
   }
