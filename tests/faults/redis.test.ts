@@ -68,23 +68,29 @@ test("a. Redis refusing connections longer than (MQ_RETRY_MAX_TIMES + 1) x MQ_IN
   await Bun.sleep(outageMs);
   const to = Date.now();
   await stack.up();
-  await sys.settled(240_000);
-  expect(report(await sys.checkInvariants())).toBe("");
+  const problems: string[] = [];
+  await sys.settled(240_000).catch((e: Error) => problems.push(e.message));
+  problems.push(...(await sys.checkInvariants()));
 
   const inOutage = (l: Record<string, unknown>) => {
     const t = Date.parse(String(l.time));
     return t >= from && t <= to;
   };
   const topic = sys.ns.requestTopic;
+  const seconds = (to - from) / 1000;
   for (const w of workers) {
     const lines = w.lines.filter(inOutage);
     const receives = lines.filter((l) => String(l.msg).startsWith("Receiving messages from broker") && String(l.msg).includes(`topic=${topic},`));
     const logged = lines.filter((l) => l.level !== "debug");
-    const seconds = (to - from) / 1000;
     // "At most a few receives a second" and "logs the outage a few times, not once per message".
-    expect(receives.length / seconds, `receives of worker ${w.proc.pid} during the ${seconds} s outage`).toBeLessThanOrEqual(3);
-    expect(logged.length, `log lines of worker ${w.proc.pid} during the outage:\n${logged.slice(0, 30).map((l) => JSON.stringify(l)).join("\n")}`).toBeLessThanOrEqual(25);
+    if (receives.length / seconds > 3) problems.push(`worker ${w.proc.pid} made ${receives.length} receives in the ${seconds} s outage`);
+    if (logged.length > 25) {
+      const kinds = new Map<string, number>();
+      for (const l of logged) kinds.set(String(l.msg).slice(0, 80), (kinds.get(String(l.msg).slice(0, 80)) ?? 0) + 1);
+      problems.push(`worker ${w.proc.pid} logged ${logged.length} lines (info and up) in the ${seconds} s outage: ${JSON.stringify(Object.fromEntries(kinds))}`);
+    }
   }
+  expect(report(problems)).toBe("");
 }, 480_000);
 
 test("b. Redis hanging (SIGSTOP 20 s) under load: every POST and GET answers within REDIS_TIMEOUT_MS + 1 s (503 while it hangs); no task runs twice at once", async () => {
@@ -96,6 +102,7 @@ test("b. Redis hanging (SIGSTOP 20 s) under load: every POST and GET answers wit
   await Promise.all([sys.startWorker(), sys.startWorker()]);
   const load = sys.load(10, "hang");
   await Bun.sleep(10_000);
+  const problems: string[] = [];
   const from = Date.now();
   stack.pause("redis");
   try {
@@ -107,15 +114,19 @@ test("b. Redis hanging (SIGSTOP 20 s) under load: every POST and GET answers wit
   await Bun.sleep(10_000);
   const { gets, posts } = await load.stop();
   // Generous: after the hang, results recorded meanwhile are published on their next deliveries.
-  await sys.settled(300_000);
-  expect(report(await sys.checkInvariants())).toBe("");
+  await sys.settled(300_000).catch((e: Error) => problems.push(e.message));
+  problems.push(...(await sys.checkInvariants()));
 
   const slow = [...posts.map((p) => ({ what: "POST", ...p })), ...gets.map((g) => ({ what: "GET", ...g }))].filter(
     (a) => a.ms > timeoutMs + 1_000 || a.status === 0 || ![200, 202, 503].includes(a.status),
   );
-  expect(slow.map((a) => `${a.what} at +${a.at - from} ms: ${a.status} after ${a.ms} ms`).join("\n")).toBe("");
+  for (const a of slow.slice(0, 10))
+    problems.push(`${a.what} at +${a.at - from} ms answered ${a.status || "nothing"} after ${a.ms} ms (limit ${timeoutMs + 1_000} ms)`);
+  if (slow.length > 10) problems.push(`... ${slow.length} slow or failed answers in all`);
   // While Redis hung, the API said so.
   const during = [...posts, ...gets].filter((a) => a.at >= from + timeoutMs && a.at <= to - timeoutMs - 1_000);
-  expect(during.length).toBeGreaterThan(0);
-  expect(during.filter((a) => a.status === 503).length).toBe(during.length);
+  const not503 = during.filter((a) => a.status !== 503);
+  if (!during.length) problems.push("no request was made while Redis hung");
+  if (not503.length) problems.push(`${not503.length} of ${during.length} requests made while Redis hung were not answered 503`);
+  expect(report(problems)).toBe("");
 }, 480_000);
