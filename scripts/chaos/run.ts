@@ -215,7 +215,8 @@ export async function runChaos(
     const load = (async () => {
       for (let i = 0; loadOn; i++) {
         const due = t0 + (i * 1000) / o.rate;
-        if (due > Date.now()) await nap(due - Date.now(), stop);
+        const wait = due - Date.now();
+        if (wait > 0) await nap(wait, stop);
         if (!loadOn || stop.aborted) break;
         const content = `chaos ${i}`;
         const p: Promise<void> = fetch(`${base}/tasks`, {
