@@ -18,7 +18,9 @@ export type Claim =
    * failed before), or `exhausted`: every run so far began and never ended, so the task was failed
    * now. Either way: publish, then `published()`; never run the agent.
    */
-  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean };
+  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean }
+  /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
+  | { kind: "suspect"; crashes: number };
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
@@ -148,10 +150,13 @@ export class TaskStore {
    * `message` (the request body) is sent only for a task Redis does not know (a second round trip),
    * to adopt it with the body it needs if it stalls: the usual claim carries no body.
    */
-  async claim(id: string, token: string, leaseMs: number, userId: string, opts: { message?: string; maxAttempts?: number } = {}): Promise<Claim> {
+  async claim(
+    id: string, token: string, leaseMs: number, userId: string, opts: { message?: string; maxAttempts?: number; isolated?: boolean } = {},
+  ): Promise<Claim> {
     const max = opts.maxAttempts ?? this.maxAttempts;
+    const isolated = opts.isolated ? "isolated" : "";
     const run = (body: string, mode: "probe" | "adopt") =>
-      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode]) as Promise<
+      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode, isolated]) as Promise<
         [number, number | string, string?, string?]
       >;
     const [h, c] = await Promise.allSettled([this.hint(this.stalledKey(id), "add", id, leaseMs + this.stalledAfterMs), run("", "probe")]);
@@ -176,6 +181,8 @@ export class TaskStore {
           : { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: r[3] ?? "", exhausted: false };
       case 6:
         return { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: String(r[2]), exhausted: true };
+      case 7:
+        return { kind: "suspect", crashes: Number(r[1]) };
       default:
         throw new Error(`claim.lua returned ${JSON.stringify(r)}`);
     }

@@ -14,6 +14,7 @@ import { closeRedis, connectRedis, createRedis, scanKeys, type Redis } from "../
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
 import { handleMessage, MIN_HIDE_MS, type WorkerContext } from "../lib/worker/handle.ts";
+import { Isolation } from "../lib/worker/isolation.ts";
 import { ConsumerLoop, type ReceivingConsumer } from "../lib/worker/loop.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { waitFor } from "./support/processes.ts";
@@ -289,7 +290,7 @@ describe("outages (issue 8)", () => {
     const id = await sendRequest("kills its worker");
     // Two runs began, and their workers died (300 ms leases that nobody renewed).
     for (const w of ["dead-1", "dead-2"])
-      await waitFor(async () => (await store.claim(id, w, 300, "outage")).kind === "claimed", 10_000, `claim by ${w}`);
+      await waitFor(async () => (await store.claim(id, w, 300, "outage", { isolated: true })).kind === "claimed", 10_000, `claim by ${w}`);
     await waitFor(async () => (await store.get(id))?.status === "running", 1_000, "running");
     const { agent, runs } = testAgent(0);
     const pub = countingPublisher();
@@ -301,6 +302,37 @@ describe("outages (issue 8)", () => {
     expect(runs).toEqual([]);
     expect((await store.get(id))?.error).toContain("never finished");
     expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["failed"]);
+  }, 60_000);
+
+  test("#6 a task whose run died with its worker runs alone: runs already claimed finish first, new claims wait for it", async () => {
+    const cfg = config();
+    const { redis, store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const [a, suspect, b] = [await sendRequest("A"), await sendRequest("suspect"), await sendRequest("B")];
+    const [ma, ms, mb] = [await req.next(a), await req.next(suspect), await req.next(b)];
+    // The suspect's first run died with its worker (a 300 ms lease nobody renewed).
+    expect((await store.claim(suspect, "dead", 300, "outage")).kind).toBe("claimed");
+    await waitFor(async () => Number(await redis.hGet(store.keys.task(suspect), "lease_until")) < Date.now() - 50, 10_000, "the dead lease to end");
+    const spans = new Map<string, { start: number; end?: number }>();
+    const agent: Agent = async (task) => {
+      const span: { start: number; end?: number } = { start: Date.now() };
+      spans.set(task.task_id, span);
+      await Bun.sleep(task.task_id === a ? 1_500 : task.task_id === suspect ? 1_000 : 10);
+      span.end = Date.now();
+      return { tags: ["t"], score: 1, reason: "test agent" };
+    };
+    const isolation = new Isolation();
+    const ctx = { ...context(cfg, store, agent, silentLogger, publisher, req.consumer), isolation };
+    const never = new AbortController().signal;
+    const runA = handleMessage(ma, ctx, never);
+    await waitFor(() => spans.has(a), 10_000, "A running");
+    const runS = handleMessage(ms, ctx, never);
+    await waitFor(() => isolation.busy, 10_000, "the suspect to take the process");
+    const runB = handleMessage(mb, ctx, never);
+    expect(await Promise.all([runA, runS, runB])).toEqual(["done", "done", "done"]);
+    expect(spans.get(suspect)!.start).toBeGreaterThanOrEqual(spans.get(a)!.end!);
+    expect(spans.get(b)!.start).toBeGreaterThanOrEqual(spans.get(suspect)!.end!);
+    expect((await store.get(suspect))?.attempts).toBe(2);
   }, 60_000);
 
   test("#7 an agent that ignores its AbortSignal loses its slot at TASK_TIMEOUT_MS + TASK_ABORT_GRACE_MS; failed by policy", async () => {

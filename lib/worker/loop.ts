@@ -11,6 +11,7 @@ import { toError } from "../errors.ts";
 import { sleep, withTimeout } from "../time.ts";
 import type { MessageView } from "../mq.ts";
 import { Breaker, type BreakerOptions } from "./breaker.ts";
+import { Isolation } from "./isolation.ts";
 import { handleMessage, MIN_HIDE_MS, type Outcome, type Settler, type WorkerContext } from "./handle.ts";
 
 export interface ReceivingConsumer {
@@ -50,6 +51,8 @@ export class ConsumerLoop {
   #probeInFlight = false;
   readonly settler: Settler;
   readonly breaker: Breaker;
+  /** suspects (tasks whose earlier run died with its worker) run alone in this process */
+  readonly isolation = new Isolation();
 
   constructor(
     private readonly consumer: ReceivingConsumer,
@@ -162,7 +165,7 @@ export class ConsumerLoop {
 
   #track(m: MessageView, probe: boolean) {
     if (probe) this.#probeInFlight = true;
-    const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
+    const p = this.handler(m, { ...this.ctx, settler: this.settler, isolation: this.isolation }, this.#shutdown.signal)
       // "lost" proves nothing about Redis (a fenced run ends that way while Redis is down).
       .then((outcome) => {
         if (outcome !== "lost") this.breaker.success();
