@@ -344,6 +344,11 @@ export async function runChaos(
       return open.size === 0 || (stop.aborted && Date.now() - settleStart > 30_000);
     }, o.settleS * 1000);
     const settleS = Math.round((Date.now() - settleStart) / 100) / 10;
+    // A result is published before its task is marked done, but the receiver may get it later (a
+    // broker that just restarted hands messages out after a while): wait for them, bounded.
+    current = "waiting for results";
+    const resultDue = () => [...statuses].filter(([tid, v]) => v.status === "done" && !resultsOf.get(tid)?.done).length === 0;
+    await waitFor(() => resultDue() || stop.aborted, 120_000);
     clearInterval(draw);
 
     // The report, from the whole history.
