@@ -1,15 +1,19 @@
 import type { Config } from "../config.ts";
 import { demoAgent } from "./demo.ts";
 import { openAiAgent } from "./openai.ts";
+import { recordingAgent } from "./test-agents.ts";
 import type { Agent } from "./types.ts";
 
 export type { Agent, AgentTask } from "./types.ts";
 
 /**
- * The LLM agent when LLM_BASE_URL and LLM_API_KEY are set, the demo agent otherwise. `llmFetch`: the
- * fetch the LLM agent calls through (the fleet's budget, lib/tenancy/llm-budget.ts).
+ * AGENT=record: the recording test agent. Otherwise the LLM agent when LLM_BASE_URL and LLM_API_KEY
+ * are set, the demo agent otherwise. `llmFetch`: the fetch the LLM agent calls through (the fleet's
+ * budget, lib/tenancy/llm-budget.ts).
  */
 export function agentFromConfig(cfg: Config, _log?: unknown, llmFetch?: typeof fetch): { agent: Agent; name: string } {
+  // Fault tests and scripts/chaos.ts: runs recorded outside Redis and RocketMQ (lib/agent/test-agents.ts).
+  if (cfg.AGENT === "record") return { agent: recordingAgent(cfg.AGENT_RECORD_DIR, cfg.AGENT_DELAY_MS), name: "record" };
   if (cfg.LLM_BASE_URL && cfg.LLM_API_KEY)
     return { agent: openAiAgent({ baseUrl: cfg.LLM_BASE_URL, apiKey: cfg.LLM_API_KEY, model: cfg.LLM_MODEL, fetch: llmFetch }), name: "openai" };
   return { agent: demoAgent(cfg.AGENT_DELAY_MS), name: "demo" };
