@@ -60,6 +60,11 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
 
   AGENT_DELAY_MS: Int(3_000, 0, 3_600_000, "delay of the demo agent"),
+  AGENT: Type.Union([Type.Literal("auto"), Type.Literal("record")], {
+    default: "auto",
+    description: "auto: the LLM agent when LLM_BASE_URL is set, else the demo agent; record: the recording test agent (lib/agent/test-agents.ts)",
+  }),
+  AGENT_RECORD_DIR: Str("/tmp/agent-prod-record", "where AGENT=record appends its run events, one file per process"),
   LLM_BASE_URL: Opt("OpenAI-compatible base URL, e.g. https://api.openai.com/v1; set: the LLM agent runs instead of the demo agent"),
   LLM_API_KEY: Opt("API key of the LLM service (secret); may be left out for a server on this machine (127.0.0.1, localhost, ::1)"),
   LLM_MODEL: Str("gpt-4o-mini", "model name sent to the LLM service"),

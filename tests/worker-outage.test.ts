@@ -335,8 +335,9 @@ describe("outages (issue 8)", () => {
     expect((await store.get(suspect))?.attempts).toBe(2);
   }, 60_000);
 
-  test("#7 an agent that ignores its AbortSignal loses its slot at TASK_TIMEOUT_MS + TASK_ABORT_GRACE_MS; failed by policy", async () => {
-    const cfg = config({ TASK_TIMEOUT_MS: 300, TASK_ABORT_GRACE_MS: 300, MAX_ATTEMPTS: 1 });
+  test("#7 an agent that ignores its AbortSignal loses its slot at TASK_TIMEOUT_MS + TASK_ABORT_GRACE_MS; failed, not retried (it may still run)", async () => {
+    // Attempts are left: a retry would run beside the ignored run, so the task is failed instead.
+    const cfg = config({ TASK_TIMEOUT_MS: 300, TASK_ABORT_GRACE_MS: 300, MAX_ATTEMPTS: 3 });
     const { store } = await storeOn(cfg);
     const req = await requests(cfg);
     const id = await sendRequest("stubborn");
@@ -346,6 +347,7 @@ describe("outages (issue 8)", () => {
     expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("failed");
     expect(Date.now() - t0).toBeLessThan(5_000);
     expect((await store.get(id))?.error).toContain("timed out after 300 ms");
+    expect((await store.get(id))?.error).toContain("ignored its AbortSignal");
   }, 60_000);
 
   test("#8 a heartbeat in flight when a run is handed back does not re-hide the message for the full invisibility", async () => {

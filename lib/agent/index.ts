@@ -3,16 +3,20 @@ import type { Logger } from "../log.ts";
 import { demoAgent } from "./demo.ts";
 import { openAiAgent } from "./openai.ts";
 import { Semaphore } from "./semaphore.ts";
+import { recordingAgent } from "./test-agents.ts";
 import type { Agent } from "./types.ts";
 
 export type { Agent, AgentTask } from "./types.ts";
 export { runClock, type RunClock } from "./clock.ts";
 
 /**
- * The LLM agent when LLM_BASE_URL is set (lib/config.ts says when a key is needed), the demo agent
- * otherwise. `llmFetch`: the fetch the LLM agent calls through (the fleet's budget, lib/tenancy/llm-budget.ts).
+ * AGENT=record: the recording test agent. Otherwise the LLM agent when LLM_BASE_URL is set (lib/config.ts
+ * says when a key is needed), the demo agent otherwise. `llmFetch`: the fetch the LLM agent calls
+ * through (the fleet's budget, lib/tenancy/llm-budget.ts).
  */
 export function agentFromConfig(cfg: Config, log?: Logger, llmFetch?: typeof fetch): { agent: Agent; name: string } {
+  // Fault tests and scripts/chaos.ts: runs recorded outside Redis and RocketMQ (lib/agent/test-agents.ts).
+  if (cfg.AGENT === "record") return { agent: recordingAgent(cfg.AGENT_RECORD_DIR, cfg.AGENT_DELAY_MS), name: "record" };
   if (cfg.LLM_BASE_URL)
     return {
       agent: openAiAgent({

@@ -320,10 +320,16 @@ async function claimAndRun(
   let result: AgentResult | undefined;
   let failure: Error | undefined;
   // Hard deadline: once aborted, the agent has TASK_ABORT_GRACE_MS to stop; then its slot is freed anyway.
+  // An agent still running after the grace ignored its signal and may run on in this process: such
+  // a task is failed, never retried, since a retry would run it twice at the same time.
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  let deaf = false;
   const ignored = new Promise<never>((_, reject) =>
     run.signal.addEventListener("abort", () => {
-      graceTimer = setTimeout(() => reject(run.signal.reason), cfg.TASK_ABORT_GRACE_MS);
+      graceTimer = setTimeout(() => {
+        deaf = true;
+        reject(run.signal.reason);
+      }, cfg.TASK_ABORT_GRACE_MS);
     }, { once: true }),
   );
   ignored.catch(() => {});
@@ -367,7 +373,11 @@ async function claimAndRun(
   }
 
   const err = failure ?? new Error("agent returned nothing");
-  const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS;
+  if (deaf) {
+    err.message += `; the agent ignored its AbortSignal for ${cfg.TASK_ABORT_GRACE_MS} ms and may still run, so the task is not retried`;
+    log.warn("agent ignored its AbortSignal: slot freed, task failed instead of retried", { attempt });
+  }
+  const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS || deaf;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
     const w = await store.retry(msg.task_id, token, err.message, delay);

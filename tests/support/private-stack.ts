@@ -40,6 +40,7 @@ export async function privateStack() {
     REDIS_PORT: String(ports.redis),
   });
   const seen = new Map<number, ProcRecord>();
+  const paused = new Set<number>();
   const record = (part: Part): ProcRecord | undefined => {
     try {
       const r = JSON.parse(readFileSync(join(dir, "pids", `${part}.json`), "utf8")) as ProcRecord;
@@ -60,6 +61,8 @@ export async function privateStack() {
   return {
     ports,
     dir,
+    /** the environment of this stack: its folder, ports and endpoints (for scripts run against it) */
+    env,
     stack,
     /** The process records of the three parts (undefined where the stack has none). */
     records: () => ({ namesrv: record("namesrv"), proxy: record("proxy"), redis: record("redis") }),
@@ -73,6 +76,24 @@ export async function privateStack() {
       const r = await stack("up");
       if (r.code !== 0) throw new Error(`private stack up failed:\n${r.out}`);
     },
+    /** The live pid of a part (throws when it is not running). */
+    pid(part: Part): number {
+      const r = record(part);
+      if (!r || !isOurs(r)) throw new Error(`${part} is not running`);
+      return r.pid;
+    },
+    /** Freezes a part (SIGSTOP): its sockets stay open and nothing answers, as in a hang or a fork stall. */
+    pause(part: Part) {
+      const pid = this.pid(part);
+      paused.add(pid);
+      process.kill(pid, "SIGSTOP");
+    },
+    /** Lets a paused part run on (SIGCONT). */
+    resume(part: Part) {
+      const pid = this.pid(part);
+      process.kill(pid, "SIGCONT");
+      paused.delete(pid);
+    },
     /** Kills one part as a crash would (SIGKILL) and waits until it is gone. */
     async crash(part: Part) {
       const r = record(part);
@@ -82,6 +103,12 @@ export async function privateStack() {
     },
     async destroy() {
       for (const part of ["namesrv", "proxy", "redis"] as const) record(part);
+      // A test that failed mid-hang must not leave a frozen server that ignores the SIGTERM of `down`.
+      for (const pid of paused) {
+        try {
+          process.kill(pid, "SIGCONT");
+        } catch {}
+      }
       await stack("down").catch(() => {});
       for (const r of seen.values()) if (isOurs(r)) process.kill(r.pid, "SIGKILL");
       rmSync(dir, { recursive: true, force: true });
