@@ -26,7 +26,7 @@ async function main() {
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   // The fleet's LLM budget (LLM_RPM, LLM_TPM): every LLM call waits for its turn in Redis.
-  const { agent, name } = agentFromConfig(cfg, log, llmBudgetFor(cfg, redis, log)?.wrap());
+  const { agent, name } = agentFromConfig(cfg, log, llmBudgetFor(cfg, redis, log));
   const store = TaskStore.fromConfig(redis, cfg);
   // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
   const slots = tenantSlotsFor(cfg, redis, publisher, log);

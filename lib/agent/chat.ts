@@ -46,7 +46,10 @@ class CallTimeout extends Error {
   override name = "CallTimeout";
 }
 
-export async function chatCall(opts: ChatOptions, body: Record<string, unknown>, signal: AbortSignal): Promise<ChatAnswer> {
+/** `answered`: told the response before its body is read (the LLM budget counts its tokens). */
+export async function chatCall(
+  opts: ChatOptions, body: Record<string, unknown>, signal: AbortSignal, answered?: (res: Response) => void,
+): Promise<ChatAnswer> {
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(new CallTimeout(`LLM call timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs);
   const both = AbortSignal.any([signal, timeout.signal]);
@@ -57,6 +60,7 @@ export async function chatCall(opts: ChatOptions, body: Record<string, unknown>,
     let text: string;
     try {
       res = await opts.fetch(opts.url, { method: "POST", signal: both, headers, body: JSON.stringify(body) });
+      answered?.(res);
       text = await res.text();
     } catch (e) {
       if (signal.aborted) throw signal.reason;

@@ -1,7 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { demoAgent } from "./demo.ts";
-import { openAiAgent } from "./openai.ts";
+import { openAiAgent, type OpenAiOptions } from "./openai.ts";
 import { Semaphore } from "./semaphore.ts";
 import { recordingAgent } from "./test-agents.ts";
 import type { Agent } from "./types.ts";
@@ -11,10 +11,10 @@ export { runClock, type RunClock } from "./clock.ts";
 
 /**
  * AGENT=record: the recording test agent. Otherwise the LLM agent when LLM_BASE_URL is set (lib/config.ts
- * says when a key is needed), the demo agent otherwise. `llmFetch`: the fetch the LLM agent calls
- * through (the fleet's budget, lib/tenancy/llm-budget.ts).
+ * says when a key is needed), the demo agent otherwise. `budget`: the fleet's LLM budget
+ * (lib/tenancy/llm-budget.ts), whose turn every LLM call waits for.
  */
-export function agentFromConfig(cfg: Config, log?: Logger, llmFetch?: typeof fetch): { agent: Agent; name: string } {
+export function agentFromConfig(cfg: Config, log?: Logger, budget?: OpenAiOptions["budget"]): { agent: Agent; name: string } {
   // Fault tests and scripts/chaos.ts: runs recorded outside Redis and RocketMQ (lib/agent/test-agents.ts).
   if (cfg.AGENT === "record") return { agent: recordingAgent(cfg.AGENT_RECORD_DIR, cfg.AGENT_DELAY_MS), name: "record" };
   if (cfg.LLM_BASE_URL)
@@ -28,7 +28,7 @@ export function agentFromConfig(cfg: Config, log?: Logger, llmFetch?: typeof fet
         maxTokens: cfg.LLM_MAX_TOKENS,
         slots: new Semaphore(cfg.LLM_MAX_CONCURRENCY),
         log: log?.child({ agent: "openai" }),
-        fetch: llmFetch,
+        budget,
       }),
       name: "openai",
     };

@@ -31,7 +31,15 @@ export interface OpenAiOptions {
   slots?: Semaphore;
   log?: Logger;
   fetch?: typeof fetch;
+  /**
+   * The fleet's LLM budget (lib/tenancy/llm-budget.ts): each call waits for its turn first, with the
+   * task's clock paused and before the call's own timeout starts; the answer reports the tokens used.
+   */
+  budget?: { turn(requestBody: string, signal?: AbortSignal): Promise<(res: Response) => void> };
 }
+
+/** Runs a wait with the task's run clock stopped (lib/agent/clock.ts), or just runs it. */
+type Pause = <T>(wait: () => Promise<T>) => Promise<T>;
 
 /** Response formats, most precise first. */
 export const FORMATS = [
@@ -51,12 +59,14 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
   /** Index into FORMATS: per agent, and there is one agent per worker process. */
   let format = 0;
 
-  async function call(messages: ChatMessage[], signal: AbortSignal, taskId: string): Promise<ChatAnswer> {
+  async function call(messages: ChatMessage[], signal: AbortSignal, taskId: string, pause: Pause): Promise<ChatAnswer> {
     for (;;) {
       const used = format;
       const body = { model: opts.model, messages, response_format: FORMATS[used]!.value, ...(opts.maxTokens ? { max_tokens: opts.maxTokens } : {}) };
+      const budget = opts.budget;
+      const answered = budget ? await pause(() => budget.turn(JSON.stringify(body), signal)) : undefined;
       try {
-        return await chatCall(chat, body, signal);
+        return await chatCall(chat, body, signal, answered);
       } catch (e) {
         if (!(e instanceof FormatRejected)) throw e;
         if (used === FORMATS.length - 1) throw e.final;
@@ -71,14 +81,14 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
     }
   }
 
-  async function converse(content: string, signal: AbortSignal, taskId: string): Promise<AgentResult> {
+  async function converse(content: string, signal: AbortSignal, taskId: string, pause: Pause): Promise<AgentResult> {
     const messages: ChatMessage[] = [
       { role: "system", content: SYSTEM_PROMPT },
       { role: "user", content },
     ];
     for (let repair = 0; ; repair++) {
       const t0 = performance.now();
-      const answer = await call(messages, signal, taskId);
+      const answer = await call(messages, signal, taskId, pause);
       opts.log?.debug("LLM answer", {
         task_id: taskId, ms: Math.round(performance.now() - t0), finish_reason: answer.finishReason,
         // "usage_in"/"usage_out": a field named like "token" is masked by the logger as a secret.
@@ -101,12 +111,12 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
   }
 
   const agent: Agent = async (task, signal) => {
-    if (!opts.slots) return converse(task.content, signal, task.task_id);
+    const pause: Pause = task.paused ? (w) => task.paused!(w) : (w) => w();
+    if (!opts.slots) return converse(task.content, signal, task.task_id, pause);
     const slots = opts.slots;
-    const wait = () => slots.acquire(signal);
-    const release = await (task.paused ? task.paused(wait) : wait());
+    const release = await pause(() => slots.acquire(signal));
     try {
-      return await converse(task.content, signal, task.task_id);
+      return await converse(task.content, signal, task.task_id, pause);
     } finally {
       release();
     }

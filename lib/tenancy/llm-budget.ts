@@ -4,7 +4,8 @@
 // budget waits (its task's heartbeat keeps running); it is never failed for the budget.
 // Tokens are reserved from an estimate before the call (the request's size plus the answer's
 // allowance) and corrected from the answer's `usage.total_tokens` after it.
-// It wraps fetch, so the agent (lib/agent/openai.ts) needs no change: agentFromConfig passes it in.
+// The LLM agent (lib/agent/openai.ts) waits for turn() before each call, with its task clock paused
+// and before the call's own LLM_TIMEOUT_MS starts; wrap() does the same for any other fetch.
 import type { Config } from "../config.ts";
 import { toError } from "../errors.ts";
 import { tenancyKeys, type TenancyKeys } from "../keys.ts";
