@@ -33,14 +33,23 @@ test("the broker (proxy + broker JVM) crashes mid-run and comes back: every acce
   await sys.startApi();
   await sys.startWorker();
   await Promise.all(Array.from({ length: 8 }, (_, i) => sys!.submit(`before ${i}`)));
-  await Bun.sleep(1_000); // some are running now
+  await sys.running();
+  const crashAt = Date.now();
   await stack.crash("proxy");
-  const during = sys.submit("during the outage"); // answered 503 until the broker is back
+  // README: "POSTs answer 503 meanwhile" (never nothing, never another code); checkInvariants then
+  // checks that this refused task never runs.
+  const down = await sys.post("during the outage");
+  expect({ status: down.status, error: down.error, retryAfter: Number(down.retryAfter) > 0 }).toEqual({
+    status: 503,
+    error: "rocketmq_unavailable",
+    retryAfter: true,
+  });
   await stack.up();
-  await Promise.all(Array.from({ length: 4 }, (_, i) => sys!.submit(`after ${i}`)));
-  await during;
+  // While the API reconnects: 503 until it is back, then 202; a POST left unanswered fails the test.
+  await Promise.all(Array.from({ length: 4 }, (_, i) => sys!.submit(`after ${i}`, 180_000, { answered: true })));
   await sys.settled(180_000);
   expect(report(await sys.checkInvariants())).toBe("");
+  expect(sys.runningAt(crashAt).length, "agent runs in progress when the broker died").toBeGreaterThan(0);
 }, 300_000);
 
 test("c. the RocketMQ JVM hanging (SIGSTOP 20 s) under load: the invariants hold, and no refused submit runs", async () => {

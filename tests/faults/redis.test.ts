@@ -3,10 +3,11 @@
 // connections for longer than RocketMQ's redeliveries last, or hangs (SIGSTOP). Every test checks the
 // three invariants over its whole history (tests/support/fault-system.ts).
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { createClient } from "redis";
 import { parseConfig } from "../../lib/config.ts";
 import { drive } from "../../scripts/load/driver.ts";
 import { faultSystem, report, type FaultSystem } from "../support/fault-system.ts";
-import { stopAll } from "../support/processes.ts";
+import { stopAll, waitFor } from "../support/processes.ts";
 import { privateStack } from "../support/private-stack.ts";
 
 let stack: Awaited<ReturnType<typeof privateStack>>;
@@ -42,17 +43,55 @@ async function stopRedis() {
   await stack.crash("redis");
 }
 
+/**
+ * Every write made so far is on disk: a BGREWRITEAOF has completed (its new base file is fsynced
+ * before it replaces the old one). The stack runs appendfsync everysec; this is the positive event
+ * instead of a sleep guessing that a second has passed.
+ */
+async function onDisk() {
+  const c = createClient({ url: stack.endpoints.REDIS_URL });
+  c.on("error", () => {});
+  await c.connect();
+  try {
+    const info = async () => Object.fromEntries(String(await c.info("persistence")).split("\r\n").map((l) => l.split(":")));
+    const rewrites = Number((await info()).aof_rewrites);
+    await c.sendCommand(["BGREWRITEAOF"]);
+    await waitFor(
+      async () => {
+        const i = await info();
+        return Number(i.aof_rewrites) > rewrites && i.aof_rewrite_in_progress === "0" && i.aof_rewrite_scheduled === "0";
+      },
+      30_000,
+      "BGREWRITEAOF to complete",
+    );
+    expect((await info()).aof_last_bgrewrite_status).toBe("ok");
+  } finally {
+    await c.quit().catch(() => {});
+  }
+}
+
 test("Redis crashes mid-run and comes back (append-only file): every accepted task ends done", async () => {
   sys = await faultSystem({ endpoints: stack.endpoints, env: { MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000" } });
   await sys.startApi();
   await sys.startWorker();
   await Promise.all(Array.from({ length: 8 }, (_, i) => sys!.submit(`crash ${i}`)));
-  await Bun.sleep(2_000); // accepted writes are fsynced by then (appendfsync everysec)
+  await sys.running();
+  await onDisk(); // what was accepted is in the append-only file, whatever appendfsync's timing
+  const crashAt = Date.now();
   await stack.crash("redis");
-  await Bun.sleep(2_000);
+  // README: "POSTs answer 503 meanwhile"; checkInvariants then checks that this refused task never runs.
+  const down = await sys.post("during the outage");
+  expect({ status: down.status, error: down.error, retryAfter: Number(down.retryAfter) > 0 }).toEqual({
+    status: 503,
+    error: "redis_unavailable",
+    retryAfter: true,
+  });
   await stack.up();
+  // While the API reconnects: 503 until it is back, then 202; a POST left unanswered fails the test.
+  await sys.submit("after Redis came back", 180_000, { answered: true });
   await sys.settled(150_000);
   expect(report(await sys.checkInvariants())).toBe("");
+  expect(sys.runningAt(crashAt).length, "agent runs in progress when Redis died").toBeGreaterThan(0);
 }, 300_000);
 
 test("a. Redis refusing connections longer than (MQ_RETRY_MAX_TIMES + 1) x MQ_INVISIBLE_MS with a backlog of 500: all done; workers receive and log only a few times a second", async () => {

@@ -30,6 +30,9 @@ export interface SubmitAttempt {
   ms: number;
   at: number;
   id?: string;
+  /** of a refusal: its `error` code and Retry-After header */
+  error?: string;
+  retryAfter?: string | null;
 }
 
 export interface TaskView {
@@ -92,8 +95,14 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
         body: JSON.stringify({ user_id: "fault", content }),
         signal: AbortSignal.timeout(timeoutMs),
       });
-      const body = (await res.json().catch(() => ({}))) as { task_id?: string };
-      a = { content, status: res.status, ms: Date.now() - at, at, ...(res.status === 202 ? { id: body.task_id } : {}) };
+      const body = (await res.json().catch(() => ({}))) as { task_id?: string; error?: string };
+      a = {
+        content,
+        status: res.status,
+        ms: Date.now() - at,
+        at,
+        ...(res.status === 202 ? { id: body.task_id } : { error: body.error, retryAfter: res.headers.get("retry-after") }),
+      };
     } catch {
       a = { content, status: 0, ms: Date.now() - at, at };
     }
@@ -102,13 +111,16 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     return a;
   }
 
-  /** POSTs until accepted, as a client does after a 503 (Retry-After); returns the task id. */
-  async function submit(content: string, deadlineMs = 180_000): Promise<string> {
+  /**
+   * POSTs until accepted, as a client does after a 503 (Retry-After); returns the task id.
+   * `answered`: every POST must get an answer (503 or 202); by default one with none is retried too.
+   */
+  async function submit(content: string, deadlineMs = 180_000, o: { answered?: boolean } = {}): Promise<string> {
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       const a = await post(content);
       if (a.id) return a.id;
-      if (a.status !== 503 && a.status !== 0) throw new Error(`POST answered ${a.status} for ${content}`);
+      if (a.status !== 503 && (a.status !== 0 || o.answered)) throw new Error(`POST answered ${a.status || "nothing"} for ${content}`);
       if (Date.now() > deadline) throw new Error(`${content} not accepted within ${deadlineMs} ms`);
       await Bun.sleep(500);
     }
@@ -162,6 +174,11 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
   }
 
   const runs = () => runsByTask(readEvents(recordDir), deaths);
+  /** Waits until an agent run is in progress (its start recorded, no end yet): the work a crash should hit. */
+  const running = (timeoutMs = 90_000) =>
+    waitFor(() => [...runs().values()].flat().some((r) => r.end === Infinity), timeoutMs, "an agent run to be in progress");
+  /** The runs in progress at `at` (started before it, ended after it): after a crash, the work it hit. */
+  const runningAt = (at: number) => [...runs().values()].flat().filter((r) => r.start < at && r.end > at);
   /** Where the logs and run records are kept when a check found a problem (kept for a post-mortem). */
   const keepDir = join(tmpdir(), `agent-prod-faults-${ns.id}`);
   let keep = false;
@@ -290,6 +307,8 @@ export async function faultSystem(opts: FaultSystemOptions = {}) {
     views,
     settled,
     runs,
+    running,
+    runningAt,
     load,
     checkInvariants,
     logTail,
