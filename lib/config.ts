@@ -28,6 +28,8 @@ export const ConfigSchema = Type.Object({
   MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
   MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
   MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
+  MQ_SEND_BATCH_MAX: Int(32, 1, 1_000,
+    "most messages of one topic sent in one request, gathered over one event-loop turn (1: one request per message)"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
   API_HOST: Str("0.0.0.0", "HTTP bind address of the API"),
