@@ -9,6 +9,7 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
+import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 
@@ -41,10 +42,7 @@ async function main() {
     ["close redis", () => closeRedis(redis)],
   ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
 
-  // With hundreds of tasks in flight the live heap stays ~20 MiB, but the runtime lets ~100 MiB of
-  // garbage pile up before a full collection: collecting every 2 s keeps the peak RSS at ~150 MiB
-  // instead of ~200 (docs/performance.md).
-  if (cfg.WORKER_GC_INTERVAL_MS > 0) setInterval(() => Bun.gc(true), cfg.WORKER_GC_INTERVAL_MS).unref();
+  startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.
   void dlqLoop.start();

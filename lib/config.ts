@@ -41,6 +41,7 @@ export const ConfigSchema = Type.Object({
   RETRY_BASE_MS: Int(10_000, 1_000, 3_600_000, "first retry delay; doubles per attempt"),
   TASK_TIMEOUT_MS: Int(600_000, 100, 43_200_000, "a run of the agent is aborted after this long"),
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
+  WORKER_GC_MIN_RSS_MIB: Int(100, 0, 1_000_000, "the periodic collection runs only while the worker's RSS is at least this (MiB)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),
