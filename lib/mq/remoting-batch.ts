@@ -106,8 +106,14 @@ export class RemotingBatchSender {
       m: "true", // batch
       n: q.brokerName,
     };
+    const request = () => this.#broker(q.addr).request(RequestCode.SEND_BATCH_MESSAGE, header, { body, timeoutMs: this.#timeoutMs });
     try {
-      await this.#broker(q.addr).request(RequestCode.SEND_BATCH_MESSAGE, header, { body, timeoutMs: this.#timeoutMs });
+      // The broker closes a connection idle for 120 s; a request that met the close is sent once more on
+      // a new connection (at worst a duplicate, which the claim absorbs) rather than failing the batch.
+      await request().catch((e) => {
+        if (e instanceof RemotingError && e.kind === "closed") return request();
+        throw e;
+      });
     } catch (e) {
       // A broker that is gone or refuses the topic: ask the name server again next time.
       if (!(e instanceof RemotingError && e.kind === "response" && e.code === ResponseCode.MESSAGE_ILLEGAL)) this.#routes.delete(topic);
