@@ -2,6 +2,7 @@
 import { agentFromConfig } from "./lib/agent/index.ts";
 import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
+import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { REQUEST_TAG } from "./lib/model.ts";
 import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
@@ -9,7 +10,6 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
-import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { ConsumerLoop } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 
