@@ -2,6 +2,7 @@
 import { agentFromConfig } from "./lib/agent/index.ts";
 import { loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
+import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { REQUEST_TAG } from "./lib/model.ts";
 import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
@@ -55,10 +56,7 @@ async function main() {
     log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
   });
 
-  // With hundreds of tasks in flight the live heap stays ~20 MiB, but the runtime lets ~100 MiB of
-  // garbage pile up before a full collection: collecting every 2 s keeps the peak RSS at ~150 MiB
-  // instead of ~200 (docs/performance.md).
-  if (cfg.WORKER_GC_INTERVAL_MS > 0) setInterval(() => Bun.gc(true), cfg.WORKER_GC_INTERVAL_MS).unref();
+  startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.
   void dlqLoop.start();

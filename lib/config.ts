@@ -36,6 +36,8 @@ export const ConfigSchema = Type.Object({
   MQ_RETRY_MAX_TIMES: Int(16, 0, 64, "RocketMQ redeliveries before %DLQ% (a backstop behind MAX_ATTEMPTS)"),
   MQ_INVISIBLE_MS: Int(60_000, 10_000, 43_200_000, "how long a received message stays hidden; renewed while a task runs"),
   MQ_REQUEST_TIMEOUT_MS: Int(3_000, 1_000, 60_000, "timeout of one RocketMQ request"),
+  MQ_SEND_BATCH_MAX: Int(32, 1, 1_000,
+    "most messages of one topic sent in one request, gathered over one event-loop turn (1: one request per message)"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
   API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
@@ -53,6 +55,8 @@ export const ConfigSchema = Type.Object({
   TASK_ABORT_GRACE_MS: Int(5_000, 0, 600_000,
     "after TASK_TIMEOUT_MS, how long an agent may take to honour its AbortSignal before its slot is freed anyway"),
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
+  WORKER_GC_MIN_RSS_MIB: Int(130, 0, 1_000_000,
+    "the collection of WORKER_GC_INTERVAL_MS runs (at most that often) only when the worker's RSS is at least this (MiB)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
   DEAD_LETTER_BODY_CHARS: Int(4_096, 0, 1_048_576,

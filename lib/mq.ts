@@ -8,6 +8,8 @@ import { Code } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition
 import { AckMessageRequest } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/service_pb";
 import { mqCredentials, type Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { RemotingBatchSender } from "./mq/remoting-batch.ts";
+import { BATCH_PAUSE_MS, MAX_BATCH_BYTES, SendBatcher, type SendCounters } from "./mq/send-batch.ts";
 import { withTimeout } from "./time.ts";
 
 /** The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. */
@@ -44,6 +46,8 @@ export async function closeClient(client: { shutdown(): Promise<void> } | undefi
   }
 }
 
+const toOptions = (m: OutgoingMessage) => ({ topic: m.topic, tag: m.tag, keys: [m.key], body: m.body });
+
 export interface OutgoingMessage {
   topic: string;
   tag: string;
@@ -51,16 +55,40 @@ export interface OutgoingMessage {
   body: Buffer;
 }
 
+/**
+ * The one producer of a process. Sends of one topic made in the same event-loop turn travel as one
+ * batch (lib/mq/send-batch.ts, up to MQ_SEND_BATCH_MAX; sent over remoting, lib/mq/remoting-batch.ts,
+ * because the 5.3.3 gRPC proxy gives every message of a batch the first one's key and id); a lone
+ * message, and every message of a batch that failed, goes through the gRPC producer. Each send still
+ * resolves only when its own message was accepted and rejects alone if that message was refused.
+ */
 export class Publisher {
   #producer?: Producer;
   #starting?: Promise<Producer>;
   #closed = false;
+  readonly #batcher: SendBatcher<OutgoingMessage>;
+  #remoting?: RemotingBatchSender;
 
   constructor(
     private readonly cfg: Config,
     private readonly log: Logger,
     private readonly topics: string[],
-  ) {}
+    /** tests: a larger batch, to put a message over the broker's limit inside one */
+    opts: { maxBatchBytes?: number } = {},
+  ) {
+    this.#batcher = new SendBatcher<OutgoingMessage>(
+      (m) => this.#sendOne(m),
+      (ms) => this.#sendMany(ms),
+      cfg.MQ_SEND_BATCH_MAX,
+      opts.maxBatchBytes ?? MAX_BATCH_BYTES,
+      (e) => log.warn(`batched sends failed; sending one message per request for ${BATCH_PAUSE_MS / 1000} s`, { error: e as Error }),
+    );
+  }
+
+  /** Requests made and messages accepted so far (tests, benchmarks). */
+  get counters(): Readonly<SendCounters> {
+    return this.#batcher.counters;
+  }
 
   /** Starts the producer once; after a failure the next call tries again with a new one. */
   private producer(): Promise<Producer> {
@@ -87,18 +115,30 @@ export class Publisher {
   }
 
   /** Sends one message; resolves with its message id once the broker has accepted it. */
-  async send(m: OutgoingMessage): Promise<string> {
+  send(m: OutgoingMessage): Promise<string> {
+    return this.#batcher.send(m);
+  }
+
+  async #sendOne(m: OutgoingMessage): Promise<string> {
     const p = await this.producer();
-    const receipt = await withTimeout(
-      p.send({ topic: m.topic, tag: m.tag, keys: [m.key], body: m.body }),
-      this.cfg.MQ_REQUEST_TIMEOUT_MS * 2 + 500,
-      "rocketmq send",
-    );
+    const receipt = await withTimeout(p.send(toOptions(m)), this.#sendTimeoutMs(), "rocketmq send");
     return receipt.messageId;
+  }
+
+  #sendMany(ms: OutgoingMessage[]): Promise<string[]> {
+    if (this.#closed) return Promise.reject(new Error("publisher is closed"));
+    this.#remoting ??= new RemotingBatchSender(this.cfg, this.log);
+    return withTimeout(this.#remoting.send(ms[0]!.topic, ms), this.#sendTimeoutMs(), "rocketmq batch send");
+  }
+
+  /** The client tries twice (maxAttempts), each bounded by the request timeout. */
+  #sendTimeoutMs() {
+    return this.cfg.MQ_REQUEST_TIMEOUT_MS * 2 + 500;
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#remoting?.close();
     const p = this.#producer ?? (await this.#starting?.catch(() => undefined));
     this.#producer = undefined;
     await closeClient(p, this.log);

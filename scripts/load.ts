@@ -3,6 +3,7 @@
 // or GET /tasks/:id disagrees with a result, 2 on bad options. See docs/performance.md.
 import { loadConfig } from "../lib/config.ts";
 import { ArgsError, parseLoadArgs, USAGE } from "./load/args.ts";
+import { CpuWindow, cpuRun, discoverProcesses, formatCpu } from "./load/cpu.ts";
 import { runHttp } from "./load/http-mode.ts";
 import { runMq } from "./load/mq-mode.ts";
 import { watchRss } from "./load/rss.ts";
@@ -19,10 +20,12 @@ async function main() {
     process.exit(e.message ? 2 : 0);
   }
   const rss = o.watchPids.length ? watchRss(o.watchPids) : undefined;
+  cpuRun.window = new CpuWindow(discoverProcesses(cfg, { api: o.mode === "http" ? o.api : undefined, watchPids: o.watchPids }));
   const summary = o.mode === "mq" ? await runMq(cfg, o) : await runHttp(cfg, o);
   if (rss) summary.rss = rss.stop();
-  if (o.json) process.stdout.write(JSON.stringify(summary) + "\n");
-  else console.log(formatSummary(summary));
+  const cpu = cpuRun.window.figures(summary.done + summary.failed);
+  if (o.json) process.stdout.write(JSON.stringify({ ...summary, cpu }) + "\n");
+  else console.log(formatSummary(summary) + (cpu ? `\n${formatCpu(cpu)}` : ""));
   const bad = summary.lost > 0 || (summary.verify?.problems.length ?? 0) > 0;
   process.exit(bad ? 1 : 0);
 }

@@ -17,6 +17,8 @@ export const RequestCode = {
   DELETE_TOPIC_IN_BROKER: 215,
   DELETE_TOPIC_IN_NAMESRV: 216,
   GET_TOPIC_CONFIG: 351,
+  /** Batched sends (lib/mq/remoting-batch.ts), not provisioning. */
+  SEND_BATCH_MESSAGE: 320,
 } as const;
 export type RequestCode = (typeof RequestCode)[keyof typeof RequestCode];
 

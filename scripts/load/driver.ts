@@ -1,6 +1,7 @@
 // Pacing of submits: closed loop (C in flight, each starts when one ends) or open loop (R per second,
 // whatever is in flight). `one(i)` submits task i and records its own outcome; it must not throw.
 import type { LoadOptions } from "./args.ts";
+import { cpuRun } from "./cpu.ts";
 import { startProgress } from "./progress.ts";
 import type { Receiver } from "./receiver.ts";
 import type { Tracker } from "./tracker.ts";
@@ -13,12 +14,14 @@ export async function runAndWait(t: Tracker, o: LoadOptions, receiver: Receiver,
   const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
   try {
     t.start();
+    cpuRun.window?.begin();
     await drive(o.tasks, o, async (i) => {
       t.submitted++;
       await submit(i);
     });
     await t.waitForResults(o.timeoutS * 1000);
     t.end();
+    cpuRun.window?.end();
   } finally {
     progress.stop();
     await receiver.close();
