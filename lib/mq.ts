@@ -79,7 +79,9 @@ export class Publisher {
     this.#batcher = new SendBatcher<OutgoingMessage>(
       (m) => this.#sendOne(m),
       (ms) => this.#sendMany(ms),
-      cfg.MQ_SEND_BATCH_MAX,
+      // The remoting batch path is plain TCP with no ACL signature: with TLS or credentials every
+      // message goes through the gRPC proxy instead, so no content leaves unencrypted or unsigned.
+      cfg.MQ_TLS || cfg.MQ_ACCESS_KEY ? 1 : cfg.MQ_SEND_BATCH_MAX,
       opts.maxBatchBytes ?? MAX_BATCH_BYTES,
       (e) => log.warn(`batched sends failed; sending one message per request for ${BATCH_PAUSE_MS / 1000} s`, { error: e as Error }),
     );

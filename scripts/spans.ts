@@ -7,7 +7,8 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
-import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
+import { closeRedis, connectRedis, createRedis, scanKeys } from "../lib/redis.ts";
+import { send } from "../lib/scripts.ts";
 
 const { values } = parseArgs({ options: { last: { type: "string" }, worst: { type: "string", default: "10" } } });
 const cfg = loadConfig();
@@ -17,13 +18,14 @@ if (!(await connectRedis(redis))) {
   process.exit(1);
 }
 const rows: { id: string; created: number; wait: number; run: number }[] = [];
-const pattern = `${cfg.REDIS_PREFIX.replace(/[*?[\]\\]/g, "\\$&")}task:*`;
-for await (const batch of redis.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
-  const keys = ((Array.isArray(batch) ? batch : [batch]) as string[]).filter((k) => !k.endsWith(":status"));
-  const replies = await Promise.all(keys.map((k) => redis.hmGet(k, ["created_at", "started_at", "finished_at"])));
+// Task hashes are `{P task:<id>:status}:task` (lib/keys.ts): SCAN's glob treats braces literally.
+const pattern = `{${cfg.REDIS_PREFIX.replace(/[*?[\]\\]/g, "\\$&")}task:*:status}:task`;
+for await (const keys of scanKeys(redis, pattern, 1000)) {
+  const replies = await Promise.all(keys.map((k) => send<(string | null)[]>(redis, k, ["HMGET", k, "created_at", "started_at", "finished_at"])));
   keys.forEach((k, i) => {
     const [c, s, f] = replies[i]!.map(Number);
-    if (c && s && f) rows.push({ id: k.slice(k.lastIndexOf(":") + 1), created: c, wait: s - c, run: f - s });
+    const id = k.slice(k.lastIndexOf("task:") + 5, k.lastIndexOf(":status}"));
+    if (c && s && f) rows.push({ id, created: c, wait: s - c, run: f - s });
   });
 }
 await closeRedis(redis);
