@@ -15,7 +15,7 @@ async function main() {
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; POST /tasks answers 503 until it is");
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_REQUEST]);
   await publisher.start().catch((e) => log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e }));
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
+  const store = TaskStore.fromConfig(redis, cfg);
   const tasks = new TaskService(cfg, store, publisher, log);
   const app = createApp({ cfg, store, tasks, log }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });
   const sweeper = setInterval(() => tasks.sweepOutbox().catch(() => {}), 15_000);

@@ -23,7 +23,7 @@ async function main() {
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   const { agent, name } = agentFromConfig(cfg);
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
+  const store = TaskStore.fromConfig(redis, cfg);
   const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log });
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);

@@ -13,8 +13,14 @@ export const ConfigSchema = Type.Object({
   REDIS_PORT: Int(6379, 1, 65535, "Redis port (ignored when REDIS_URL is set)"),
   REDIS_URL: Opt("redis:// or rediss:// URL, may carry user and password"),
   REDIS_PASSWORD: Opt("Redis password (secret)"),
-  REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes" }),
-  TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept"),
+  REDIS_USERNAME: Opt("Redis ACL user (REDIS_URL may carry it instead)"),
+  REDIS_TLS: Type.Boolean({ default: false, description: "TLS to Redis (also implied by a rediss:// REDIS_URL)" }),
+  REDIS_CLUSTER_NODES: Opt("Redis Cluster seed nodes, host:port[,host:port]; set: the cluster client is used"),
+  REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes (no { or })" }),
+  REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
+  REDIS_BUCKETS: Int(16, 1, 1024, "buckets the global hint sets (outbox, stalled) are split into; one hash tag each"),
+  TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept after its last change"),
+  DEAD_LETTER_TTL_SECONDS: Int(604_800, 60, 31_536_000, "how long the dead-letters list is kept after its last entry"),
 
   MQ_ENDPOINT: Str("127.0.0.1:8081", "RocketMQ gRPC proxy endpoint(s), host:port[;host:port]"),
   MQ_NAMESRV: Str("127.0.0.1:9876", "RocketMQ name server, for provisioning"),
@@ -38,6 +44,8 @@ export const ConfigSchema = Type.Object({
   MAX_ATTEMPTS: Int(3, 1, 100, "runs of a task before it is marked failed"),
   RETRY_BASE_MS: Int(10_000, 1_000, 3_600_000, "first retry delay; doubles per attempt"),
   TASK_TIMEOUT_MS: Int(600_000, 100, 43_200_000, "a run of the agent is aborted after this long"),
+  TASK_ABORT_GRACE_MS: Int(5_000, 0, 600_000,
+    "after TASK_TIMEOUT_MS, how long an agent may take to honour its AbortSignal before its slot is freed anyway"),
   WORKER_GC_INTERVAL_MS: Int(2_000, 0, 600_000, "full garbage collection this often in a worker (0: leave it to the runtime)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
@@ -84,6 +92,13 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     problems.push("MQ_ACCESS_KEY and MQ_SECRET_KEY must be set together");
   if (Boolean(cfg.LLM_BASE_URL) !== Boolean(cfg.LLM_API_KEY))
     problems.push("LLM_BASE_URL and LLM_API_KEY must be set together");
+  if (/[{}]/.test(cfg.REDIS_PREFIX))
+    problems.push(`REDIS_PREFIX=${JSON.stringify(cfg.REDIS_PREFIX)}: must not contain { or } (Redis Cluster hash tags)`);
+  // The TTL is renewed by every transition and heartbeat; the longest wait without one is a retry's delay.
+  const longestGap = Math.max(cfg.TASK_TIMEOUT_MS, cfg.MQ_INVISIBLE_MS) + Math.min(2 * 3600_000, cfg.RETRY_BASE_MS * 2 ** Math.max(0, cfg.MAX_ATTEMPTS - 2));
+  if (problems.length === 0 && cfg.TASK_TTL_SECONDS * 1000 <= longestGap)
+    problems.push(`TASK_TTL_SECONDS=${cfg.TASK_TTL_SECONDS} must exceed TASK_TIMEOUT_MS=${cfg.TASK_TIMEOUT_MS} plus the longest retry delay ` +
+      `(RETRY_BASE_MS doubled up to MAX_ATTEMPTS): ${Math.ceil(longestGap / 1000)} s, or a task could expire while it runs or waits`);
   if (problems.length) throw new ConfigError(problems);
   return cfg;
 }

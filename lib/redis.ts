@@ -1,25 +1,62 @@
-// The Redis client: built once from config. Commands fail fast while disconnected (no offline
-// queue), so the API can answer 503 at once instead of hanging; the client keeps reconnecting.
-import { createClient } from "redis";
+// The Redis client: built once from config, a single-node client or, when REDIS_CLUSTER_NODES is
+// set, node-redis's cluster client (same credentials and TLS settings). Commands fail fast while
+// disconnected (no offline queue), so the API can answer 503 at once instead of hanging; the client
+// keeps reconnecting. Every command has a timeout (REDIS_TIMEOUT_MS): a Redis that hangs (a fork
+// stall, a failover, SIGSTOP) turns into errors instead of callers waiting forever. The connection
+// is kept across timeouts, so late replies still pair with their commands; a dead peer (partition)
+// is noticed through TCP keepalive and reconnected.
+import { createClient, createCluster } from "redis";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import type { Redis } from "./scripts.ts";
+import { isCluster, send, type ClusterRedis, type Redis, type SingleRedis } from "./scripts.ts";
+
+export type { Redis };
 
 export function redisUrl(cfg: Config): string {
   if (cfg.REDIS_URL) return cfg.REDIS_URL;
-  return `redis://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}`;
+  return `${cfg.REDIS_TLS ? "rediss" : "redis"}://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}`;
 }
 
+/** host:port list of REDIS_CLUSTER_NODES, or [] for a single node. */
+export function clusterNodes(cfg: Config): { host: string; port: number }[] {
+  return (cfg.REDIS_CLUSTER_NODES ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => {
+      const i = s.lastIndexOf(":");
+      return { host: i > 0 ? s.slice(0, i) : s, port: i > 0 ? Number(s.slice(i + 1)) : 6379 };
+    });
+}
+
+/** Credentials and TLS for every connection: REDIS_USERNAME/REDIS_PASSWORD win over REDIS_URL's. */
+function auth(cfg: Config) {
+  const url = cfg.REDIS_URL ? new URL(cfg.REDIS_URL) : undefined;
+  const username = cfg.REDIS_USERNAME ?? (url?.username ? decodeURIComponent(url.username) : undefined);
+  const password = cfg.REDIS_PASSWORD ?? (url?.password ? decodeURIComponent(url.password) : undefined);
+  const tls = cfg.REDIS_TLS || url?.protocol === "rediss:";
+  return { username, password, tls };
+}
+
+const reconnectStrategy = (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2_000);
+
 export function createRedis(cfg: Config, log: Logger): Redis {
-  const client = createClient({
-    url: redisUrl(cfg),
-    ...(cfg.REDIS_PASSWORD ? { password: cfg.REDIS_PASSWORD } : {}),
-    disableOfflineQueue: true,
-    socket: {
-      connectTimeout: 2_000,
-      reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2_000),
-    },
-  });
+  const { username, password, tls } = auth(cfg);
+  const creds = { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+  // node-redis rejects a command still waiting after `timeout` (written or not): TimeoutError.
+  const commandOptions = { timeout: cfg.REDIS_TIMEOUT_MS };
+  const socket = { connectTimeout: Math.max(cfg.REDIS_TIMEOUT_MS, 1_000), reconnectStrategy, ...(tls ? { tls: true as const } : {}) };
+  const nodes = clusterNodes(cfg);
+  let client: Redis;
+  if (nodes.length > 0) {
+    client = createCluster({
+      rootNodes: nodes.map((n) => ({ socket: { host: n.host, port: n.port, ...socket } })),
+      defaults: { ...creds, disableOfflineQueue: true, socket },
+      commandOptions,
+    }) as unknown as ClusterRedis;
+  } else {
+    client = createClient({ url: redisUrl(cfg), ...creds, disableOfflineQueue: true, socket, commandOptions }) as unknown as SingleRedis;
+  }
   let lastReport = 0;
   client.on("error", (e: Error) => {
     // Reconnection errors repeat every few hundred ms while Redis is down: report one a few seconds.
@@ -29,12 +66,12 @@ export function createRedis(cfg: Config, log: Logger): Redis {
       log.warn("redis connection error", { error: e.message });
     }
   });
-  return client as unknown as Redis;
+  return client;
 }
 
 /** Connects, but gives up waiting after `timeoutMs` (the client goes on reconnecting). */
 export async function connectRedis(client: Redis, timeoutMs = 5_000): Promise<boolean> {
-  const connecting = client.connect().then(
+  const connecting = (client.connect() as Promise<unknown>).then(
     () => true,
     () => false,
   );
@@ -48,4 +85,31 @@ export async function closeRedis(client: Redis): Promise<void> {
   } catch {
     client.destroy();
   }
+}
+
+/** PING (on a cluster: every master answers). */
+export async function pingRedis(client: Redis): Promise<boolean> {
+  if (!isCluster(client)) return (await client.ping()) === "PONG";
+  const masters = client.masters;
+  if (masters.length === 0) return false;
+  const replies = await Promise.all(masters.map(async (m) => (await client.nodeClient(m)).ping()));
+  return replies.every((r) => r === "PONG");
+}
+
+/** Every key matching `pattern` (SCAN; on a cluster, on every master). */
+export async function* scanKeys(client: Redis, pattern: string, count = 500): AsyncGenerator<string[]> {
+  const nodes: SingleRedis[] = isCluster(client)
+    ? await Promise.all(client.masters.map((m) => client.nodeClient(m) as Promise<SingleRedis>))
+    : [client];
+  for (const node of nodes)
+    for await (const batch of node.scanIterator({ MATCH: pattern, COUNT: count })) {
+      const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
+      if (keys.length) yield keys;
+    }
+}
+
+/** UNLINKs keys one by one through the router (keys of a batch may live on different cluster nodes). */
+export async function unlinkKeys(client: Redis, keys: string[]): Promise<number> {
+  const n = await Promise.all(keys.map((k) => send<number>(client, k, ["UNLINK", k])));
+  return n.reduce((a, b) => a + Number(b), 0);
 }

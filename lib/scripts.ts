@@ -1,12 +1,30 @@
 // Lua scripts live in lib/lua/*.lua, one per atomic state change, each with a header listing
 // KEYS, ARGV and return codes. They run with EVALSHA and fall back to EVAL on NOSCRIPT (after a
-// Redis restart or SCRIPT FLUSH), as BullMQ does.
+// Redis restart or SCRIPT FLUSH), as BullMQ does. Every key a script touches is in KEYS, and all
+// KEYS of one call share a hash tag (lib/keys.ts): on Redis Cluster the call goes to the node that
+// owns the first key's slot.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RedisClientType } from "redis";
+import type { RedisClientType, RedisClusterType } from "redis";
 
-export type Redis = RedisClientType<any, any, any, any, any>;
-export type ScriptName = "create" | "published" | "unpublish" | "claim" | "heartbeat" | "finish" | "reap";
+export type SingleRedis = RedisClientType<any, any, any, any, any>;
+export type ClusterRedis = RedisClusterType<any, any, any, any, any>;
+/** A single-node client or a Redis Cluster client (lib/redis.ts builds either from config). */
+export type Redis = SingleRedis | ClusterRedis;
+
+export type ScriptName =
+  | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
+  | "hint" | "due";
+
+export function isCluster(redis: Redis): redis is ClusterRedis {
+  return "masters" in redis;
+}
+
+/** Sends one raw command; on a cluster it is routed by `key` (the command's first key). */
+export function send<T = unknown>(redis: Redis, key: string | undefined, args: string[]): Promise<T> {
+  if (isCluster(redis)) return redis.sendCommand(key, false, args) as Promise<T>;
+  return redis.sendCommand(args) as Promise<T>;
+}
 
 interface Script {
   name: ScriptName;
@@ -26,14 +44,34 @@ function load(name: ScriptName): Script {
   return s;
 }
 
+/** Every script call passes here: tests use it to check that all KEYS of each call share one slot. */
+export const scriptCalls: { observe?: (name: ScriptName, keys: string[]) => void } = {};
+
 export async function runScript(redis: Redis, name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
   const s = load(name);
+  scriptCalls.observe?.(name, keys);
   const tail = [String(keys.length), ...keys, ...args.map(String)];
   try {
-    return await redis.sendCommand(["EVALSHA", s.sha, ...tail]);
+    return await send(redis, keys[0], ["EVALSHA", s.sha, ...tail]);
   } catch (e) {
     // The reply's error code, not its prose: Redis starts this reply with the word NOSCRIPT.
-    if (e instanceof Error && e.message.startsWith("NOSCRIPT")) return await redis.sendCommand(["EVAL", s.source, ...tail]);
+    if (e instanceof Error && e.message.startsWith("NOSCRIPT")) return await send(redis, keys[0], ["EVAL", s.source, ...tail]);
     throw e;
   }
+}
+
+/** Redis Cluster's key slot (CRC16/XMODEM of the hash tag, or of the whole key, mod 16384). */
+export function keySlot(key: string): number {
+  let k = key;
+  const open = key.indexOf("{");
+  if (open >= 0) {
+    const close = key.indexOf("}", open + 1);
+    if (close > open + 1) k = key.slice(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of Buffer.from(k, "utf8")) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
 }

@@ -1,13 +1,24 @@
-// Task state in Redis. Every transition is one Lua script (lib/lua); this file turns their
-// integer codes into typed outcomes. Layout: see lib/keys.ts and the README.
+// Task state in Redis. Every per-task transition is one Lua script (lib/lua) on the task's keys,
+// which share one hash tag (lib/keys.ts); this file turns their codes into typed outcomes. The
+// global sets (outbox, stalled) are bucketed *hints*, written before the transition that needs
+// them and verified against the task by the sweeper and the reaper, so the same calls work on one
+// node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { runScript, type Redis } from "./scripts.ts";
+import { runScript, send, type Redis } from "./scripts.ts";
+import { pingRedis } from "./redis.ts";
+import type { Config } from "./config.ts";
 
 export type Claim =
   | { kind: "claimed"; attempt: number }
-  | { kind: "finished"; status: "done" | "failed" }
-  | { kind: "busy"; leaseLeftMs: number };
+  | { kind: "finished"; status: "done" | "failed" | "rejected" }
+  | { kind: "busy"; leaseLeftMs: number }
+  /**
+   * The agent's outcome is recorded and only its result message is still to publish (a publish
+   * failed before), or `exhausted`: every run so far began and never ended, so the task was failed
+   * now. Either way: publish, then `published()`; never run the agent.
+   */
+  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean };
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
@@ -20,8 +31,19 @@ export interface DeadLetter {
   at: string;
 }
 
+export interface StoreOptions {
+  /** REDIS_BUCKETS */
+  buckets?: number;
+  /** DEAD_LETTER_TTL_SECONDS */
+  deadLetterTtlSeconds?: number;
+  /** MAX_ATTEMPTS: a claim of a task with this many unfinished runs fails it */
+  maxAttempts?: number;
+}
+
 export class TaskStore {
   readonly keys: Keys;
+  readonly maxAttempts: number;
+  readonly deadLetterTtlSeconds: number;
   /**
    * @param stalledAfterMs a running task whose lease ended, or a retrying task whose delay ended, this
    *   long ago without being claimed again is re-published (see `stalled`, lib/lua/reap.lua)
@@ -31,124 +53,208 @@ export class TaskStore {
     readonly ttlSeconds: number,
     prefix = "",
     readonly stalledAfterMs = 600_000,
+    opts: StoreOptions = {},
   ) {
-    this.keys = buildKeys(prefix);
+    this.keys = buildKeys(prefix, opts.buckets ?? 16);
+    this.maxAttempts = opts.maxAttempts ?? 3;
+    this.deadLetterTtlSeconds = opts.deadLetterTtlSeconds ?? 7 * 86_400;
+  }
+
+  static fromConfig(redis: Redis, cfg: Config): TaskStore {
+    return new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS, {
+      buckets: cfg.REDIS_BUCKETS,
+      deadLetterTtlSeconds: cfg.DEAD_LETTER_TTL_SECONDS,
+      maxAttempts: cfg.MAX_ATTEMPTS,
+    });
   }
 
   private taskKeys(id: string) {
     return [this.keys.task(id), this.keys.legacyStatus(id)];
   }
-  private outboxKeys() {
-    return [this.keys.outbox, this.keys.outboxBodies];
+  outboxKey(id: string) {
+    return this.keys.outbox(this.keys.bucketOf(id));
+  }
+  stalledKey(id: string) {
+    return this.keys.stalled(this.keys.bucketOf(id));
+  }
+  private hint(zset: string, mode: "add" | "at" | "drop", id: string, ms: number | string) {
+    return runScript(this.redis, "hint", [zset], [mode, id, ms]);
+  }
+  private zrem(zset: string, id: string) {
+    return send(this.redis, zset, ["ZREM", zset, id]);
   }
 
-  /** Records a queued task and its outbox entry. False if the id exists already. */
-  async create(id: string, userId: string, body: string, now = Date.now()): Promise<boolean> {
-    const r = await runScript(this.redis, "create", [...this.taskKeys(id), ...this.outboxKeys()], [
-      id, userId, now, this.ttlSeconds, body,
+  /**
+   * Records a queued task (with its request message) and, first, its outbox hint. False if the id
+   * exists already. Throws if either write failed: the caller must then abandon() the id.
+   */
+  async create(id: string, userId: string, body: string): Promise<boolean> {
+    // Sent together: on one node they share the connection, so the hint is applied first.
+    const [h, c] = await Promise.allSettled([
+      this.hint(this.outboxKey(id), "add", id, 0),
+      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body]),
     ]);
-    return r === 1;
+    if (c.status === "rejected") throw c.reason;
+    if (h.status === "rejected") throw h.reason;
+    return c.value === 1;
   }
 
-  async markPublished(id: string): Promise<void> {
-    await runScript(this.redis, "published", this.outboxKeys(), [id]);
+  /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
+  async markSent(id: string): Promise<void> {
+    await runScript(this.redis, "sent", [this.keys.task(id)], []);
+    await this.zrem(this.outboxKey(id), id);
   }
 
-  /** The publish failed: removes the task unless a worker already saw it. */
-  async unpublish(id: string): Promise<boolean> {
-    return (await runScript(this.redis, "unpublish", [...this.taskKeys(id), ...this.outboxKeys()], [id])) === 1;
+  /**
+   * The client is told the task was not accepted: make sure it never runs (a tombstone, see
+   * lib/lua/abandon.lua). True: it never will; false: a worker or a confirmed send got there first.
+   */
+  async abandon(id: string): Promise<boolean> {
+    const r = (await runScript(this.redis, "abandon", this.taskKeys(id), [this.ttlSeconds])) === 1;
+    await this.zrem(this.outboxKey(id), id).catch(() => {}); // a stale hint is dropped by the sweeper anyway
+    return r;
   }
 
-  /** Outbox entries older than `olderThanMs`: accepted, publish never confirmed. */
-  async dueOutbox(olderThanMs: number, limit = 100, now = Date.now()): Promise<{ id: string; body: string }[]> {
-    const ids = (await this.redis.zRangeByScore(this.keys.outbox, 0, now - olderThanMs, {
-      LIMIT: { offset: 0, count: limit },
-    })) as string[];
-    if (ids.length === 0) return [];
-    const bodies = (await this.redis.hmGet(this.keys.outboxBodies, ids)) as (string | null)[];
+  /**
+   * Outbox hints older than `olderThanMs` whose task is still unsent, with the message to send;
+   * hints of tasks that say otherwise are dropped on the way.
+   */
+  async dueOutbox(olderThanMs: number, limit = 100): Promise<{ id: string; body: string }[]> {
     const out: { id: string; body: string }[] = [];
-    ids.forEach((id, i) => {
-      const body = bodies[i];
-      if (body) out.push({ id, body });
-    });
+    for (let b = 0; b < this.keys.buckets && out.length < limit; b++) {
+      const zset = this.keys.outbox(b);
+      const flat = (await runScript(this.redis, "due", [zset], [limit - out.length, olderThanMs])) as string[];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const id = flat[i]!;
+        const r = (await runScript(this.redis, "outbox-check", [this.keys.task(id)], [])) as [number, string?];
+        if (r[0] === 1 && r[1]) out.push({ id, body: r[1] });
+        else await this.hint(zset, "drop", id, flat[i + 1]!);
+      }
+    }
     return out;
   }
 
   /**
+   * Claims a task to run it. The stalled hint is written first (with the claim, on one connection).
    * `message` (the request body) is sent only for a task Redis does not know (a second round trip),
    * to adopt it with the body it needs if it stalls: the usual claim carries no body.
    */
-  async claim(id: string, token: string, leaseMs: number, userId: string, now = Date.now(), message = ""): Promise<Claim> {
-    const run = async (body: string, mode: "probe" | "adopt") =>
-      (await runScript(this.redis, "claim", [...this.taskKeys(id), this.keys.stalled], [
-        token, now, leaseMs, this.ttlSeconds, userId, id, this.stalledAfterMs, body, mode,
-      ])) as [number, number | string];
-    let r = await run("", "probe");
-    if (r[0] === 4) r = await run(message, "adopt");
-    if (r[0] === 1) return { kind: "claimed", attempt: Number(r[1]) };
-    if (r[0] === 2) return { kind: "finished", status: r[1] as "done" | "failed" };
-    return { kind: "busy", leaseLeftMs: Number(r[1]) };
+  async claim(id: string, token: string, leaseMs: number, userId: string, opts: { message?: string; maxAttempts?: number } = {}): Promise<Claim> {
+    const max = opts.maxAttempts ?? this.maxAttempts;
+    const run = (body: string, mode: "probe" | "adopt") =>
+      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode]) as Promise<
+        [number, number | string, string?, string?]
+      >;
+    const [h, c] = await Promise.allSettled([this.hint(this.stalledKey(id), "add", id, leaseMs + this.stalledAfterMs), run("", "probe")]);
+    if (c.status === "rejected") throw c.reason;
+    let r = c.value;
+    if (h.status === "rejected") {
+      // Nothing may run without its hint: give a fresh claim back (not counted) and fail the call.
+      if (r[0] === 1 || r[0] === 5 || r[0] === 6) await this.finish(id, token, "release").catch(() => {});
+      throw h.reason;
+    }
+    if (r[0] === 4) r = await run(opts.message ?? "", "adopt");
+    switch (r[0]) {
+      case 1:
+        return { kind: "claimed", attempt: Number(r[1]) };
+      case 2:
+        return { kind: "finished", status: r[1] as "done" | "failed" | "rejected" };
+      case 3:
+        return { kind: "busy", leaseLeftMs: Number(r[1]) };
+      case 5:
+        return r[2] === "done"
+          ? { kind: "publish", attempts: Number(r[1]), outcome: "done", result: JSON.parse(r[3]!) as AgentResult, exhausted: false }
+          : { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: r[3] ?? "", exhausted: false };
+      case 6:
+        return { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: String(r[2]), exhausted: true };
+      default:
+        throw new Error(`claim.lua returned ${JSON.stringify(r)}`);
+    }
   }
 
-  /** True while the claim is ours; false means stop the run. */
-  async heartbeat(id: string, token: string, leaseMs: number, now = Date.now()): Promise<boolean> {
-    return (
-      (await runScript(this.redis, "heartbeat", [this.keys.task(id), this.keys.stalled], [
-        token, now, leaseMs, id, this.stalledAfterMs,
-      ])) === 1
-    );
+  /** True while the claim is ours (lease and TTL extended); false means stop the run. */
+  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds])) === 1;
   }
 
-  /** `backAt`: for retry and release, when the message is due back from RocketMQ. */
-  private async finish(id: string, token: string, mode: string, data: string, userId = "", now = Date.now(), backAt = now) {
-    const r = await runScript(this.redis, "finish", [...this.taskKeys(id), this.keys.stalled], [
-      token, now, this.ttlSeconds, mode, data, userId, id, backAt, this.stalledAfterMs,
-    ]);
-    return FINISH[Number(r)] ?? "not_owner";
+  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
+    const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
+    const outcome = FINISH[Number(r)] ?? "not_owner";
+    // A finished task needs no watching; the reaper drops a hint left behind anyway.
+    if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
+      await this.zrem(this.stalledKey(id), id).catch(() => {});
+    return outcome;
   }
-  complete(id: string, token: string, result: AgentResult) {
+  /** The agent's result, recorded under the claim before its message is published. */
+  recordResult(id: string, token: string, result: AgentResult) {
     return this.finish(id, token, "done", JSON.stringify(result));
   }
+  /** Failed for good under the claim; the failure result is still to publish, then `published()`. */
   fail(id: string, token: string, error: string) {
     return this.finish(id, token, "failed", error);
   }
+  /** The recorded outcome's result message is out: done (or failed) for good, the task shrunk. */
+  published(id: string, token: string) {
+    return this.finish(id, token, "published");
+  }
+  /** recordResult + published, for callers with nothing to publish in between. */
+  async complete(id: string, token: string, result: AgentResult): Promise<FinishOutcome> {
+    const w = await this.recordResult(id, token, result);
+    return w === "written" ? this.published(id, token) : w;
+  }
   /** Back to queued; the message comes back after `delayMs`. */
-  retry(id: string, token: string, error: string, delayMs: number, now = Date.now()) {
-    return this.finish(id, token, "retry", error, "", now, now + delayMs);
+  async retry(id: string, token: string, error: string, delayMs: number) {
+    await this.hint(this.stalledKey(id), "add", id, delayMs + this.stalledAfterMs);
+    return this.finish(id, token, "retry", error, "", delayMs);
   }
-  release(id: string, token: string) {
-    return this.finish(id, token, "release", "");
+  /** Handed back, the run not counted; with an outcome recorded, only the claim is dropped. */
+  async release(id: string, token: string, delayMs = 1_000) {
+    await this.hint(this.stalledKey(id), "add", id, delayMs + this.stalledAfterMs);
+    return this.finish(id, token, "release", "", "", delayMs);
   }
-  /** Marks a task failed without a claim: for messages that can never be processed. */
+  /** A poison message names this task: failed, only if Redis does not know it (its real message may be fine). */
   forceFail(id: string, error: string, userId = "") {
     return this.finish(id, "", "force", error, userId);
   }
-  /** Marks a task failed because RocketMQ dead-lettered its message, unless a runner holds a live lease. */
+  /** RocketMQ dead-lettered a copy: failed unless finished, live, waiting for its retry or publishing. */
   deadLettered(id: string, error: string, userId = "") {
     return this.finish(id, "", "dead", error, userId);
   }
 
   /**
-   * Stalled tasks (lib/lua/reap.lua) with the request message to publish again; each is returned at
-   * most once per `stalledAfterMs`, whoever asks.
+   * Stalled tasks (lib/lua/reap.lua) with the request message to publish again, from every bucket;
+   * each is returned at most once per `stalledAfterMs`, whoever asks. Hints of tasks that need no
+   * watching are dropped, and the others moved to when they are next worth a look.
    */
-  async stalled(limit = 100, now = Date.now()): Promise<{ id: string; body: string }[]> {
-    const flat = (await runScript(this.redis, "reap", [this.keys.stalled], [
-      now, this.stalledAfterMs, limit, this.keys.task(""),
-    ])) as string[];
+  async stalled(limit = 100): Promise<{ id: string; body: string }[]> {
     const out: { id: string; body: string }[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) out.push({ id: flat[i]!, body: flat[i + 1]! });
+    for (let b = 0; b < this.keys.buckets && out.length < limit; b++) {
+      const zset = this.keys.stalled(b);
+      const flat = (await runScript(this.redis, "due", [zset], [limit - out.length, 0])) as string[];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        const id = flat[i]!;
+        const r = (await runScript(this.redis, "reap", [this.keys.task(id)], [this.stalledAfterMs])) as [number, number?, string?];
+        if (r[0] === 0) await this.hint(zset, "drop", id, flat[i + 1]!);
+        else await this.hint(zset, "at", id, Number(r[1]));
+        if (r[0] === 2 && r[2]) out.push({ id, body: r[2] });
+      }
+    }
     return out;
   }
 
   async get(id: string): Promise<TaskView | null> {
-    const h = (await this.redis.hGetAll(this.keys.task(id))) as Record<string, string>;
-    if (!h || !h.status) return null;
+    const key = this.keys.task(id);
+    const flat = (await send<string[]>(this.redis, key, ["HGETALL", key])) ?? [];
+    const h: Record<string, string> = {};
+    if (Array.isArray(flat)) for (let i = 0; i + 1 < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
+    else Object.assign(h, flat);
+    if (!h.status || h.status === "rejected") return null;
     const iso = (ms?: string) => (ms ? new Date(Number(ms)).toISOString() : undefined);
     const view: TaskView = {
       task_id: id,
       status: h.status as TaskStatus,
-      result: h.result ? (JSON.parse(h.result) as AgentResult) : null,
+      // A recorded result counts once its message is out (status done).
+      result: h.status === "done" && h.result ? (JSON.parse(h.result) as AgentResult) : null,
       user_id: h.user_id,
       attempts: Number(h.attempts ?? 0),
       created_at: iso(h.created_at),
@@ -160,21 +266,27 @@ export class TaskStore {
     return view;
   }
 
-  /** Sets a message aside with its reason (a capped list, newest first). */
+  /** Sets a message aside with its reason (a capped list, newest first, kept DEAD_LETTER_TTL_SECONDS). */
   async deadLetter(entry: DeadLetter, cap = 10_000): Promise<void> {
-    await this.redis
-      .multi()
-      .lPush(this.keys.deadLetters, JSON.stringify(entry))
-      .lTrim(this.keys.deadLetters, 0, cap - 1)
-      .exec();
+    const k = this.keys.deadLetters;
+    await send(this.redis, k, ["LPUSH", k, JSON.stringify(entry)]);
+    await send(this.redis, k, ["LTRIM", k, "0", String(cap - 1)]);
+    await send(this.redis, k, ["EXPIRE", k, String(this.deadLetterTtlSeconds)]);
   }
 
   async deadLetters(count = 100): Promise<DeadLetter[]> {
-    const items = (await this.redis.lRange(this.keys.deadLetters, 0, count - 1)) as string[];
+    const k = this.keys.deadLetters;
+    const items = (await send<string[]>(this.redis, k, ["LRANGE", k, "0", String(count - 1)])) ?? [];
     return items.map((s) => JSON.parse(s) as DeadLetter);
   }
 
+  /** Takes the outbox sweeper's lock for `ms`; false if another process holds it. */
+  async lockOutbox(ms = 10_000): Promise<boolean> {
+    const k = this.keys.outboxLock;
+    return (await send(this.redis, k, ["SET", k, "1", "NX", "PX", String(ms)])) === "OK";
+  }
+
   async ping(): Promise<boolean> {
-    return (await this.redis.ping()) === "PONG";
+    return pingRedis(this.redis);
   }
 }

@@ -1,7 +1,9 @@
 // Getting a task's request message to RocketMQ, and again when it went missing.
-// Accepting: the status goes to Redis with an outbox entry, the message to RocketMQ, then the outbox
-// entry is removed. If RocketMQ refuses, the task is removed again (no task looks queued that was
-// never sent); if this process dies between the two, the outbox sweeper (in the API) re-publishes it.
+// Accepting: the outbox hint and the queued task go to Redis, the message to RocketMQ, then the task
+// is marked sent and the hint dropped. The client gets 202 only when the send was confirmed; when it
+// gets 503, the task is made a tombstone (lib/lua/abandon.lua) so that it never runs, even if the
+// send or the create reached its server after all (a timeout is not a refusal). If this process
+// dies between the create and the send, the outbox sweeper (in the API) sends it.
 // Stalled tasks: a task is watched while it runs or waits for a retry (lib/lua/reap.lua). If its
 // worker died and RocketMQ no longer has its message (an unflushed broker crash, a message deleted by
 // hand, a group reset), nothing would run it again: workers re-publish it (republishStalled).
@@ -12,7 +14,14 @@ import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } 
 import type { Publisher } from "./mq.ts";
 import type { TaskStore } from "./store.ts";
 
+/** How long a tombstone that Redis did not take at once is retried in the background. */
+const ABANDON_RETRY_MS = 10 * 60_000;
+
 export class TaskService {
+  /** ids told 503 whose tombstone Redis has not confirmed yet -> since when (ms) */
+  readonly #abandoning = new Map<string, number>();
+  #abandonTimer?: ReturnType<typeof setInterval>;
+
   constructor(
     private readonly cfg: Config,
     private readonly store: TaskStore,
@@ -32,37 +41,82 @@ export class TaskService {
     try {
       await this.store.create(task_id, input.user_id, body.toString("utf8"));
     } catch (e) {
+      // The create may still land (a timeout): a tombstone, once Redis answers, keeps it from running.
       this.log.warn("task not accepted: Redis unavailable", { error: toError(e) });
+      this.#abandonLater(task_id);
       throw new UnavailableError("redis", retry, { cause: e });
     }
     try {
       await this.publish(task_id, body);
     } catch (e) {
-      this.log.warn("task not accepted: RocketMQ refused it", { task_id, error: toError(e) });
-      await this.store.unpublish(task_id).catch((e2) =>
-        // Redis went away too: the outbox entry stays, and the sweeper publishes it later.
-        this.log.warn("could not remove the unsent task; the outbox will retry it", { task_id, error: toError(e2) }),
-      );
+      // Refused, or timed out: the broker may have stored it anyway. Either way the client may only
+      // hear 503 if the task can never run: a tombstone makes a late message a no-op.
+      let abandoned: boolean | undefined;
+      try {
+        abandoned = await this.store.abandon(task_id);
+      } catch {
+        abandoned = undefined;
+      }
+      if (abandoned === false) {
+        // A worker claimed it already: the message did get through. Accepted.
+        this.log.info("send reported a failure, but a worker already has the task: accepted", { task_id });
+        await this.store.markSent(task_id).catch(() => {});
+        return { task_id, status: "queued" };
+      }
+      if (abandoned === undefined) this.#abandonLater(task_id);
+      this.log.warn("task not accepted: RocketMQ refused it or did not answer", { task_id, error: toError(e) });
       throw new UnavailableError("rocketmq", retry, { cause: e });
     }
-    await this.store.markPublished(task_id).catch((e) =>
-      this.log.warn("publish confirmed but outbox entry not removed; it may be sent twice", { task_id, error: toError(e) }),
+    await this.store.markSent(task_id).catch((e) =>
+      this.log.warn("send confirmed but not recorded; the outbox may send it twice", { task_id, error: toError(e) }),
     );
     return { task_id, status: "queued" };
   }
 
+  /** Retries the tombstone of a task the client was told was not accepted, until Redis answers. */
+  #abandonLater(id: string) {
+    this.#abandoning.set(id, Date.now());
+    this.#abandonTimer ??= setInterval(() => void this.#retryAbandons(), 1_000);
+    this.#abandonTimer.unref?.();
+  }
+
+  async #retryAbandons() {
+    for (const [id, since] of this.#abandoning) {
+      try {
+        if (!(await this.store.abandon(id)))
+          this.log.error("a task told 503 was claimed before its tombstone landed: it may run", { task_id: id });
+        this.#abandoning.delete(id);
+      } catch {
+        if (Date.now() - since > ABANDON_RETRY_MS) {
+          this.log.error("tombstone of a task told 503 not written; if its create landed, the outbox may run it", { task_id: id });
+          this.#abandoning.delete(id);
+        }
+        return; // Redis still away: try again next tick
+      }
+    }
+    if (this.#abandoning.size === 0) {
+      clearInterval(this.#abandonTimer);
+      this.#abandonTimer = undefined;
+    }
+  }
+
+  /** Tombstones not yet confirmed by Redis (for shutdown logs and tests). */
+  get pendingAbandons(): number {
+    return this.#abandoning.size;
+  }
+
   /**
-   * Re-publishes outbox entries older than `olderThanMs` (their API process died mid-submit, or Redis
-   * failed right after the send). Workers' claims make a second copy harmless. Returns how many.
+   * Re-publishes tasks whose outbox hint is older than `olderThanMs` and which still say unsent
+   * (their API process died mid-submit). Workers' claims make a second copy harmless. Returns how many.
    */
   async sweepOutbox(olderThanMs = 30_000): Promise<number> {
-    const lock = await this.store.redis.set(this.store.keys.outboxLock, "1", { NX: true, PX: 10_000 });
-    if (lock !== "OK") return 0;
+    if (!(await this.store.lockOutbox())) return 0;
     let n = 0;
     for (const { id, body } of await this.store.dueOutbox(olderThanMs)) {
+      if (this.#abandoning.has(id)) continue; // told 503: its tombstone is on its way
       try {
         await this.publish(id, Buffer.from(body, "utf8"));
-        await this.store.markPublished(id);
+        await this.store.markSent(id);
         n++;
         this.log.info("outbox: task re-published", { task_id: id });
       } catch (e) {

@@ -5,7 +5,7 @@ import { createApp } from "../lib/app.ts";
 import { parseConfig, type Config } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { Publisher } from "../lib/mq.ts";
-import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
+import { closeRedis, connectRedis, createRedis, scanKeys } from "../lib/redis.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
@@ -13,7 +13,7 @@ import { createNamespace, type TestNamespace } from "./helpers.ts";
 function build(cfg: Config) {
   const redis = createRedis(cfg, silentLogger);
   const publisher = new Publisher(cfg, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
+  const store = TaskStore.fromConfig(redis, cfg);
   const app = createApp({ cfg, store, tasks: new TaskService(cfg, store, publisher, silentLogger), log: silentLogger });
   return { redis, publisher, store, app, close: async () => { await publisher.close(); await closeRedis(redis); } };
 }
@@ -46,7 +46,7 @@ describe("POST /tasks", () => {
     expect(view?.status).toBe("queued");
     expect(view?.user_id).toBe("user123");
     expect(await sys.redis.get(sys.store.keys.legacyStatus(body.task_id))).toBe("queued");
-    expect(await sys.redis.zCard(sys.store.keys.outbox)).toBe(0);
+    expect(await sys.redis.zScore(sys.store.outboxKey(body.task_id), body.task_id)).toBeNull();
 
     const got = await sys.app.handle(new Request(`http://local/tasks/${body.task_id}`));
     expect(got.status).toBe(200);
@@ -140,15 +140,16 @@ describe("dependencies down", () => {
       expect(res.status).toBe(503);
       expect(res.headers.get("retry-after")).toBe("5");
       expect(((await res.json()) as { error: string }).error).toBe("rocketmq_unavailable");
+      // Every task key of the namespace: none is queued (the refused one is a tombstone, lib/lua/abandon.lua).
       const queued: string[] = [];
-      for await (const batch of down.redis.scanIterator({ MATCH: `${ns.redisPrefix}task:*`, COUNT: 1000 })) {
-        for (const key of batch as string[]) if (!key.endsWith(":status") && (await down.redis.hGet(key, "status")) === "queued") {
-          const view = await down.store.get(key.slice(`${ns.redisPrefix}task:`.length));
-          if (view && view.user_id === "mq-down-user") queued.push(key);
+      for await (const batch of scanKeys(down.redis, `{${ns.redisPrefix}task:*:status}:task`)) {
+        for (const key of batch) {
+          const [status, user] = await down.redis.hmGet(key, ["status", "user_id"]);
+          if (status === "queued" && user === "mq-down-user") queued.push(key);
         }
       }
       expect(queued).toEqual([]);
-      expect(await down.redis.zCard(down.store.keys.outbox)).toBe(0);
+      for (let b = 0; b < down.store.keys.buckets; b++) expect(await down.redis.zCard(down.store.keys.outbox(b))).toBe(0);
       const ready = await down.app.handle(new Request("http://local/readyz"));
       expect(ready.status).toBe(503);
     } finally {

@@ -183,9 +183,9 @@ describe("worker", () => {
   test("a task accepted but never confirmed sent (API died mid-submit) is re-published by the outbox sweep", async () => {
     const task_id = crypto.randomUUID();
     const body = encodeJson({ task_id, user_id: "outbox", payload: "orphan", action: ACTION }).toString("utf8");
-    await store.create(task_id, "outbox", body, Date.now() - 60_000); // written, then the process died
-    expect(await tasks.sweepOutbox(30_000)).toBe(1);
-    expect(await store.dueOutbox(0)).toEqual([]);
+    await store.create(task_id, "outbox", body); // written, then the process died
+    expect(await tasks.sweepOutbox(0)).toBe(1);
+    expect((await store.dueOutbox(0)).map((d) => d.id)).not.toContain(task_id);
     const w = worker({ AGENT_DELAY_MS: "0" });
     await waitStatus(task_id, "done", 30_000);
     expect(await w.stop()).toBe(0);
@@ -195,9 +195,9 @@ describe("worker", () => {
     const task_id = crypto.randomUUID();
     const body = encodeJson({ task_id, user_id: "stalled", payload: "lost message", action: ACTION }).toString("utf8");
     // Accepted and sent as far as the API knows, but no message reaches the broker: lost.
-    const quick = new TaskStore(sys.redis, ns.config.TASK_TTL_SECONDS, ns.config.REDIS_PREFIX, 1_000);
+    const quick = new TaskStore(sys.redis, ns.config.TASK_TTL_SECONDS, ns.config.REDIS_PREFIX, 1_000, { buckets: ns.config.REDIS_BUCKETS });
     await quick.create(task_id, "stalled", body);
-    await quick.markPublished(task_id);
+    await quick.markSent(task_id);
     // A worker claimed it (1 s lease), then died.
     expect(await quick.claim(task_id, "dead-worker", 1_000, "stalled")).toEqual({ kind: "claimed", attempt: 1 });
     const w = worker({ AGENT_DELAY_MS: "0", STALLED_AFTER_MS: "1000" });
@@ -205,7 +205,7 @@ describe("worker", () => {
     expect(w.logs("stalled task re-published", task_id).length).toBe(1);
     expect((await store.get(task_id))?.attempts).toBe(2);
     await waitFor(() => results.for(task_id).length > 0, 15_000, "result message");
-    expect(await sys.redis.zScore(store.keys.stalled, task_id)).toBeNull();
+    expect(await sys.redis.zScore(store.stalledKey(task_id), task_id)).toBeNull();
     expect(Number(await sys.redis.hExists(store.keys.task(task_id), "message"))).toBe(0);
     expect(await w.stop()).toBe(0);
   }, 60_000);

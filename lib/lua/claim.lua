@@ -1,35 +1,63 @@
 --[[ A worker claims a task to run it: queued -> running, or running -> running when the previous
-  runner's lease has expired (it died). A task this system never recorded (sent by another producer,
-  or expired) is adopted as queued first, with the message that brought it.
-  KEYS[1] task hash   KEYS[2] legacy status   KEYS[3] stalled zset
-  ARGV[1] claim token   ARGV[2] now (ms)   ARGV[3] lease (ms)   ARGV[4] ttl (s)   ARGV[5] user_id
-  ARGV[6] task id   ARGV[7] stalled after (ms)
-  ARGV[8] request message body, kept when adopting   ARGV[9] "probe": the body was left out (the usual
+  runner's lease has expired (it died). Times are Redis's own (TIME), never a host's clock.
+  A task this system never recorded (sent by another producer, or expired) is adopted as queued
+  first, with the message that brought it. A task whose result is recorded but not yet published
+  (`outcome`, finish.lua) is claimed to publish only: the agent does not run again. A task whose
+  runs so far all began and never ended (attempts = max: each run's worker died or lost its lease)
+  is failed instead of run again.
+  The caller wrote the stalled hint for this id first (hint.lua, another slot).
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  ARGV[1] claim token   ARGV[2] lease (ms)   ARGV[3] ttl (s)   ARGV[4] user_id   ARGV[5] max attempts
+  ARGV[6] request message body, kept when adopting   ARGV[7] "probe": the body was left out (the usual
   case needs none), so for an unknown task return 4 instead of adopting it; "adopt": adopt it
-  Returns: {1, attempt}         claimed; attempt counts runs, this one included
-           {2, status}          already finished (done or failed): ack and skip
-           {3, lease_left_ms}   another runner holds a live lease: come back later
-           {4, 0}               unknown task and no body given: call again with the body to adopt it
+  Returns: {1, attempt}                  claimed; attempt counts runs, this one included
+           {2, status}                   finished (done or failed) or rejected: ack and skip
+           {3, lease_left_ms}            another runner holds a live lease: come back later
+           {4, 0}                        unknown task and no body given: call again with the body
+           {5, attempts, outcome, data}  claimed to publish the recorded outcome (done: result JSON,
+                                         failed: error) and nothing else
+           {6, attempts, error}          claimed, and failed now: its runs never finished; publish
+                                         the failure like a {5, .., "failed", error}
 ]]
-local now = tonumber(ARGV[2])
-local t = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until")
-local status = t[1]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error")
+local status = h[1]
 if not status then
-  if ARGV[9] == "probe" then return {4, 0} end
-  redis.call("HSET", KEYS[1], "status", "queued", "user_id", ARGV[5], "attempts", 0, "created_at", now)
-  if ARGV[8] ~= "" then redis.call("HSET", KEYS[1], "message", ARGV[8]) end
+  if ARGV[7] == "probe" then return {4, 0} end
+  redis.call("HSET", KEYS[1], "status", "queued", "user_id", ARGV[4], "attempts", 0, "created_at", now, "sent", 1)
+  if ARGV[6] ~= "" then redis.call("HSET", KEYS[1], "message", ARGV[6]) end
   status = "queued"
+  h[5] = "0"
 end
-if status == "done" or status == "failed" then return {2, status} end
-if status == "running" and t[2] and t[2] ~= ARGV[1] then
-  local left = tonumber(t[3] or "0") - now
+if status == "rejected" or status == "done" or (status == "failed" and not h[4]) then return {2, status} end
+if h[2] and h[2] ~= ARGV[1] then
+  local left = tonumber(h[3] or "0") - now
   if left > 0 then return {3, left} end
 end
-local attempt = redis.call("HINCRBY", KEYS[1], "attempts", 1)
-local lease_until = now + tonumber(ARGV[3])
+local lease_until = now + tonumber(ARGV[2])
+local ttl = ARGV[3]
+if h[4] then
+  redis.call("HSET", KEYS[1], "owner", ARGV[1], "lease_until", lease_until, "updated_at", now)
+  redis.call("EXPIRE", KEYS[1], ttl)
+  redis.call("EXPIRE", KEYS[2], ttl)
+  if h[4] == "done" then return {5, tonumber(h[5] or "0"), "done", h[6] or ""} end
+  return {5, tonumber(h[5] or "0"), "failed", h[7] or ""}
+end
+local attempts = tonumber(h[5] or "0")
+if attempts >= tonumber(ARGV[5]) then
+  local err = "its runs never finished: " .. attempts .. " of " .. ARGV[5] ..
+    " attempts began and their worker died or lost its lease each time"
+  redis.call("HSET", KEYS[1], "status", "failed", "error", err, "outcome", "failed", "owner", ARGV[1],
+    "lease_until", lease_until, "finished_at", now, "updated_at", now)
+  redis.call("EXPIRE", KEYS[1], ttl)
+  redis.call("SET", KEYS[2], "failed", "EX", ttl)
+  return {6, attempts, err}
+end
+attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until", lease_until,
   "updated_at", now, "started_at", now)
-redis.call("EXPIRE", KEYS[1], ARGV[4])
-redis.call("SET", KEYS[2], "running", "EX", ARGV[4])
-redis.call("ZADD", KEYS[3], lease_until + tonumber(ARGV[7]), ARGV[6])
-return {1, attempt}
+redis.call("HDEL", KEYS[1], "back_at")
+redis.call("EXPIRE", KEYS[1], ttl)
+redis.call("SET", KEYS[2], "running", "EX", ttl)
+return {1, attempts}

@@ -1,43 +1,79 @@
---[[ End a claimed run: done, failed for good, or back to queued (a retry, or handed back at shutdown).
-  KEYS[1] task hash   KEYS[2] legacy status   KEYS[3] stalled zset
-  ARGV[1] claim token ("" with mode "force")   ARGV[2] now (ms)   ARGV[3] ttl (s)
-  ARGV[4] mode: "done" | "failed" | "retry" | "release"
-               | "force" (failed without a claim, for poison)
-               | "dead" (failed without a claim unless a runner holds a live lease: RocketMQ dead-lettered a copy)
-  ARGV[5] result JSON (done) or error text (failed, retry, force)   ARGV[6] user_id (force only)
-  ARGV[7] task id   ARGV[8] retry/release: when the message should be back (ms); the task counts as
-          stalled (reap.lua) if nothing claimed it by then plus ARGV[9]   ARGV[9] stalled after (ms)
-  Returns: 1 written; 0 the claim is not ours (nothing written); 2 already finished (nothing written)
+--[[ Record the end of a claimed run, or what happens to a task without a claim. Times are Redis's.
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  ARGV[1] claim token ("" for "force" and "dead")   ARGV[2] ttl (s)   ARGV[3] mode   ARGV[4] data
+  ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
+  Modes (all but "force" and "dead" need the claim: status running or publish pending, owner = token):
+    "done"      the agent's result (ARGV[4], JSON) is recorded, still running and owned: publish it,
+                then "published". A failed publish repeats only the publish (claim.lua, {5, ...}).
+    "failed"    failed for good with error ARGV[4]; the failure result is still to publish ("published")
+    "published" the recorded outcome's result message is out: done (or failed) for good, and the task
+                shrinks to status, user_id, result, error, attempts and times
+    "retry"     back to queued with error ARGV[4]; the message is due back in ARGV[6] ms
+    "release"   handed back, the run not counted (attempts - 1); due back in ARGV[6] ms. With an
+                outcome recorded, only the claim is dropped: the next claim publishes it
+    "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it
+    "dead"      RocketMQ dead-lettered a copy: failed with ARGV[4], unless finished, running under a
+                live lease, waiting for its retry (back_at in the future), or an outcome is recorded
+  Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written)
 ]]
-local t = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until")
-local mode = ARGV[4]
-local now = ARGV[2]
-if t[1] == "done" or t[1] == "failed" then return 2 end
-if mode == "dead" then
-  if t[1] == "running" and tonumber(t[3] or "0") > tonumber(now) then return 0 end
-  mode = "force"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at")
+local status, mode, ttl = h[1], ARGV[3], ARGV[2]
+local function shrink()
+  redis.call("HDEL", KEYS[1], "message", "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome")
 end
-if mode ~= "force" and (t[1] ~= "running" or t[2] ~= ARGV[1]) then return 0 end
-redis.call("HDEL", KEYS[1], "owner", "lease_until")
-if mode == "retry" or mode == "release" then
-  redis.call("ZADD", KEYS[3], tonumber(ARGV[8]) + tonumber(ARGV[9]), ARGV[7])
-else -- finished: nothing to watch, and the request body is no longer needed
-  redis.call("ZREM", KEYS[3], ARGV[7])
-  redis.call("HDEL", KEYS[1], "message")
+local function final(st)
+  redis.call("EXPIRE", KEYS[1], ttl)
+  redis.call("SET", KEYS[2], st, "EX", ttl)
+  return 1
 end
+if status == "rejected" then return 0 end
+if mode == "force" or mode == "dead" then
+  if status == "done" or (status == "failed" and not h[4]) then return 2 end
+  if status then
+    if mode == "force" or h[4] then return 0 end
+    if status == "running" and tonumber(h[3] or "0") > now then return 0 end
+    if status == "queued" and tonumber(h[5] or "0") > now then return 0 end
+  else
+    redis.call("HSET", KEYS[1], "user_id", ARGV[5], "attempts", 0, "created_at", now)
+  end
+  shrink()
+  redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)
+  return final("failed")
+end
+if status == "done" or (status == "failed" and not h[4]) then return 2 end
+if h[2] ~= ARGV[1] then return 0 end
+if mode == "published" then
+  if not h[4] then return 0 end
+  local st = h[4]
+  shrink()
+  if st == "done" then
+    redis.call("HSET", KEYS[1], "status", "done", "finished_at", now, "updated_at", now)
+    redis.call("HDEL", KEYS[1], "error")
+  end
+  return final(st)
+end
+if mode == "release" and h[4] then
+  redis.call("HDEL", KEYS[1], "owner")
+  redis.call("HSET", KEYS[1], "lease_until", now)
+  return 1
+end
+if status ~= "running" or h[4] then return 0 end
 if mode == "done" then
-  redis.call("HSET", KEYS[1], "status", "done", "result", ARGV[5], "finished_at", now, "updated_at", now)
-  redis.call("HDEL", KEYS[1], "error")
-elseif mode == "failed" or mode == "force" then
-  redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[5], "finished_at", now, "updated_at", now)
-  if not t[1] then redis.call("HSET", KEYS[1], "user_id", ARGV[6], "attempts", 0, "created_at", now) end
-elseif mode == "retry" then
-  redis.call("HSET", KEYS[1], "status", "queued", "error", ARGV[5], "updated_at", now)
-else -- release: the run did not happen as far as attempts go
-  redis.call("HSET", KEYS[1], "status", "queued", "updated_at", now)
-  redis.call("HINCRBY", KEYS[1], "attempts", -1)
+  redis.call("HSET", KEYS[1], "outcome", "done", "result", ARGV[4], "updated_at", now)
+  return 1
+elseif mode == "failed" then
+  redis.call("HSET", KEYS[1], "status", "failed", "outcome", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)
+  return final("failed")
+elseif mode == "retry" or mode == "release" then
+  redis.call("HDEL", KEYS[1], "owner", "lease_until")
+  redis.call("HSET", KEYS[1], "status", "queued", "back_at", now + tonumber(ARGV[6]), "updated_at", now)
+  if mode == "retry" then
+    redis.call("HSET", KEYS[1], "error", ARGV[4])
+  else
+    redis.call("HINCRBY", KEYS[1], "attempts", -1)
+  end
+  return final("queued")
 end
-local status = redis.call("HGET", KEYS[1], "status")
-redis.call("EXPIRE", KEYS[1], ARGV[3])
-redis.call("SET", KEYS[2], status, "EX", ARGV[3])
-return 1
+return redis.error_reply("finish.lua: unknown mode " .. tostring(mode))

@@ -1,25 +1,33 @@
---[[ Stalled tasks: running or retrying, yet not claimed or heard of since their lease or retry delay
-  ended plus the stalled-after time. Their worker died and RocketMQ no longer holds their message
-  (or holds it behind a long backlog). Each is returned with its request message to re-publish, and
-  its next check is moved on, so concurrent reapers do not send it twice within one period; a
-  duplicate is harmless anyway (claim.lua absorbs it). Entries of finished tasks are dropped.
-  KEYS[1] stalled zset
-  ARGV[1] now (ms)   ARGV[2] stalled after (ms)   ARGV[3] at most this many   ARGV[4] task key prefix
-  Returns: {id1, body1, id2, body2, ...}
+--[[ The reaper asks about one task it found due in a bucket's stalled hints: is it stalled, i.e.
+  running or retrying (or with a result still to publish), yet not claimed again for STALLED_AFTER_MS
+  after its lease or retry delay ended? Then its worker died and RocketMQ no longer holds its message
+  (or holds it behind a long backlog): the caller re-publishes the request message returned here. A
+  task is handed out at most once per STALLED_AFTER_MS (`reaped_at`), whichever reaper asks.
+  KEYS[1] task hash
+  ARGV[1] stalled after (ms)
+  Returns: {0}                 nothing to watch (finished, rejected, gone, or queued for its first run):
+                               drop the hint
+           {1, at}             not stalled (yet): look again at `at` (ms)
+           {2, at, message}    stalled: re-publish `message` now; look again at `at`
 ]]
-local now = tonumber(ARGV[1])
-local after = tonumber(ARGV[2])
-local out = {}
-for _, id in ipairs(redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[3]))) do
-  local t = redis.call("HMGET", ARGV[4] .. id, "status", "lease_until", "message")
-  if t[1] == false or t[1] == "done" or t[1] == "failed" or not t[3] or t[3] == "" then
-    redis.call("ZREM", KEYS[1], id)
-  elseif t[1] == "running" and tonumber(t[2] or "0") > now then
-    redis.call("ZADD", KEYS[1], tonumber(t[2]) + after, id)
-  else
-    redis.call("ZADD", KEYS[1], now + after, id)
-    out[#out + 1] = id
-    out[#out + 1] = t[3]
-  end
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local after = tonumber(ARGV[1])
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "back_at", "message", "reaped_at", "outcome", "updated_at")
+local status = h[1]
+if not status or status == "done" or status == "rejected" or (status == "failed" and not h[7]) then return {0} end
+if not h[5] or h[5] == "" then return {0} end
+local due
+if status == "queued" then
+  if not h[4] then return {0} end
+  due = tonumber(h[4]) + after
+else
+  local lease = tonumber(h[3] or h[8] or "0")
+  if h[2] and lease > now then return {1, lease + after} end
+  due = lease + after
 end
-return out
+if now < due then return {1, due} end
+local last = tonumber(h[6] or "0")
+if now < last + after then return {1, last + after} end
+redis.call("HSET", KEYS[1], "reaped_at", now)
+return {2, now + after, h[5]}

@@ -8,13 +8,17 @@ import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts"
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
 import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
-import type { TaskStore } from "../store.ts";
+import type { Claim, TaskStore } from "../store.ts";
 
-/** How the worker settles a message with the broker. */
+/** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
   ack(m: MessageView): Promise<void>;
-  /** Hide the message again for `ms`; it comes back with its delivery attempt + 1. */
-  hide(m: MessageView, ms: number): Promise<void>;
+  /**
+   * Hide the message again for `ms`; it comes back with its delivery attempt + 1. With `onlyIf`, the
+   * hide is skipped when it answers false at the moment it would run (after the operations queued
+   * before it): a heartbeat's hide must not undo the short hide of a run that just ended.
+   */
+  hide(m: MessageView, ms: number, onlyIf?: () => boolean): Promise<void>;
 }
 
 export interface WorkerContext {
@@ -45,6 +49,13 @@ class LeaseLost extends Error {
 class TaskTimeout extends Error {
   override name = "TaskTimeout";
 }
+/** Redis or RocketMQ failed underneath a message: the consumer loop's breaker counts these. */
+export class DependencyError extends Error {
+  override name = "DependencyError";
+  constructor(readonly dependency: "redis" | "rocketmq", message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
 
 export function retryDelayMs(cfg: Config, attempt: number, retryAfterMs?: number): number {
   const backoff = cfg.RETRY_BASE_MS * 2 ** Math.max(0, attempt - 1);
@@ -69,7 +80,11 @@ export function parseRequest(body: Buffer): Parsed {
 }
 
 export async function publishResult(ctx: WorkerContext, r: ResultMessage): Promise<void> {
-  await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r) });
+  try {
+    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r) });
+  } catch (e) {
+    throw new DependencyError("rocketmq", `result not published: ${toError(e).message}`, { cause: e });
+  }
 }
 
 export function resultMessage(msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string): ResultMessage {
@@ -84,7 +99,7 @@ export function resultMessage(msg: { task_id: string; user_id: string }, attempt
   };
 }
 
-/** A message that can never be processed: set aside with its reason, recorded as failed if it names a task, acked. */
+/** A message that can never be processed: set aside with its reason, recorded as failed if it names an unknown task, acked. */
 export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext): Promise<Outcome> {
   const log = ctx.log.child({ message_id: m.messageId, ...(p.taskId ? { task_id: p.taskId } : {}) });
   log.warn("message set aside: cannot be processed", { reason: p.reason });
@@ -96,6 +111,7 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
     at: new Date().toISOString(),
   });
   if (p.taskId) {
+    // Only a task Redis does not know is failed: a known one has its own, valid message (finish.lua "force").
     const error = `message could not be processed: ${p.reason}`;
     if ((await ctx.store.forceFail(p.taskId, error, p.userId ?? "")) === "written")
       await publishResult(ctx, resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error)).catch((e) =>
@@ -104,6 +120,47 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
   }
   await ctx.settler.ack(m);
   return "poison";
+}
+
+/** How long a message whose result could not be published stays hidden: grows with its deliveries. */
+export const publishRetryMs = (delivery: number) => Math.min(60_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(delivery, 1), 6));
+
+/** Retries `op` every few seconds in the background until it resolves or `forMs` ran out (Redis was down). */
+function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what: string) {
+  const until = Date.now() + forMs;
+  const attempt = () => {
+    op().catch(() => {
+      if (Date.now() < until) setTimeout(attempt, 2_000).unref?.();
+      else log.warn(`${what}: gave up`);
+    });
+  };
+  setTimeout(attempt, 1_000).unref?.();
+}
+
+/**
+ * Publishes the outcome recorded under this claim (a result, or a final failure), then marks the
+ * task finished and acks. A failed publish drops only the claim (the outcome stays recorded): the
+ * message comes back and the next claim publishes again, never running the agent again.
+ */
+async function publishOutcome(
+  m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null, error?: string,
+): Promise<Outcome> {
+  const log = ctx.log.child({ task_id: msg.task_id });
+  try {
+    await publishResult(ctx, resultMessage(msg, attempts, result, error));
+  } catch (e) {
+    const delay = publishRetryMs(m.deliveryAttempt ?? 1);
+    log.warn("result not published; only the publish will be retried", { error: toError(e), retry_in_ms: delay });
+    await ctx.store.release(msg.task_id, token, delay).catch(() => {});
+    await ctx.settler.hide(m, delay).catch(() => {});
+    throw e;
+  }
+  const w = await ctx.store.published(msg.task_id, token);
+  if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
+  await ctx.settler.ack(m);
+  if (result) log.info("task done", { attempt: attempts });
+  else log.warn("task failed", { attempt: attempts, error });
+  return result ? "done" : "failed";
 }
 
 /**
@@ -120,9 +177,20 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   const token = crypto.randomUUID();
   const leaseMs = cfg.MQ_INVISIBLE_MS;
 
-  const claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, Date.now(), m.body.toString("utf8"));
+  // The lease is measured from when the claim was *sent*: Redis started it no earlier (fencing, below).
+  let leaseFrom = performance.now();
+  let claim: Claim;
+  try {
+    claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, { message: m.body.toString("utf8"), maxAttempts: cfg.MAX_ATTEMPTS });
+  } catch (e) {
+    // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
+    // that never happened does not count as an attempt (finish.lua "release" needs this token).
+    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of an unanswered claim");
+    throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
+  }
   if (claim.kind === "finished") {
-    log.info("duplicate delivery of a finished task: skipped", { status: claim.status, delivery: m.deliveryAttempt });
+    if (claim.status === "rejected") log.info("message of a task that was not accepted (the client got a 503): skipped");
+    else log.info("duplicate delivery of a finished task: skipped", { status: claim.status, delivery: m.deliveryAttempt });
     await settler.ack(m);
     return "skipped";
   }
@@ -132,81 +200,109 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
     await settler.hide(m, Math.min(MAX_HIDE_MS, Math.max(MIN_HIDE_MS, claim.leaseLeftMs + 1_000)));
     return "busy";
   }
+  if (claim.kind === "publish") {
+    if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
+    else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
+    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error);
+  }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
 
   const run = new AbortController();
+  let ended = false;
   const onShutdown = () => run.abort(new ShutdownAbort("worker shutting down"));
   shutdown.addEventListener("abort", onShutdown, { once: true });
   if (shutdown.aborted) onShutdown();
   const timeout = setTimeout(() => run.abort(new TaskTimeout(`task timed out after ${cfg.TASK_TIMEOUT_MS} ms`)), cfg.TASK_TIMEOUT_MS);
-  // Heartbeat: keep the message hidden and the claim alive while the agent works (minutes, maybe).
-  const beat = setInterval(async () => {
-    try {
-      if (!(await store.heartbeat(msg.task_id, token, leaseMs))) run.abort(new LeaseLost("claim lost to another worker"));
-    } catch (e) {
-      log.warn("heartbeat to Redis failed", { error: toError(e) });
-    }
-    await settler.hide(m, cfg.MQ_INVISIBLE_MS).catch((e) => log.warn("could not extend message invisibility", { error: toError(e) }));
-  }, Math.max(1_000, Math.floor(leaseMs / 3)));
+  // Heartbeat: keep the claim and the message alive while the agent works (minutes, maybe). The two
+  // steps do not wait on each other: a hung Redis must not let the message reappear.
+  const beatEvery = Math.max(1_000, Math.floor(leaseMs / 3));
+  const beat = setInterval(() => {
+    const sentAt = performance.now();
+    store.heartbeat(msg.task_id, token, leaseMs).then(
+      (ours) => {
+        if (ours) leaseFrom = Math.max(leaseFrom, sentAt);
+        else run.abort(new LeaseLost("claim lost to another worker"));
+      },
+      (e) => log.debug("heartbeat to Redis failed", { error: toError(e) }),
+    );
+    settler.hide(m, leaseMs, () => !ended).catch((e) => log.warn("could not extend message invisibility", { error: toError(e) }));
+  }, beatEvery);
+  // Self-fencing: with no heartbeat through for nearly a lease, another worker may claim the task
+  // soon; stop before it can, and never publish (the result is recorded under the claim first).
+  const fenceMargin = Math.max(2_000, Math.floor(leaseMs / 6));
+  const fence = setInterval(() => {
+    if (performance.now() - leaseFrom > leaseMs - fenceMargin)
+      run.abort(new LeaseLost(`no heartbeat reached Redis for ${Math.round(performance.now() - leaseFrom)} ms: run fenced`));
+  }, Math.min(1_000, fenceMargin / 2));
 
   let result: AgentResult | undefined;
   let failure: Error | undefined;
+  // Hard deadline: once aborted, the agent has TASK_ABORT_GRACE_MS to stop; then its slot is freed anyway.
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  const ignored = new Promise<never>((_, reject) =>
+    run.signal.addEventListener("abort", () => {
+      graceTimer = setTimeout(() => reject(run.signal.reason), cfg.TASK_ABORT_GRACE_MS);
+    }, { once: true }),
+  );
+  ignored.catch(() => {});
   try {
-    result = await ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt }, run.signal);
+    const agentRun = ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt }, run.signal);
+    result = await Promise.race([agentRun, ignored]);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);
   } finally {
+    ended = true;
     clearInterval(beat);
+    clearInterval(fence);
     clearTimeout(timeout);
+    clearTimeout(graceTimer);
     shutdown.removeEventListener("abort", onShutdown);
   }
 
   if (failure instanceof ShutdownAbort) {
-    await store.release(msg.task_id, token);
+    await store.release(msg.task_id, token, MIN_HIDE_MS);
     // Hidden for the shortest time, so another worker picks it up within seconds.
     await settler.hide(m, MIN_HIDE_MS);
     log.info("task handed back at shutdown");
     return "handed_back";
   }
   if (failure instanceof LeaseLost) {
-    log.warn("task abandoned: another worker holds its claim");
+    log.warn("task abandoned: its claim is lost or could not be renewed", { reason: failure.message });
+    // If the claim is still ours after all (Redis was only unreachable), hand it back uncounted.
+    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of a fenced run");
     return "lost";
   }
 
   if (result) {
-    // Result first, then `done`: a failed publish must not leave a done task without its result.
-    try {
-      await publishResult(ctx, resultMessage(msg, attempt, result));
-    } catch (e) {
-      log.warn("result not published; task goes back for another run", { error: toError(e) });
-      await store.release(msg.task_id, token);
-      await settler.hide(m, MIN_HIDE_MS).catch(() => {});
-      return "retry";
-    }
-    const w = await store.complete(msg.task_id, token, result);
+    // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
+    // run that lost its claim never publishes.
+    const w = await store.recordResult(msg.task_id, token, result);
     if (w !== "written") {
-      log.warn("result published but the claim was lost; the message settles on its next delivery", { outcome: w });
+      log.warn("result not recorded: the claim was lost; not published", { outcome: w });
       return "lost";
     }
-    await settler.ack(m);
-    log.info("task done", { attempt });
-    return "done";
+    return publishOutcome(m, ctx, msg, token, attempt, result);
   }
 
   const err = failure ?? new Error("agent returned nothing");
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
-    await store.retry(msg.task_id, token, err.message, delay);
+    const w = await store.retry(msg.task_id, token, err.message, delay);
+    if (w !== "written") {
+      log.warn("attempt failed and the claim was lost meanwhile", { outcome: w, error: err.message });
+      return "lost";
+    }
     await settler.hide(m, delay);
     log.warn("task attempt failed; will retry", { attempt, error: err.message, retry_in_ms: delay });
     return "retry";
   }
   const reason = `${err.name}: ${err.message}`;
-  await publishResult(ctx, resultMessage(msg, attempt, null, reason));
-  await store.fail(msg.task_id, token, reason);
-  await settler.ack(m);
-  log.warn("task failed", { attempt, error: reason });
-  return "failed";
+  const w = await store.fail(msg.task_id, token, reason);
+  if (w !== "written") {
+    log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
+    return "lost";
+  }
+  return publishOutcome(m, ctx, msg, token, attempt, null, reason);
 }

@@ -5,9 +5,12 @@
 // One receive returns at most 32 messages, so with room for more it runs several receive calls at
 // once (up to MAX_RECEIVES), each asking for a share of the room that no other call has claimed:
 // never more messages in hand than WORKER_CONCURRENCY.
+// A circuit breaker (breaker.ts) pauses receiving while Redis or the result topic fails, so a
+// backlog waits in the broker instead of burning its deliveries.
 import { toError } from "../errors.ts";
-import { sleep } from "../time.ts";
+import { sleep, withTimeout } from "../time.ts";
 import type { MessageView } from "../mq.ts";
+import { Breaker, type BreakerOptions } from "./breaker.ts";
 import { handleMessage, MIN_HIDE_MS, type Outcome, type Settler, type WorkerContext } from "./handle.ts";
 
 export interface ReceivingConsumer {
@@ -36,13 +39,17 @@ export class ConsumerLoop {
   #requested = 0;
   #loop?: Promise<void>;
   #stopping?: Promise<void>;
+  /** a message let through while the breaker is half-open, not yet handled */
+  #probeInFlight = false;
   readonly settler: Settler;
+  readonly breaker: Breaker;
 
   constructor(
     private readonly consumer: ReceivingConsumer,
     private readonly ctx: Omit<WorkerContext, "settler">,
     /** what to do with each message: run the task (default), or settle a dead letter */
     private readonly handler: Handler = handleMessage,
+    breaker: Partial<BreakerOptions> = {},
   ) {
     const serial = (m: MessageView, op: () => Promise<void>) => {
       const next = (this.#settling.get(m) ?? Promise.resolve()).catch(() => {}).then(op);
@@ -51,8 +58,16 @@ export class ConsumerLoop {
     };
     this.settler = {
       ack: (m) => serial(m, () => this.consumer.ack(m)),
-      hide: (m, ms) => serial(m, () => this.consumer.changeInvisibleDuration(m, ms)),
+      hide: (m, ms, onlyIf) =>
+        serial(m, async () => {
+          if (!onlyIf || onlyIf()) await this.consumer.changeInvisibleDuration(m, ms);
+        }),
     };
+    const { cfg, store } = ctx;
+    this.breaker = new Breaker(ctx.log, {
+      probe: () => withTimeout(store.ping(), cfg.REDIS_TIMEOUT_MS, "redis ping"),
+      ...breaker,
+    });
   }
 
   /** Starts the consumer (retrying while RocketMQ is unreachable) and the loop; returns once running. */
@@ -103,7 +118,14 @@ export class ConsumerLoop {
         await this.#waitForSlot();
         continue;
       }
-      const want = Math.min(room, MAX_BATCH);
+      const state = this.breaker.state;
+      // Open: receive nothing (no delivery is spent). Half-open: one message at a time, as the probe.
+      if (state === "open" || (state === "half-open" && (this.#probeInFlight || this.#requested > 0))) {
+        await Promise.race([this.breaker.changed(), this.#waitForSlot()]);
+        continue;
+      }
+      const probing = state === "half-open";
+      const want = probing ? 1 : Math.min(room, MAX_BATCH);
       let messages: MessageView[];
       this.#requested += want;
       try {
@@ -117,27 +139,36 @@ export class ConsumerLoop {
       } finally {
         this.#requested -= want;
       }
+      if (probing && messages.length === 0) this.breaker.success(); // Redis answers and nothing waits
       for (const m of messages) {
         if (this.state !== "running") {
           // Received while stopping: give it straight back.
           await this.settler.hide(m, MIN_HIDE_MS).catch(() => {});
           continue;
         }
-        this.#track(m);
+        this.#track(m, probing);
       }
       // Claimed room this call did not fill is free again for a lane waiting on it.
       if (messages.length < want) this.#wakeLanes();
     }
   }
 
-  #track(m: MessageView) {
+  #track(m: MessageView, probe: boolean) {
+    if (probe) this.#probeInFlight = true;
     const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
-      .then(() => {})
-      .catch((e) => {
-        // Redis or RocketMQ failed underneath: the message reappears after its invisibility.
-        this.ctx.log.error("message handling failed; it will be redelivered", { message_id: m.messageId, error: toError(e) });
+      .then(() => this.breaker.success())
+      .catch(async (e) => {
+        // Redis or RocketMQ failed underneath. Logged once per outage (the breaker logs its opening);
+        // the message stays hidden past the next probe instead of coming back in a spin.
+        const wasClosed = this.breaker.state === "closed";
+        this.breaker.failure(e);
+        const fields = { message_id: m.messageId, error: toError(e) };
+        if (wasClosed && this.breaker.state === "closed") this.ctx.log.warn("message handling failed; it will be redelivered", fields);
+        else this.ctx.log.debug("message handling failed; it will be redelivered", fields);
+        await this.settler.hide(m, this.breaker.hideMs, () => this.breaker.state !== "closed").catch(() => {});
       })
       .finally(() => {
+        if (probe) this.#probeInFlight = false;
         this.#inflight.delete(p);
         this.#wakeLanes();
       });
@@ -150,6 +181,7 @@ export class ConsumerLoop {
       const { log } = this.ctx;
       this.state = "stopping";
       this.#wake.abort();
+      this.breaker.stop();
       this.#wakeLanes();
       log.info("worker stopping", { inflight: this.#inflight.size, grace_ms: graceMs });
       const all = () => Promise.allSettled([...this.#inflight]);

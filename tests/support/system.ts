@@ -16,7 +16,7 @@ export async function testSystem(opts: Parameters<typeof createNamespace>[0] = {
   await connectRedis(redis);
   const publisher = new Publisher(cfg, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
   await publisher.start();
-  const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, cfg.REDIS_PREFIX, cfg.STALLED_AFTER_MS);
+  const store = TaskStore.fromConfig(redis, cfg);
   const tasks = new TaskService(cfg, store, publisher, silentLogger);
   const results = await collectResults(ns);
   const statusOf = async (id: string) => (await store.get(id))?.status;
