@@ -57,18 +57,76 @@ export function startWorkers(ns: TestNamespace, n: number, extra: Record<string,
   return Array.from({ length: n }, () => new Service("worker.ts", { ...ns.env, ...extra }));
 }
 
-/** Messages each broker holds on a topic (sum of its queues' max offsets). */
+/** Messages each broker holds on a topic (sum of its queues' max offsets); a broker that does not answer is left out. */
 export async function messagesPerBroker(stack: ClusterStack, topic: string, queues: number): Promise<Record<string, number>> {
   const admin = new Admin({ namesrv: stack.endpoints.MQ_NAMESRV, cluster: "DefaultCluster", timeoutMs: 3000 });
   try {
     const out: Record<string, number> = {};
     for (const b of stack.ports.brokers) {
-      let sum = 0;
-      for (let q = 0; q < queues; q++) sum += await admin.maxOffset(`127.0.0.1:${b.port}`, topic, q);
-      out[b.name] = sum;
+      try {
+        let sum = 0;
+        for (let q = 0; q < queues; q++) sum += await admin.maxOffset(`127.0.0.1:${b.port}`, topic, q);
+        out[b.name] = sum;
+      } catch {}
     }
     return out;
   } finally {
     admin.close();
   }
+}
+
+export type PostRecord = { at: number; id?: string };
+
+/**
+ * POSTs one task every `everyMs` until stop() (one try each, no retry), recording when each was
+ * answered and whether it was accepted: the history a fault test judges.
+ */
+export function postLoop(sys: Awaited<ReturnType<typeof startApi>>, label: string, everyMs = 100) {
+  const history: PostRecord[] = [];
+  let running = true;
+  let paused: Promise<void> | undefined;
+  let resume = () => {};
+  let idle = () => {};
+  const done = (async () => {
+    for (let i = 0; running; i++) {
+      if (paused) {
+        idle();
+        await paused;
+      }
+      const id = await sys.post(`${label} ${i}`);
+      history.push({ at: Date.now(), id });
+      await Bun.sleep(everyMs);
+    }
+  })();
+  return {
+    history,
+    accepted: () => history.filter((h) => h.id).map((h) => h.id!),
+    /** Resolves once no POST is in flight; none starts until resume(). */
+    pause() {
+      paused = new Promise((r) => (resume = () => { paused = undefined; r(); }));
+      return new Promise<void>((r) => (idle = r));
+    },
+    resume: () => resume(),
+    async stop() {
+      running = false;
+      resume();
+      await done;
+      return history;
+    },
+  };
+}
+
+/** The longest time POSTs kept failing: from the first failure of a run to the next success (or the end). */
+export function longestOutageMs(history: PostRecord[]): number {
+  let longest = 0;
+  let since: number | undefined;
+  for (const h of history) {
+    if (!h.id) since ??= h.at;
+    else if (since !== undefined) {
+      longest = Math.max(longest, h.at - since);
+      since = undefined;
+    }
+  }
+  if (since !== undefined) longest = Math.max(longest, history[history.length - 1]!.at - since);
+  return longest;
 }
