@@ -14,7 +14,9 @@ const QUEUES = 4;
 
 beforeAll(async () => {
   stack = await clusterStack();
+  const started = Date.now();
   await stack.up();
+  console.log(`[cluster stack] up in ${((Date.now() - started) / 1000).toFixed(1)} s (${stack.dir})`);
   ns = await createNamespace({ env: stack.endpoints, queues: QUEUES });
 }, 300_000);
 
@@ -75,6 +77,7 @@ describe("cluster topology", () => {
     const mine = new Set(ids);
     const counts = workers.map((w) => new Set(w.logs("task done").map((l) => String(l.task_id)).filter((id) => mine.has(id))).size);
     expect(counts.reduce((a, b) => a + b, 0), `tasks done per worker ${counts}`).toBeGreaterThanOrEqual(ids.length);
+    console.log(`[three workers] tasks done per worker: ${counts.join(", ")} of ${ids.length}`);
     for (const c of counts) expect(c / ids.length, `tasks done per worker ${counts}`).toBeGreaterThanOrEqual(0.2);
     for (const w of workers) expect(await w.stop()).toBe(0);
     expect(await sys.api.stop()).toBe(0);
