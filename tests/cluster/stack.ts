@@ -18,6 +18,7 @@ const STACK = join(import.meta.dir, "..", "..", "scripts", "stack.ts");
 export async function freeClusterBase(): Promise<ClusterPorts> {
   const top = Math.min(ephemeralLow(), 32_768) - 10_000 - 40;
   const slots = Math.floor((top - 10_000) / 40);
+  if (slots < 1) throw new Error(`no room for a cluster stack's ports below the ephemeral range (${ephemeralLow()})`);
   for (let i = 0; i < 50; i++) {
     const ports = clusterPorts(10_000 + Math.floor(Math.random() * slots) * 40);
     let free = true;
