@@ -1,19 +1,15 @@
 // Dev/test stack: real Redis and RocketMQ 5.3.3 (name server + proxy with embedded broker) as plain
 // processes, no Docker. See docs/stack.md.
 //   bun scripts/stack.ts up | down | status | logs [namesrv|broker|proxy|redis]   [--dir DIR]
-//   bun scripts/stack.ts env                     export lines pointing the services at the stack
-//   ... --topology cluster                       Redis Cluster + two brokers (scripts/stack/cluster.ts)
 import { existsSync } from "node:fs";
-import { clusterCommand, clusterEnv } from "./stack/cluster";
-import { clusterPortsFromEnv } from "./stack/cluster-ports";
 import { checkJava, ensureJars } from "./stack/jars";
 import { endpoint, portOpen, portsFromEnv, type Ports } from "./stack/ports";
 import { statusRedis, upRedis } from "./stack/redis";
 import { logFiles, PartFailed, statusRocketMQ, upRocketMQ } from "./stack/rocketmq";
 import { StackState, stackDir, stopProcess, tail, withLock } from "./stack/state";
+import { clusterMain, takeTopology } from "./stack/cluster";
 
-const USAGE =
-  "usage: bun scripts/stack.ts up | down | status | logs [part] | env  [--dir DIR] [--topology single|cluster]";
+const USAGE = "usage: bun scripts/stack.ts up | down | status | logs [namesrv|broker|proxy|redis]  [--dir DIR]";
 const log = (s: string) => console.log(s);
 
 function printEndpoints(ports: Ports) {
@@ -67,6 +63,16 @@ async function down(st: StackState, ports: Ports) {
   return failed ? 1 : 0;
 }
 
+/** `eval "$(bun scripts/stack.ts env)"`: the variables api.ts/worker.ts need for this stack. */
+async function env(st: StackState, ports: Ports) {
+  console.log(`export REDIS_URL=redis://${endpoint(ports.redis)}`);
+  console.log(`export MQ_ENDPOINT=${endpoint(ports.grpc)}`);
+  console.log(`export MQ_NAMESRV=${endpoint(ports.namesrv)}`);
+  // Left over from the cluster topology's env, it would win over REDIS_URL.
+  console.log("unset REDIS_CLUSTER_NODES");
+  return 0;
+}
+
 function logs(st: StackState, part: string | undefined) {
   const files: Record<string, string[]> = { ...logFiles(st), redis: [st.path("logs", "redis.out")] };
   const names = part ? [part] : Object.keys(files);
@@ -81,39 +87,13 @@ function logs(st: StackState, part: string | undefined) {
   return 0;
 }
 
-/** `export` lines for a shell (`eval "$(bun scripts/stack.ts env)"`); unsets what would point elsewhere. */
-function env(topology: string) {
-  const cluster = topology === "cluster";
-  const p = portsFromEnv();
-  const vars = cluster
-    ? clusterEnv(clusterPortsFromEnv())
-    : { REDIS_URL: `redis://${endpoint(p.redis)}`, MQ_ENDPOINT: endpoint(p.grpc), MQ_NAMESRV: endpoint(p.namesrv) };
-  for (const [k, v] of Object.entries(vars)) log(`export ${k}=${v}`);
-  log(cluster ? "unset REDIS_URL" : "unset REDIS_CLUSTER_NODES");
-  return 0;
-}
-
 async function main(argv: string[]) {
   const args = argv.slice(2);
-  const flags = new Set<number>();
-  for (const f of ["--dir", "--topology"]) {
-    const at = args.indexOf(f);
-    if (at >= 0) flags.add(at).add(at + 1);
-  }
-  const positional = args.filter((_, i) => !flags.has(i));
+  // --topology cluster: Redis Cluster + two brokers, own folder and ports (scripts/stack/cluster.ts).
+  if (takeTopology(args) === "cluster") return clusterMain(args);
+  const dirAt = args.indexOf("--dir");
+  const positional = args.filter((_, i) => dirAt < 0 || (i !== dirAt && i !== dirAt + 1));
   const [cmd, part] = positional;
-  const topoAt = args.indexOf("--topology");
-  const topology = topoAt >= 0 ? args[topoAt + 1] : "single";
-  if (topology !== "single" && topology !== "cluster") {
-    console.error(`--topology is single or cluster, got ${JSON.stringify(topology)}`);
-    return 2;
-  }
-  if (cmd === "env") return env(topology);
-  if (topology === "cluster") {
-    const code = await clusterCommand(cmd, part, args);
-    if (code < 0) console.error(USAGE);
-    return code < 0 ? 2 : code;
-  }
   const st = new StackState(stackDir(args));
   const ports = portsFromEnv();
   switch (cmd) {
@@ -125,6 +105,8 @@ async function main(argv: string[]) {
       return status(st, ports);
     case "logs":
       return logs(st, part);
+    case "env":
+      return env(st, ports);
     default:
       console.error(USAGE);
       return 2;

@@ -102,8 +102,32 @@ function logs(st: StackState, ports: ClusterPorts, part: string | undefined) {
   return 0;
 }
 
-/** `bun scripts/stack.ts <cmd> --topology cluster`: the cluster topology's commands. */
-export async function clusterCommand(cmd: string | undefined, part: string | undefined, args: string[]): Promise<number> {
+const USAGE = "usage: bun scripts/stack.ts up | down | status | logs [part] | env  --topology cluster [--dir DIR]";
+
+/**
+ * Removes `--topology X` from args (in place) and returns X: "single" (the default) or "cluster".
+ * Throws on anything else.
+ */
+export function takeTopology(args: string[]): "single" | "cluster" {
+  const at = args.indexOf("--topology");
+  if (at < 0) return "single";
+  const value = args[at + 1];
+  if (value !== "single" && value !== "cluster") throw new Error(`--topology is single or cluster, got ${JSON.stringify(value ?? "")}`);
+  args.splice(at, 2);
+  return value;
+}
+
+/** `export` lines for a shell; unsets REDIS_URL, which a single-topology env may have left. */
+function env(ports: ClusterPorts) {
+  for (const [k, v] of Object.entries(clusterEnv(ports))) log(`export ${k}=${v}`);
+  log("unset REDIS_URL");
+  return 0;
+}
+
+/** `bun scripts/stack.ts <cmd> --topology cluster [--dir DIR]` (the flag already taken from args). */
+export async function clusterMain(args: string[]): Promise<number> {
+  const dirAt = args.indexOf("--dir");
+  const [cmd, part] = args.filter((_, i) => dirAt < 0 || (i !== dirAt && i !== dirAt + 1));
   const ports = clusterPortsFromEnv();
   const st = new StackState(clusterStackDir(args));
   switch (cmd) {
@@ -115,7 +139,10 @@ export async function clusterCommand(cmd: string | undefined, part: string | und
       return status(st, ports);
     case "logs":
       return logs(st, ports, part);
+    case "env":
+      return env(ports);
     default:
-      return -1;
+      console.error(USAGE);
+      return 2;
   }
 }
