@@ -170,8 +170,12 @@ export async function upClusterRocketMQ(st: StackState, ports: ClusterPorts, lib
     throw failure(st, missing, `not registered in cluster ${CLUSTER} at ${ns}: ${reg.why}`);
   }
   // A cluster-mode proxy creates its system topic (DefaultHeartBeatSyncerTopic) on the cluster's
-  // brokers as it starts, and exits when no broker is registered yet: it starts last.
-  if (!(await portOpen(ports.grpc))) {
+  // brokers as it starts, and exits when that fails: with no broker registered yet, and (seen on a box
+  // at load 40) when a broker answers too slowly. So it starts last, after the topic was created here
+  // (what the proxy would create: 1 queue, perm 6; the proxy then finds it and skips the step), and
+  // is started again if it still dies before opening its gRPC port.
+  await ensureProxyTopic(ports);
+  for (let attempt = 1; !(await portOpen(ports.grpc)); attempt++) {
     await ensureBindable(st, "proxy", [ports.grpc, ports.proxyRemoting]);
     const home = st.ensure("proxy");
     const rec = spawnDetached(
@@ -182,11 +186,28 @@ export async function upClusterRocketMQ(st: StackState, ports: ClusterPorts, lib
     st.write(rec);
     log(`  proxy: started pid ${rec.pid} (cluster mode)`);
     const r = await waitFor(() => portOpen(ports.grpc), timeoutMs, died(rec));
-    if (!r.ok) throw failure(st, "proxy", `${r.why} (gRPC port ${ports.grpc})`);
+    if (r.ok) break;
+    if (attempt === 3 || isAlive(rec)) throw failure(st, "proxy", `${r.why} (gRPC port ${ports.grpc})`);
+    log(`  proxy: pid ${rec.pid} exited while starting; starting it again`);
   }
 
   for (const b of ports.brokers) log(`  ${b.name}: ready on ${endpoint(b.port)} (registered in ${CLUSTER})`);
   log(`  proxy: ready, gRPC ${endpoint(ports.grpc)}, remoting ${endpoint(ports.proxyRemoting)}`);
+}
+
+/** The proxy's heartbeat-sync topic (ProxyConfig.heartbeatSyncerTopicName's default) on every broker. */
+const PROXY_SYSTEM_TOPIC = "DefaultHeartBeatSyncerTopic";
+
+async function ensureProxyTopic(ports: ClusterPorts) {
+  const admin = new Admin({ namesrv: endpoint(ports.namesrv), cluster: CLUSTER, timeoutMs: 10_000 });
+  try {
+    const brokers = await admin.brokers();
+    for (const b of brokers)
+      if (!(await admin.getTopicConfig(b.master, PROXY_SYSTEM_TOPIC))) await admin.createTopicOn(b.master, { topic: PROXY_SYSTEM_TOPIC, queues: 1, perm: 6 });
+    await admin.waitForRoute(PROXY_SYSTEM_TOPIC, brokers.map((b) => b.name), 1, 60_000);
+  } finally {
+    admin.close();
+  }
 }
 
 export async function statusClusterRocketMQ(st: StackState, ports: ClusterPorts): Promise<PartStatus[]> {

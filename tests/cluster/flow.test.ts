@@ -72,13 +72,19 @@ describe("cluster topology", () => {
     // 4 tasks at a time per worker, 1 s each: no worker can take the whole backlog.
     const workers = startWorkers(ns, 3, { AGENT_DELAY_MS: "1000", WORKER_CONCURRENCY: "4" });
     await Promise.all(workers.map((w) => w.waitForLog("worker running", 60_000)));
+    // Warm-up, not counted: a worker whose RocketMQ producer was slow to start (seen on a box at load
+    // 30) pauses receiving until its first results go out; the share is judged in the steady state.
+    await sys.allDone(await Promise.all(Array.from({ length: 24 }, (_, i) => sys.submit(`warm-up ${i}`))), 120_000);
     const ids = await Promise.all(Array.from({ length: 60 }, (_, i) => sys.submit(`share ${i}`)));
     await sys.allDone(ids, 120_000);
+    // Tasks each worker ran (its "task running" lines; a task run twice after a lost lease counts for both).
     const mine = new Set(ids);
-    const counts = workers.map((w) => new Set(w.logs("task done").map((l) => String(l.task_id)).filter((id) => mine.has(id))).size);
-    expect(counts.reduce((a, b) => a + b, 0), `tasks done per worker ${counts}`).toBeGreaterThanOrEqual(ids.length);
-    console.log(`[three workers] tasks done per worker: ${counts.join(", ")} of ${ids.length}`);
-    for (const c of counts) expect(c / ids.length, `tasks done per worker ${counts}`).toBeGreaterThanOrEqual(0.2);
+    const ran = workers.map((w) => new Set(w.logs("task running").map((l) => String(l.task_id)).filter((id) => mine.has(id))));
+    const counts = ran.map((r) => r.size);
+    console.log(`[three workers] tasks run per worker: ${counts.join(", ")} of ${ids.length}`);
+    const tails = () => workers.map((w, i) => `--- worker ${i} (${counts[i]} run)\n${w.raw.filter((l) => !l.includes('"task ')).slice(-15).join("\n")}`).join("\n");
+    expect(new Set(ran.flatMap((r) => [...r])).size, "every task ran on one of the workers").toBe(ids.length);
+    for (const c of counts) expect(c / ids.length, `tasks run per worker ${counts}\n${tails()}`).toBeGreaterThanOrEqual(0.2);
     for (const w of workers) expect(await w.stop()).toBe(0);
     expect(await sys.api.stop()).toBe(0);
   }, 240_000);
