@@ -133,6 +133,7 @@ test("cluster profile: broker-a and broker-b in one cluster behind a cluster-mod
   const pj = JSON.parse(confOf("rmqproxy"));
   expect(pj.proxyMode).toBe("cluster");
   expect(pj.grpcServerPort).toBe(8081);
+  expect(proxy.restart).toBe("on-failure");
   expect(proxy.depends_on).toEqual({ "rmqbroker-a": { condition: "service_healthy" }, "rmqbroker-b": { condition: "service_healthy" } });
 });
 
