@@ -9,17 +9,15 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
-import { ConsumerLoop } from "./lib/worker/loop.ts";
+import { ConsumerLoop, workerShutdownBudgetMs } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
   const redis = createRedis(cfg, log);
-  if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
   // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
-  await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
   // A 5 s long poll (the proxy's minimum): shutdown waits at most that long for the last receive.
   const consumer = createConsumer(cfg, log, cfg.MQ_GROUP_AGENT, cfg.MQ_TOPIC_REQUEST, REQUEST_TAG, 5_000);
   const { agent, name } = agentFromConfig(cfg);
@@ -39,7 +37,11 @@ async function main() {
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
-  ], cfg.SHUTDOWN_TIMEOUT_MS + 40_000);
+  ], workerShutdownBudgetMs(cfg));
+  // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
+  // seconds, and a SIGINT meanwhile must still shut down cleanly (exit 0).
+  if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; tasks wait until it is");
+  await publisher.start().catch((e) => log.warn("RocketMQ producer not started yet; will retry on first result", { error: e }));
 
   // With hundreds of tasks in flight the live heap stays ~20 MiB, but the runtime lets ~100 MiB of
   // garbage pile up before a full collection: collecting every 2 s keeps the peak RSS at ~150 MiB

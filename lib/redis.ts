@@ -1,14 +1,15 @@
 // The Redis client: built once from config, a single-node client or, when REDIS_CLUSTER_NODES is
 // set, node-redis's cluster client (same credentials and TLS settings). Commands fail fast while
 // disconnected (no offline queue), so the API can answer 503 at once instead of hanging; the client
-// keeps reconnecting. Every command has a timeout (REDIS_TIMEOUT_MS): a Redis that hangs (a fork
-// stall, a failover, SIGSTOP) turns into errors instead of callers waiting forever. The connection
+// keeps reconnecting. Every command sent through lib/scripts.ts send() has a timeout
+// (REDIS_TIMEOUT_MS): a Redis that hangs (a fork stall, a failover, SIGSTOP) turns into errors
+// instead of callers waiting forever. The connection
 // is kept across timeouts, so late replies still pair with their commands; a dead peer (partition)
 // is noticed through TCP keepalive and reconnected.
 import { createClient, createCluster } from "redis";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
-import { isCluster, send, type ClusterRedis, type Redis, type SingleRedis } from "./scripts.ts";
+import { commandTimeout, isCluster, send, setCommandTimeout, type ClusterRedis, type Redis, type SingleRedis } from "./scripts.ts";
 
 export type { Redis };
 
@@ -57,6 +58,7 @@ export function createRedis(cfg: Config, log: Logger): Redis {
   } else {
     client = createClient({ url: redisUrl(cfg), ...creds, disableOfflineQueue: true, socket, commandOptions }) as unknown as SingleRedis;
   }
+  setCommandTimeout(client, cfg.REDIS_TIMEOUT_MS);
   let lastReport = 0;
   client.on("error", (e: Error) => {
     // Reconnection errors repeat every few hundred ms while Redis is down: report one a few seconds.
@@ -73,13 +75,28 @@ export function createRedis(cfg: Config, log: Logger): Redis {
 export async function connectRedis(client: Redis, timeoutMs = 5_000): Promise<boolean> {
   const connecting = (client.connect() as Promise<unknown>).then(
     () => true,
-    () => false,
+    () => {
+      // A single-node client keeps reconnecting by itself; a cluster client whose first topology
+      // discovery failed stays closed: try again until it is open (or closed on purpose).
+      if (isCluster(client)) retryClusterConnect(client);
+      return false;
+    },
   );
   const timer = new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref?.());
   return Promise.race([connecting, timer]);
 }
 
+const closing = new WeakSet<object>();
+function retryClusterConnect(client: ClusterRedis) {
+  const t = setTimeout(() => {
+    if (client.isOpen || closing.has(client)) return;
+    (client.connect() as Promise<unknown>).catch(() => retryClusterConnect(client));
+  }, 2_000);
+  t.unref?.();
+}
+
 export async function closeRedis(client: Redis): Promise<void> {
+  closing.add(client);
   try {
     if (client.isOpen) await client.close();
   } catch {
@@ -89,10 +106,16 @@ export async function closeRedis(client: Redis): Promise<void> {
 
 /** PING (on a cluster: every master answers). */
 export async function pingRedis(client: Redis): Promise<boolean> {
-  if (!isCluster(client)) return (await client.ping()) === "PONG";
+  if (!isCluster(client)) return (await send(client, undefined, ["PING"])) === "PONG";
   const masters = client.masters;
   if (masters.length === 0) return false;
-  const replies = await Promise.all(masters.map(async (m) => (await client.nodeClient(m)).ping()));
+  const replies = await Promise.all(
+    masters.map(async (m) => {
+      const node = await client.nodeClient(m);
+      setCommandTimeout(node, commandTimeout(client));
+      return send(node, undefined, ["PING"]);
+    }),
+  );
   return replies.every((r) => r === "PONG");
 }
 

@@ -5,7 +5,7 @@
 // owns the first key's slot.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RedisClientType, RedisClusterType } from "redis";
+import { ClientClosedError, ClientOfflineError, RootNodesUnavailableError, type RedisClientType, type RedisClusterType } from "redis";
 
 export type SingleRedis = RedisClientType<any, any, any, any, any>;
 export type ClusterRedis = RedisClusterType<any, any, any, any, any>;
@@ -20,10 +20,38 @@ export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;
 }
 
+/** The client refused the command before sending it (not connected: no offline queue): it never ran. */
+export function neverSent(e: unknown): boolean {
+  return e instanceof ClientOfflineError || e instanceof ClientClosedError || e instanceof RootNodesUnavailableError;
+}
+
+/** A Redis command got no answer within REDIS_TIMEOUT_MS (Redis hangs, or the network does). */
+export class RedisTimeoutError extends Error {
+  override name = "RedisTimeoutError";
+}
+
+// node-redis 6.3.1's own command timeout (commandOptions.timeout) never fires for a command already
+// written to a socket whose peer stopped answering (seen under Bun and Node with a SIGSTOPped
+// redis-server): every command goes through send(), which stops waiting itself. The late reply is
+// still read by the client and paired with its command, so the connection stays usable.
+const timeouts = new WeakMap<object, number>();
+/** Every command sent through send() on this client rejects after `ms` without an answer. */
+export function setCommandTimeout(redis: Redis, ms: number | undefined) {
+  if (ms) timeouts.set(redis, ms);
+}
+export const commandTimeout = (redis: Redis) => timeouts.get(redis);
+
 /** Sends one raw command; on a cluster it is routed by `key` (the command's first key). */
 export function send<T = unknown>(redis: Redis, key: string | undefined, args: string[]): Promise<T> {
-  if (isCluster(redis)) return redis.sendCommand(key, false, args) as Promise<T>;
-  return redis.sendCommand(args) as Promise<T>;
+  const p = (isCluster(redis) ? redis.sendCommand(key, false, args) : redis.sendCommand(args)) as Promise<T>;
+  const ms = timeouts.get(redis);
+  if (!ms) return p;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisTimeoutError(`Redis did not answer ${args[0]} within ${ms} ms`)), ms);
+  });
+  p.catch(() => {}); // answered after the timeout: nobody listens any more
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 interface Script {

@@ -5,7 +5,7 @@
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { runScript, send, type Redis } from "./scripts.ts";
+import { neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
 
@@ -18,10 +18,20 @@ export type Claim =
    * failed before), or `exhausted`: every run so far began and never ended, so the task was failed
    * now. Either way: publish, then `published()`; never run the agent.
    */
-  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean };
+  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean }
+  /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
+  | { kind: "suspect"; crashes: number };
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
+
+/** create() failed; `written`: whether the task may be in Redis anyway ("maybe": a timeout). */
+export class CreateError extends Error {
+  override name = "CreateError";
+  constructor(readonly written: "no" | "maybe" | "yes", cause: unknown) {
+    super(`task not recorded: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
 
 export interface DeadLetter {
   reason: string;
@@ -86,7 +96,8 @@ export class TaskStore {
 
   /**
    * Records a queued task (with its request message) and, first, its outbox hint. False if the id
-   * exists already. Throws if either write failed: the caller must then abandon() the id.
+   * exists already. Throws CreateError if either write failed; unless it says the task was certainly
+   * not written, the caller must abandon() the id (the create may still land).
    */
   async create(id: string, userId: string, body: string): Promise<boolean> {
     // Sent together: on one node they share the connection, so the hint is applied first.
@@ -94,15 +105,15 @@ export class TaskStore {
       this.hint(this.outboxKey(id), "add", id, 0),
       runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body]),
     ]);
-    if (c.status === "rejected") throw c.reason;
-    if (h.status === "rejected") throw h.reason;
+    if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
+    if (h.status === "rejected") throw new CreateError("yes", h.reason);
     return c.value === 1;
   }
 
   /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
   async markSent(id: string): Promise<void> {
-    await runScript(this.redis, "sent", [this.keys.task(id)], []);
-    await this.zrem(this.outboxKey(id), id);
+    // Side by side: the hint only serves a re-send, and the message is out either way.
+    await Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]);
   }
 
   /**
@@ -139,10 +150,13 @@ export class TaskStore {
    * `message` (the request body) is sent only for a task Redis does not know (a second round trip),
    * to adopt it with the body it needs if it stalls: the usual claim carries no body.
    */
-  async claim(id: string, token: string, leaseMs: number, userId: string, opts: { message?: string; maxAttempts?: number } = {}): Promise<Claim> {
+  async claim(
+    id: string, token: string, leaseMs: number, userId: string, opts: { message?: string; maxAttempts?: number; isolated?: boolean } = {},
+  ): Promise<Claim> {
     const max = opts.maxAttempts ?? this.maxAttempts;
+    const isolated = opts.isolated ? "isolated" : "";
     const run = (body: string, mode: "probe" | "adopt") =>
-      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode]) as Promise<
+      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode, isolated]) as Promise<
         [number, number | string, string?, string?]
       >;
     const [h, c] = await Promise.allSettled([this.hint(this.stalledKey(id), "add", id, leaseMs + this.stalledAfterMs), run("", "probe")]);
@@ -167,6 +181,8 @@ export class TaskStore {
           : { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: r[3] ?? "", exhausted: false };
       case 6:
         return { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: String(r[2]), exhausted: true };
+      case 7:
+        return { kind: "suspect", crashes: Number(r[1]) };
       default:
         throw new Error(`claim.lua returned ${JSON.stringify(r)}`);
     }
@@ -180,9 +196,9 @@ export class TaskStore {
   private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
     const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
     const outcome = FINISH[Number(r)] ?? "not_owner";
-    // A finished task needs no watching; the reaper drops a hint left behind anyway.
+    // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
     if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
-      await this.zrem(this.stalledKey(id), id).catch(() => {});
+      void this.zrem(this.stalledKey(id), id).catch(() => {});
     return outcome;
   }
   /** The agent's result, recorded under the claim before its message is published. */

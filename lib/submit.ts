@@ -12,10 +12,12 @@ import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
-import type { TaskStore } from "./store.ts";
+import { CreateError, type TaskStore } from "./store.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
+/** Ids kept for that (a hung Redis under a flood of POSTs): bounded memory. */
+const MAX_PENDING_ABANDONS = 100_000;
 
 export class TaskService {
   /** ids told 503 whose tombstone Redis has not confirmed yet -> since when (ms) */
@@ -42,8 +44,9 @@ export class TaskService {
       await this.store.create(task_id, input.user_id, body.toString("utf8"));
     } catch (e) {
       // The create may still land (a timeout): a tombstone, once Redis answers, keeps it from running.
+      // Not needed when the client refused to send it (not connected): the common case in an outage.
       this.log.warn("task not accepted: Redis unavailable", { error: toError(e) });
-      this.#abandonLater(task_id);
+      if (!(e instanceof CreateError && e.written === "no")) this.#abandonLater(task_id);
       throw new UnavailableError("redis", retry, { cause: e });
     }
     try {
@@ -75,12 +78,27 @@ export class TaskService {
 
   /** Retries the tombstone of a task the client was told was not accepted, until Redis answers. */
   #abandonLater(id: string) {
+    if (this.#abandoning.size >= MAX_PENDING_ABANDONS) {
+      this.log.error("too many tombstones pending; one more task told 503 may run if its create landed", { task_id: id });
+      return;
+    }
     this.#abandoning.set(id, Date.now());
     this.#abandonTimer ??= setInterval(() => void this.#retryAbandons(), 1_000);
     this.#abandonTimer.unref?.();
   }
 
+  #retrying = false;
   async #retryAbandons() {
+    if (this.#retrying) return; // the previous tick is still going through a long list
+    this.#retrying = true;
+    try {
+      await this.#retryAbandonsOnce();
+    } finally {
+      this.#retrying = false;
+    }
+  }
+
+  async #retryAbandonsOnce() {
     for (const [id, since] of this.#abandoning) {
       try {
         if (!(await this.store.abandon(id)))

@@ -2,6 +2,8 @@
 // other in the right order, have healthchecks, and the worker can be scaled.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
+import { parseConfig } from "../lib/config.ts";
+import { workerShutdownBudgetMs } from "../lib/worker/loop.ts";
 
 type Service = {
   image?: string;
@@ -76,6 +78,14 @@ test("service addresses use the variable names of .env.example", () => {
       expect(envExample).toMatch(new RegExp(`^#? ?${key}=`, "m"));
     }
   }
+});
+
+test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop hands tasks back (issue 8 #12)", () => {
+  const grace = String((s.worker as { stop_grace_period?: string }).stop_grace_period ?? "10s");
+  const m = /^(\d+)(s|m)$/.exec(grace);
+  expect(m).not.toBeNull();
+  const ms = Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
+  expect(ms).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
 });
 
 // ------------------------------------------------------------------------------ profile "cluster"
@@ -155,6 +165,7 @@ test("cluster profile: provisioning after the proxy and the Redis cluster, then 
     expect(c[name]!.depends_on).toEqual({ "provision-cluster": { condition: "service_completed_successfully" } });
   expect(c["worker-cluster"]!.container_name).toBeUndefined();
   expect(c["worker-cluster"]!.ports).toBeUndefined();
+  expect((c["worker-cluster"] as { stop_grace_period?: string }).stop_grace_period).toBe((s.worker as { stop_grace_period?: string }).stop_grace_period);
   // Host ports of the cluster profile differ from the default system's, so both can run at once.
   const hostPorts = (svcs: Record<string, Service>) => Object.values(svcs).flatMap((v) => (v.ports ?? []).map((p) => p.split(":")[0]));
   const shared = hostPorts(c).filter((p) => hostPorts(s).includes(p));

@@ -38,4 +38,20 @@ describe("config", () => {
     expect(out).toContain("WORKER_CONCURRENCY");
     expect(out).toContain("MQ_ACCESS_KEY and MQ_SECRET_KEY");
   });
+  test("TASK_TTL_SECONDS must outlast a run and the longest retry delay; the message names both (issue 8 #9)", () => {
+    let err: ConfigError | undefined;
+    try {
+      parseConfig({ TASK_TTL_SECONDS: "60", TASK_TIMEOUT_MS: "600000" });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toContain("TASK_TTL_SECONDS=60");
+    expect(err!.message).toContain("TASK_TIMEOUT_MS=600000");
+    expect(parseConfig({ TASK_TTL_SECONDS: "3600", TASK_TIMEOUT_MS: "600000" }).TASK_TTL_SECONDS).toBe(3600);
+  });
+
+  test("REDIS_PREFIX with a brace is refused (it would split a task's keys over Redis Cluster slots)", () => {
+    expect(() => parseConfig({ REDIS_PREFIX: "app{1}:" })).toThrow("REDIS_PREFIX");
+  });
 });

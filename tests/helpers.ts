@@ -119,11 +119,13 @@ export async function deleteRedisKeys(url: string, prefix: string): Promise<numb
   await client.connect();
   let n = 0;
   try {
-    const pattern = `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`;
-    for await (const batch of client.scanIterator({ MATCH: pattern, COUNT: 500 })) {
-      const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
-      if (keys.length) n += await client.unlink(keys);
-    }
+    // Keys start with the prefix, or with a hash tag holding it (`{P task:<id>:status}:task`, `{P bucket:<n>}:…`).
+    const escaped = prefix.replace(/[*?[\]\\]/g, "\\$&");
+    for (const pattern of [`${escaped}*`, `{${escaped}*`])
+      for await (const batch of client.scanIterator({ MATCH: pattern, COUNT: 500 })) {
+        const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
+        if (keys.length) n += await client.unlink(keys);
+      }
   } finally {
     await client.quit().catch(() => client.destroy?.());
   }

@@ -10,6 +10,12 @@
   ARGV[1] claim token   ARGV[2] lease (ms)   ARGV[3] ttl (s)   ARGV[4] user_id   ARGV[5] max attempts
   ARGV[6] request message body, kept when adopting   ARGV[7] "probe": the body was left out (the usual
   case needs none), so for an unknown task return 4 instead of adopting it; "adopt": adopt it
+  ARGV[8] "isolated" when the caller runs it alone in its process (a suspect, below), else ""
+  A task whose earlier run died under a lease (its worker crashed: `crashes` counts those) may be
+  what kills workers, and every task running beside it dies with it. For its last allowed attempt
+  such a task is a *suspect*: only claimed "isolated" (run alone); otherwise 7 is returned and nothing
+  is written. (Isolating every task after any crash would run a killed worker's whole batch one by
+  one; the last attempt is the one an innocent task cannot afford to lose.)
   Returns: {1, attempt}                  claimed; attempt counts runs, this one included
            {2, status}                   finished (done or failed) or rejected: ack and skip
            {3, lease_left_ms}            another runner holds a live lease: come back later
@@ -18,10 +24,11 @@
                                          failed: error) and nothing else
            {6, attempts, error}          claimed, and failed now: its runs never finished; publish
                                          the failure like a {5, .., "failed", error}
+           {7, crashes}                  a suspect, and ARGV[8] is not "isolated": nothing claimed
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
@@ -54,6 +61,11 @@ if attempts >= tonumber(ARGV[5]) then
   redis.call("SET", KEYS[2], "failed", "EX", ttl)
   return {6, attempts, err}
 end
+-- Past the busy check, a foreign owner means its lease ran out: that run died.
+local died = status == "running" and h[2] ~= false and h[2] ~= ARGV[1]
+local crashes = tonumber(h[8] or "0") + (died and 1 or 0)
+if crashes > 0 and attempts + 1 >= tonumber(ARGV[5]) and ARGV[8] ~= "isolated" then return {7, crashes} end
+if died then redis.call("HINCRBY", KEYS[1], "crashes", 1) end
 attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until", lease_until,
   "updated_at", now, "started_at", now)

@@ -21,7 +21,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at")
 local status, mode, ttl = h[1], ARGV[3], ARGV[2]
 local function shrink()
-  redis.call("HDEL", KEYS[1], "message", "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome")
+  redis.call("HDEL", KEYS[1], "message", "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes")
 end
 local function final(st)
   redis.call("EXPIRE", KEYS[1], ttl)

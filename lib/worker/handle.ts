@@ -1,6 +1,8 @@
 // What a worker does with one received request message: validate, claim, run the agent under a
-// heartbeat, publish the result, record it, settle the message. Every path ends with the message
-// acked, or hidden again for a known reason (retry backoff, another live runner, handed back).
+// heartbeat (with self-fencing and a hard deadline), record the outcome under the claim, publish it,
+// mark it finished, settle the message. Every path ends with the message acked, or hidden again for
+// a known reason (retry backoff, another live runner, handed back, publish to retry), or throws a
+// DependencyError (Redis or RocketMQ failed) for the consumer loop's breaker.
 import { Value } from "@sinclair/typebox/value";
 import type { Agent } from "../agent/index.ts";
 import type { Config } from "../config.ts";
@@ -8,7 +10,9 @@ import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts"
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
 import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
+import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
+import type { Isolation } from "./isolation.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -22,6 +26,8 @@ export interface Settler {
 }
 
 export interface WorkerContext {
+  /** runs a suspect alone in this process (lib/worker/isolation.ts); without it, suspects run like any task */
+  isolation?: Isolation;
   cfg: Config;
   store: TaskStore;
   publisher: Publisher;
@@ -125,6 +131,13 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
 /** How long a message whose result could not be published stays hidden: grows with its deliveries. */
 export const publishRetryMs = (delivery: number) => Math.min(60_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(delivery, 1), 6));
 
+/**
+ * How long a claim that may be ours is offered back while Redis is away. The release checks the
+ * claim token, so it is safe however late it lands; the longer it is tried, the fewer outage-cut runs
+ * count as attempts.
+ */
+const releaseRetryMs = (leaseMs: number) => Math.max(10 * leaseMs, 600_000);
+
 /** Retries `op` every few seconds in the background until it resolves or `forMs` ran out (Redis was down). */
 function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what: string) {
   const until = Date.now() + forMs;
@@ -172,6 +185,70 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   const parsed = parseRequest(m.body);
   if (!parsed.ok) return poison(m, parsed, ctx);
   const msg = parsed.msg;
+  const iso = ctx.isolation;
+  if (!iso) {
+    const r = await claimAndRun(m, ctx, msg, shutdown, false);
+    return r === SUSPECT ? ((await claimAndRun(m, ctx, msg, shutdown, true)) as Outcome) : r;
+  }
+  // While a suspect runs alone here, claims wait (holding the message hidden), so that a crash it
+  // causes does not charge them an attempt.
+  let leave: () => void;
+  const hold = keepHidden(m, ctx);
+  try {
+    leave = await iso.enter(shutdown);
+  } catch (e) {
+    return handBackWaiting(m, ctx, hold, e);
+  }
+  hold.stop();
+  let r: Outcome | typeof SUSPECT;
+  try {
+    r = await claimAndRun(m, ctx, msg, shutdown, false);
+  } finally {
+    leave();
+  }
+  if (r !== SUSPECT) return r;
+  ctx.log.warn("an earlier run of this task died with its worker: running it alone in this process", { task_id: msg.task_id });
+  const held = keepHidden(m, ctx);
+  try {
+    return await iso.exclusive(() => {
+      held.stop();
+      return claimAndRun(m, ctx, msg, shutdown, true) as Promise<Outcome>;
+    }, shutdown);
+  } catch (e) {
+    if (e instanceof ShutdownAbort || shutdown.aborted) return handBackWaiting(m, ctx, held, e);
+    throw e;
+  } finally {
+    held.stop();
+  }
+}
+
+const SUSPECT = Symbol("suspect");
+
+/** Keeps a message that waits (unclaimed) hidden, renewing its invisibility every lease/3. */
+function keepHidden(m: MessageView, ctx: WorkerContext) {
+  let on = true;
+  const t = setInterval(() => {
+    ctx.settler.hide(m, ctx.cfg.MQ_INVISIBLE_MS, () => on).catch(() => {});
+  }, Math.max(1_000, Math.floor(ctx.cfg.MQ_INVISIBLE_MS / 3)));
+  return {
+    stop() {
+      on = false;
+      clearInterval(t);
+    },
+  };
+}
+
+async function handBackWaiting(m: MessageView, ctx: WorkerContext, hold: { stop(): void }, e: unknown): Promise<Outcome> {
+  hold.stop();
+  if (!(e instanceof ShutdownAbort) && !(toError(e).name === "ShutdownAbort")) throw e;
+  await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+  return "handed_back";
+}
+
+/** Claims (as a suspect only with `isolated`) and runs the task to a settled state. */
+async function claimAndRun(
+  m: MessageView, ctx: WorkerContext, msg: RequestMessage, shutdown: AbortSignal, isolated: boolean,
+): Promise<Outcome | typeof SUSPECT> {
   const log = ctx.log.child({ task_id: msg.task_id });
   const { cfg, store, settler } = ctx;
   const token = crypto.randomUUID();
@@ -181,11 +258,13 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   let leaseFrom = performance.now();
   let claim: Claim;
   try {
-    claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, { message: m.body.toString("utf8"), maxAttempts: cfg.MAX_ATTEMPTS });
+    claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, {
+      message: m.body.toString("utf8"), maxAttempts: cfg.MAX_ATTEMPTS, isolated,
+    });
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
-    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of an unanswered claim");
+    if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
   if (claim.kind === "finished") {
@@ -200,6 +279,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
     await settler.hide(m, Math.min(MAX_HIDE_MS, Math.max(MIN_HIDE_MS, claim.leaseLeftMs + 1_000)));
     return "busy";
   }
+  if (claim.kind === "suspect") return SUSPECT;
   if (claim.kind === "publish") {
     if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
     else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
@@ -270,7 +350,7 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
   if (failure instanceof LeaseLost) {
     log.warn("task abandoned: its claim is lost or could not be renewed", { reason: failure.message });
     // If the claim is still ours after all (Redis was only unreachable), hand it back uncounted.
-    retryLater(() => store.release(msg.task_id, token, 0), leaseMs, log, "release of a fenced run");
+    retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of a fenced run");
     return "lost";
   }
 

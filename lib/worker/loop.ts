@@ -11,6 +11,7 @@ import { toError } from "../errors.ts";
 import { sleep, withTimeout } from "../time.ts";
 import type { MessageView } from "../mq.ts";
 import { Breaker, type BreakerOptions } from "./breaker.ts";
+import { Isolation } from "./isolation.ts";
 import { handleMessage, MIN_HIDE_MS, type Outcome, type Settler, type WorkerContext } from "./handle.ts";
 
 export interface ReceivingConsumer {
@@ -19,6 +20,13 @@ export interface ReceivingConsumer {
   ack(m: MessageView): Promise<void>;
   changeInvisibleDuration(m: MessageView, ms: number): Promise<void>;
 }
+
+/**
+ * The longest a worker's shutdown takes before it forces its exit: SHUTDOWN_TIMEOUT_MS for running
+ * tasks, then up to 15 s to hand the rest back, 15 s for the last receive, and the clients' closes.
+ * A supervisor's stop timeout (compose stop_grace_period) must be longer.
+ */
+export const workerShutdownBudgetMs = (cfg: { SHUTDOWN_TIMEOUT_MS: number }) => cfg.SHUTDOWN_TIMEOUT_MS + 40_000;
 
 type State = "created" | "running" | "stopping" | "stopped";
 export type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
@@ -43,6 +51,8 @@ export class ConsumerLoop {
   #probeInFlight = false;
   readonly settler: Settler;
   readonly breaker: Breaker;
+  /** suspects (tasks whose earlier run died with its worker) run alone in this process */
+  readonly isolation = new Isolation();
 
   constructor(
     private readonly consumer: ReceivingConsumer,
@@ -155,8 +165,11 @@ export class ConsumerLoop {
 
   #track(m: MessageView, probe: boolean) {
     if (probe) this.#probeInFlight = true;
-    const p = this.handler(m, { ...this.ctx, settler: this.settler }, this.#shutdown.signal)
-      .then(() => this.breaker.success())
+    const p = this.handler(m, { ...this.ctx, settler: this.settler, isolation: this.isolation }, this.#shutdown.signal)
+      // "lost" proves nothing about Redis (a fenced run ends that way while Redis is down).
+      .then((outcome) => {
+        if (outcome !== "lost") this.breaker.success();
+      })
       .catch(async (e) => {
         // Redis or RocketMQ failed underneath. Logged once per outage (the breaker logs its opening);
         // the message stays hidden past the next probe instead of coming back in a spin.
