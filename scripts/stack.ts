@@ -8,6 +8,7 @@ import { endpoint, portOpen, portsFromEnv, type Ports } from "./stack/ports";
 import { statusRedis, upRedis } from "./stack/redis";
 import { logFiles, PartFailed, statusRocketMQ, upRocketMQ } from "./stack/rocketmq";
 import { StackState, stackDir, stopProcess, tail, withLock } from "./stack/state";
+import { clusterMain, takeTopology } from "./stack/cluster";
 
 const USAGE = "usage: bun scripts/stack.ts up [--llm | llm] | down | status | env | logs [namesrv|broker|proxy|redis|llm]  [--dir DIR]";
 const log = (s: string) => console.log(s);
@@ -73,6 +74,8 @@ async function env(st: StackState, ports: Ports) {
   console.log(`export MQ_NAMESRV=${endpoint(ports.namesrv)}`);
   const llm = await llmUrl(st);
   if (llm) console.log(`export LLM_BASE_URL=${llm}\nexport LLM_MODEL=${MODEL_ALIAS}`);
+  // Left over from the cluster topology's env, it would win over REDIS_URL.
+  console.log("unset REDIS_CLUSTER_NODES");
   return 0;
 }
 
@@ -92,6 +95,8 @@ function logs(st: StackState, part: string | undefined) {
 
 async function main(argv: string[]) {
   const args = argv.slice(2);
+  // --topology cluster: Redis Cluster + two brokers, own folder and ports (scripts/stack/cluster.ts).
+  if (takeTopology(args) === "cluster") return clusterMain(args);
   const dirAt = args.indexOf("--dir");
   const positional = args.filter((a, i) => (dirAt < 0 || (i !== dirAt && i !== dirAt + 1)) && a !== "--llm");
   const [cmd, part] = positional;

@@ -14,13 +14,21 @@ type Service = {
   container_name?: string;
   environment?: Record<string, string>;
   restart?: string;
+  profiles?: string[];
+  networks?: string[] | Record<string, { ipv4_address?: string }>;
+  configs?: { source: string; target: string }[];
 };
 const file = await Bun.file(join(import.meta.dir, "..", "compose.yaml")).text();
-const compose = Bun.YAML.parse(file) as { services: Record<string, Service>; configs: Record<string, { content: string }> };
-const s = compose.services;
+const compose = Bun.YAML.parse(file) as {
+  services: Record<string, Service>;
+  configs: Record<string, { content: string }>;
+  networks?: Record<string, { ipam?: { config?: { subnet: string }[] } }>;
+};
+// Services of the default (single-node) system: those without a profile.
+const s = Object.fromEntries(Object.entries(compose.services).filter(([, v]) => !v.profiles));
 const envExample = await Bun.file(join(import.meta.dir, "..", ".env.example")).text();
 
-test("has every service", () => {
+test("has every service of the default system", () => {
   expect(Object.keys(s).sort()).toEqual(["api", "provision", "redis", "rmqbroker", "rmqnamesrv", "worker"]);
 });
 
@@ -88,4 +96,88 @@ test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop
   expect(m).not.toBeNull();
   const ms = Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
   expect(ms).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
+});
+
+// ------------------------------------------------------------------------------ profile "cluster"
+const c = Object.fromEntries(Object.entries(compose.services).filter(([, v]) => v.profiles?.includes("cluster")));
+const nodes = [1, 2, 3, 4, 5, 6].map((i) => `redis-node-${i}`);
+const ipOf = (name: string) => (c[name]!.networks as Record<string, { ipv4_address: string }>).cluster!.ipv4_address;
+const confOf = (svc: string) => compose.configs[c[svc]!.configs![0]!.source]!.content;
+
+test("cluster profile: its services, all in the profile and on its network", () => {
+  expect(Object.keys(c).sort()).toEqual(
+    [...nodes, "redis-cluster-init", "rmqnamesrv-cluster", "rmqbroker-a", "rmqbroker-b", "rmqproxy", "provision-cluster", "api-cluster", "worker-cluster"].sort(),
+  );
+  for (const [name, svc] of Object.entries(c)) {
+    expect(svc.profiles, name).toEqual(["cluster"]);
+    const nets = Array.isArray(svc.networks) ? svc.networks : Object.keys(svc.networks ?? {});
+    expect(nets, name).toEqual(["cluster"]);
+  }
+  const subnet = compose.networks!.cluster!.ipam!.config![0]!.subnet;
+  expect(subnet).toBe("172.30.0.0/24");
+});
+
+test("cluster profile: six Redis nodes in cluster mode, joined with one replica per master", () => {
+  const ips = nodes.map(ipOf);
+  expect(new Set(ips).size).toBe(6);
+  for (const n of nodes) {
+    const cmd = c[n]!.command!.join(" ");
+    expect(cmd).toContain("--cluster-enabled yes");
+    expect(cmd).toContain("--appendonly yes");
+    expect(c[n]!.healthcheck?.test?.length).toBeGreaterThan(0);
+    expect(c["redis-cluster-init"]!.depends_on![n]).toEqual({ condition: "service_healthy" });
+  }
+  const init = c["redis-cluster-init"]!.command!.join(" ");
+  expect(init).toContain(`redis-cli --cluster create ${ips.map((ip) => `${ip}:6379`).join(" ")} --cluster-replicas 1 --cluster-yes`);
+  expect(c["redis-cluster-init"]!.restart).toBe("no");
+});
+
+test("cluster profile: broker-a and broker-b in one cluster behind a cluster-mode proxy", () => {
+  const a = confOf("rmqbroker-a");
+  const b = confOf("rmqbroker-b");
+  expect(a).toContain("brokerName=broker-a");
+  expect(b).toContain("brokerName=broker-b");
+  for (const conf of [a, b]) {
+    expect(conf).toContain("brokerClusterName=DefaultCluster");
+    expect(conf).toContain("brokerId=0");
+    expect(conf).toContain("autoCreateTopicEnable=false");
+  }
+  for (const br of ["rmqbroker-a", "rmqbroker-b"]) {
+    expect(c[br]!.image).toBe("apache/rocketmq:5.3.3");
+    expect(c[br]!.command!.join(" ")).toContain("mqbroker -c /home/rocketmq/broker.conf -n rmqnamesrv-cluster:9876");
+    expect(c[br]!.command).not.toContain("--enable-proxy");
+    expect(c[br]!.depends_on).toEqual({ "rmqnamesrv-cluster": { condition: "service_healthy" } });
+  }
+  const proxy = c.rmqproxy!;
+  expect(proxy.command!.join(" ")).toContain("mqproxy -pm cluster");
+  const pj = JSON.parse(confOf("rmqproxy"));
+  expect(pj.proxyMode).toBe("cluster");
+  expect(pj.grpcServerPort).toBe(8081);
+  expect(proxy.restart).toBe("on-failure");
+  expect(proxy.depends_on).toEqual({ "rmqbroker-a": { condition: "service_healthy" }, "rmqbroker-b": { condition: "service_healthy" } });
+});
+
+test("cluster profile: provisioning after the proxy and the Redis cluster, then the API and workers on those engines", () => {
+  expect(c["provision-cluster"]!.depends_on).toEqual({
+    rmqproxy: { condition: "service_healthy" },
+    "redis-cluster-init": { condition: "service_completed_successfully" },
+  });
+  expect(c["provision-cluster"]!.command).toEqual(s.provision!.command);
+  for (const name of ["provision-cluster", "api-cluster", "worker-cluster"]) {
+    const env = c[name]!.environment!;
+    expect(env.REDIS_CLUSTER_NODES!.split(",")).toEqual(nodes.map((n) => `${ipOf(n)}:6379`));
+    expect(env.MQ_ENDPOINT).toBe("rmqproxy:8081");
+    expect(env.MQ_NAMESRV).toBe("rmqnamesrv-cluster:9876");
+    expect(env.REDIS_HOST, `${name} must not point at the single-node Redis`).toBeUndefined();
+    expect(c[name]!.image).toBe("oven/bun:1.4.4");
+  }
+  for (const name of ["api-cluster", "worker-cluster"])
+    expect(c[name]!.depends_on).toEqual({ "provision-cluster": { condition: "service_completed_successfully" } });
+  expect(c["worker-cluster"]!.container_name).toBeUndefined();
+  expect(c["worker-cluster"]!.ports).toBeUndefined();
+  expect((c["worker-cluster"] as { stop_grace_period?: string }).stop_grace_period).toBe((s.worker as { stop_grace_period?: string }).stop_grace_period);
+  // Host ports of the cluster profile differ from the default system's, so both can run at once.
+  const hostPorts = (svcs: Record<string, Service>) => Object.values(svcs).flatMap((v) => (v.ports ?? []).map((p) => p.split(":")[0]));
+  const shared = hostPorts(c).filter((p) => hostPorts(s).includes(p));
+  expect(shared).toEqual([]);
 });

@@ -6,7 +6,7 @@ import { endpoint, redisAnswers, redisPing, redisReady, type Ports, waitFor } fr
 import { isAlive, isOurs, spawnDetached, type StackState, tail } from "./state";
 import { PartFailed, type PartStatus } from "./rocketmq";
 
-function ensureRedisServer(log: (s: string) => void) {
+export function ensureRedisServer(log: (s: string) => void) {
   if (Bun.which("redis-server")) return;
   const isRoot = process.getuid?.() === 0;
   const how = "apt-get update && apt-get install -y redis-server";

@@ -15,7 +15,7 @@ import { Admin } from "../../lib/rocketmq/admin.ts";
 
 // Heaps sized for a 2-core CI box (the official scripts ask for 4-8 GiB). No AlwaysPreTouch, so
 // RSS grows only as the heap is used.
-const NAMESRV_HEAP = ["-Xms256m", "-Xmx256m"];
+export const NAMESRV_HEAP = ["-Xms256m", "-Xmx256m"];
 const PROXY_HEAP = ["-Xms1g", "-Xmx1g", "-XX:MaxDirectMemorySize=1g"];
 // Java 17 closes these packages; RocketMQ's netty/mmap code needs them.
 const JAVA17 = ["--add-exports", "java.base/sun.nio.ch=ALL-UNNAMED", "--add-opens", "java.base/java.nio=ALL-UNNAMED"];
@@ -65,7 +65,7 @@ function writeConfigs(st: StackState, ports: Ports) {
   return conf;
 }
 
-function javaCmd(st: StackState, lib: string, userHome: string, heap: string[], logback: string, main: string[]) {
+export function javaCmd(st: StackState, lib: string, userHome: string, heap: string[], logback: string, main: string[]) {
   st.ensure("rocketmq-home");
   return [
     "java",
