@@ -3,6 +3,7 @@
 // mark it finished, settle the message. Every path ends with the message acked, or hidden again for
 // a known reason (retry backoff, another live runner, handed back, publish to retry), or throws a
 // DependencyError (Redis or RocketMQ failed) for the consumer loop's breaker.
+import { sleep } from "../time.ts";
 import { Value } from "@sinclair/typebox/value";
 import { type Agent, runClock } from "../agent/index.ts";
 import type { Config } from "../config.ts";
@@ -129,7 +130,8 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
 }
 
 /** How long a message whose result could not be published stays hidden: grows with its deliveries. */
-export const publishRetryMs = (delivery: number) => Math.min(60_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(delivery, 1), 6));
+/** Wait before the n-th retry of a result publish: 2 s doubling to 30 s. */
+export const publishRetryMs = (n: number) => Math.min(30_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(n, 1), 5));
 
 /**
  * How long a claim that may be ours is offered back while Redis is away. The release checks the
@@ -156,18 +158,37 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
  * message comes back and the next claim publishes again, never running the agent again.
  */
 async function publishOutcome(
-  m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null, error?: string,
+  m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null,
+  error: string | undefined, shutdown: AbortSignal,
 ): Promise<Outcome> {
   const log = ctx.log.child({ task_id: msg.task_id });
-  try {
-    await publishResult(ctx, resultMessage(msg, attempts, result, error));
-  } catch (e) {
-    const delay = publishRetryMs(m.deliveryAttempt ?? 1);
-    log.warn("result not published; only the publish will be retried", { error: toError(e), retry_in_ms: delay });
-    await ctx.store.release(msg.task_id, token, delay).catch(() => {});
-    await ctx.settler.hide(m, delay).catch(() => {});
-    throw e;
+  const message = resultMessage(msg, attempts, result, error);
+  // The result topic refusing writes (read-only, full disk) must not spend the request message's
+  // deliveries: a hide-and-redeliver per try dead-lettered whole backlogs in seconds. The message stays
+  // in hand, kept hidden like a running task's, while only the publish is retried with backoff; at
+  // shutdown it is handed back (the next claim publishes the recorded outcome, never runs the agent).
+  let hold: { stop(): void } | undefined;
+  for (let tries = 1; ; tries++) {
+    try {
+      await publishResult(ctx, message);
+      break;
+    } catch (e) {
+      const delay = publishRetryMs(tries);
+      if (tries === 1 || tries % 10 === 0)
+        log.warn("result not published; only the publish is retried, the message kept in hand", { error: toError(e), tries, retry_in_ms: delay });
+      hold ??= keepHidden(m, ctx);
+      try {
+        await sleep(delay, shutdown);
+      } catch {
+        hold.stop();
+        await ctx.store.release(msg.task_id, token, MIN_HIDE_MS).catch(() => {});
+        await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+        log.info("result still unpublished at shutdown: handed back");
+        return "handed_back";
+      }
+    }
   }
+  hold?.stop();
   const w = await ctx.store.published(msg.task_id, token);
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
@@ -283,7 +304,7 @@ async function claimAndRun(
   if (claim.kind === "publish") {
     if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
     else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
-    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error);
+    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown);
   }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
@@ -369,7 +390,7 @@ async function claimAndRun(
       log.warn("result not recorded: the claim was lost; not published", { outcome: w });
       return "lost";
     }
-    return publishOutcome(m, ctx, msg, token, attempt, result);
+    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown);
   }
 
   const err = failure ?? new Error("agent returned nothing");
@@ -395,5 +416,5 @@ async function claimAndRun(
     log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
     return "lost";
   }
-  return publishOutcome(m, ctx, msg, token, attempt, null, reason);
+  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown);
 }
