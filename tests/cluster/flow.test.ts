@@ -1,7 +1,7 @@
 // The system on the cluster topology (Redis Cluster 3 masters + 3 replicas; RocketMQ broker-a and
 // broker-b behind one cluster-mode proxy), on a private stack of this file: the stack itself, the
 // end-to-end flow through the API and workers, and three workers sharing the load.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { cli } from "../../scripts/stack/cluster-redis.ts";
 import { createNamespace, type TestNamespace } from "../helpers.ts";
 import { stopAll } from "../support/processes.ts";
@@ -19,6 +19,9 @@ beforeAll(async () => {
   console.log(`[cluster stack] up in ${((Date.now() - started) / 1000).toFixed(1)} s (${stack.dir})`);
   ns = await createNamespace({ env: stack.endpoints, queues: QUEUES });
 }, 300_000);
+
+// A test that fails before stopping its API and workers must not leave them to take the next test's tasks.
+afterEach(() => stopAll(), 60_000);
 
 afterAll(async () => {
   await stopAll();
@@ -53,7 +56,10 @@ describe("cluster topology", () => {
     const sys = await startApi(ns);
     const [worker] = startWorkers(ns, 1, { AGENT_DELAY_MS: "200" });
     await worker!.waitForLog("worker running", 60_000);
-    const ids = await Promise.all(Array.from({ length: 24 }, (_, i) => sys.submit(`cluster flow ${i}`)));
+    // One POST at a time: sends made in one event-loop turn travel as one batch, stored in one queue
+    // of one broker (lib/mq/send-batch.ts); lone sends are spread over both brokers' queues.
+    const ids: string[] = [];
+    for (let i = 0; i < 24; i++) ids.push(await sys.submit(`cluster flow ${i}`));
     await sys.allDone(ids, 90_000);
     for (const id of ids) {
       const v = await sys.view(id);
