@@ -26,18 +26,33 @@ const PEER_SRC =
   join(ROOT, "..", "shared", "peers", "bullmq");
 const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "agent-prod");
 
-const { values: a } = parseArgs({
-  options: {
-    tasks: { type: "string", default: "5000" },
-    concurrency: { type: "string", default: "32" },
-    "agent-ms": { type: "string", default: "0" },
-    "worker-concurrency": { type: "string", default: "64" },
-    warmup: { type: "string", default: "2000" },
-    rounds: { type: "string", default: "1" },
-    only: { type: "string" },
-    json: { type: "boolean", default: false },
-  },
-});
+const USAGE = `usage: bun scripts/compare.ts [--tasks 5000] [--concurrency 32] [--agent-ms 0] [--worker-concurrency 64]
+                             [--warmup 2000] [--rounds 1] [--only ours|bullmq] [--json]`;
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        tasks: { type: "string", default: "5000" },
+        concurrency: { type: "string", default: "32" },
+        "agent-ms": { type: "string", default: "0" },
+        "worker-concurrency": { type: "string", default: "64" },
+        warmup: { type: "string", default: "2000" },
+        rounds: { type: "string", default: "1" },
+        only: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const a = parseOptions();
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const opt = {
   tasks: Number(a.tasks),
   concurrency: Number(a.concurrency),
