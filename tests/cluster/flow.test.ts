@@ -22,8 +22,8 @@ describe("cluster topology", () => {
         expect((await ctx.ns.admin().getTopicConfig(b.master, t))?.readQueueNums, `${t} on ${b.name}`).toBeGreaterThan(0);
       for (const g of [ctx.ns.group, `${ctx.ns.group}-dlq`]) expect(await ctx.ns.admin().getGroupConfig(b.master, g), `${g} on ${b.name}`).not.toBeNull();
     }
-    // `env` prints what the services need for this ctx.stack.
-    const env = Bun.spawnSync(["bun", "scripts/ctx.stack.ts", "env", "--topology", "cluster"], {
+    // `env` prints what the services need for this stack.
+    const env = Bun.spawnSync(["bun", "scripts/stack.ts", "env", "--topology", "cluster"], {
       cwd: `${import.meta.dir}/../..`,
       env: { ...process.env, STACK_CLUSTER_BASE: String(ctx.stack.ports.base) },
     }).stdout.toString();
