@@ -15,7 +15,7 @@ export interface Backlog {
 
 export async function readBacklog(admin: Admin, topic: string, group: string): Promise<Backlog> {
   const route = await admin.topicRoute(topic);
-  if (!route) return { messages: 0, queues: 0 };
+  if (!route) throw new Error(`topic ${topic} has no route (not provisioned?)`);
   const masters = new Map(route.brokerDatas.map((b) => [b.brokerName, b.brokerAddrs["0"]]));
   const lags = await Promise.all(
     route.queueDatas.flatMap((q) => {
