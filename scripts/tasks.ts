@@ -91,7 +91,8 @@ async function main() {
   const redis = createRedis(cfg, silentLogger);
   let publisher: Publisher | undefined;
   try {
-    if (!(await connectRedis(redis))) throw new Unreachable("Redis is not reachable (REDIS_URL / REDIS_HOST / REDIS_PORT)");
+    // REDIS_TIMEOUT_MS (at least 2 s) to connect: an operator waits for an answer, not 5 s per try.
+    if (!(await connectRedis(redis, Math.max(2_000, cfg.REDIS_TIMEOUT_MS)))) throw new Unreachable("Redis is not reachable (REDIS_URL / REDIS_HOST / REDIS_PORT)");
     const store = TaskStore.fromConfig(redis, cfg);
     const out = (human: string, doc: unknown) => console.log(json ? JSON.stringify(doc, null, 2) : human);
     /** A publisher, started before anything is written: RocketMQ down means nothing changes. */
@@ -177,7 +178,7 @@ async function main() {
   } finally {
     // Bounded: a client still reconnecting to a server that is gone must not keep the exit code waiting.
     const closed = Promise.all([publisher?.close().catch(() => {}), closeRedis(redis).catch(() => {})]);
-    await Promise.race([closed, Bun.sleep(3_000)]);
+    await Promise.race([closed, Bun.sleep(1_000)]);
   }
 }
 
