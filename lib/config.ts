@@ -41,6 +41,7 @@ export const ConfigSchema = Type.Object({
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
   API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
+  ADMIN_TOKEN: Opt("token of the operators' dashboard, GET /dashboard (secret; unset: the dashboard is off, 404); use 32+ random characters"),
   AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
     default: "auto",
     description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
@@ -87,7 +88,7 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>;
 
 /** Names whose values must never be printed. */
-export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL"] as const;
+export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL", "ADMIN_TOKEN"] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

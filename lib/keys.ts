@@ -27,6 +27,14 @@ export interface Keys {
   deadLetters: string;
   /** STRING: lock held by the API instance sweeping the outbox. */
   outboxLock: string;
+  /** ZSET worker id -> last announcement (ms): the index of live workers (lib/ops/workers.ts) */
+  workers: string;
+  /** STRING (JSON, with a TTL): one worker's announcement; gone when it stops announcing */
+  worker(id: string): string;
+  /** HASH (TTL 2 h): one minute's finish counters and latency buckets, by minute since the epoch (lib/ops/minutes.ts) */
+  minute(epochMinute: number): string;
+  /** LIST of task ids, newest first, capped: recent final failures, for the dashboard (lib/ops/recorder.ts) */
+  recentFailures: string;
 }
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
@@ -60,6 +68,10 @@ export function keys(prefix = "", buckets = 16): Keys {
     buckets: n,
     deadLetters: `${prefix}dead-letters`,
     outboxLock: `${prefix}outbox:lock`,
+    workers: `${prefix}workers`,
+    worker: (id) => `${prefix}worker:${id}`,
+    minute: (m) => `${prefix}ops:minute:${m}`,
+    recentFailures: `${prefix}ops:failures`,
   };
 }
 

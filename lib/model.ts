@@ -59,6 +59,20 @@ export const RequestMessage = Type.Object({
 });
 export type RequestMessage = Static<typeof RequestMessage>;
 
+/**
+ * What a task's LLM calls cost, summed over its attempts (added; absent for an agent that makes no
+ * LLM call, such as the demo agent). Recorded by the worker with each attempt's end (lib/lua/finish.lua).
+ */
+export const TaskUsage = Type.Object({
+  model: Type.String({ description: "LLM_MODEL of the worker that made the last call" }),
+  prompt_tokens: Type.Integer({ minimum: 0, description: "as the LLM service reported them" }),
+  completion_tokens: Type.Integer({ minimum: 0 }),
+  llm_ms: Type.Integer({ minimum: 0, description: "time in answered LLM calls (ms), repairs and waits for the fleet's LLM budget included" }),
+  calls: Type.Integer({ minimum: 0, description: "answered LLM calls, repair requests included" }),
+  attempts: Type.Integer({ minimum: 0, description: "attempts that made LLM calls" }),
+});
+export type TaskUsage = Static<typeof TaskUsage>;
+
 /** Body of a message on MQ_TOPIC_RESULT (tag ProfileResult, key = task id). */
 export const ResultMessage = Type.Object({
   task_id: Type.String(),
@@ -68,6 +82,8 @@ export const ResultMessage = Type.Object({
   error: Type.Optional(Type.String()),
   attempts: Type.Integer(),
   finished_at: Type.String({ description: "ISO 8601" }),
+  /** Added: the task's LLM usage, when its agent made LLM calls. */
+  usage: Type.Optional(TaskUsage),
 });
 export type ResultMessage = Static<typeof ResultMessage>;
 
@@ -83,6 +99,7 @@ export const TaskView = Type.Object({
   updated_at: Type.Optional(Type.String()),
   started_at: Type.Optional(Type.String()),
   finished_at: Type.Optional(Type.String()),
+  usage: Type.Optional(TaskUsage),
 });
 export type TaskView = Static<typeof TaskView>;
 

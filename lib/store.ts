@@ -4,7 +4,7 @@
 // them and verified against the task by the sweeper and the reaper, so the same calls work on one
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
-import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
+import type { AgentResult, TaskStatus, TaskUsage, TaskView } from "./model.ts";
 import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
@@ -24,6 +24,12 @@ export type Claim =
   | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean }
   /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
   | { kind: "suspect"; crashes: number };
+
+/** requeue()'s answer: re-queued with the body to publish, or why not (nothing written). */
+export type Requeue =
+  | { kind: "requeued"; body: string }
+  | { kind: "not_failed"; status: string }
+  | { kind: "unknown" | "no_message" };
 
 export type FinishOutcome = "written" | "not_owner" | "already_finished";
 const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
@@ -112,6 +118,20 @@ export class TaskStore {
     if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
     if (h.status === "rejected") throw new CreateError("yes", h.reason);
     return c.value === 1;
+  }
+
+  /**
+   * An operator re-queues a task that failed for good (lib/lua/requeue.lua): its outbox hint first,
+   * as create() writes it, so the outbox sweeper sends the message if the caller cannot. `body`: the
+   * request message to use when the task kept none. Then publish the returned body and markSent().
+   */
+  async requeue(id: string, body = "", userId = ""): Promise<Requeue> {
+    await this.hint(this.outboxKey(id), "add", id, 0);
+    const [code, data] = (await runScript(this.redis, "requeue", this.taskKeys(id), [this.ttlSeconds, body, userId])) as [number, string];
+    if (code === 1) return { kind: "requeued", body: data };
+    await this.zrem(this.outboxKey(id), id).catch(() => {}); // nothing to send: a stale hint is dropped by the sweeper anyway
+    if (code === 0) return { kind: "not_failed", status: data };
+    return { kind: code === 2 ? "unknown" : "no_message" };
   }
 
   /** RocketMQ accepted the request message: mark the task sent, and drop its outbox hint. */
@@ -216,8 +236,9 @@ export class TaskStore {
     return (await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds])) === 1;
   }
 
-  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
-    const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
+  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0, usage?: TaskUsage): Promise<FinishOutcome> {
+    const args = [token, this.ttlSeconds, mode, data, userId, delayMs, ...(usage ? [JSON.stringify(usage)] : [])];
+    const r = await runScript(this.redis, "finish", this.taskKeys(id), args);
     const outcome = FINISH[Number(r)] ?? "not_owner";
     // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
     if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
@@ -225,12 +246,18 @@ export class TaskStore {
     return outcome;
   }
   /** The agent's result, recorded under the claim before its message is published. */
-  recordResult(id: string, token: string, result: AgentResult) {
-    return this.finish(id, token, "done", JSON.stringify(result));
+  recordResult(id: string, token: string, result: AgentResult, usage?: TaskUsage) {
+    return this.finish(id, token, "done", JSON.stringify(result), "", 0, usage);
   }
   /** Failed for good under the claim; the failure result is still to publish, then `published()`. */
-  fail(id: string, token: string, error: string) {
-    return this.finish(id, token, "failed", error);
+  fail(id: string, token: string, error: string, usage?: TaskUsage) {
+    return this.finish(id, token, "failed", error, "", 0, usage);
+  }
+  /** The task's LLM usage summed over its attempts so far, if any was recorded. */
+  async usage(id: string): Promise<TaskUsage | undefined> {
+    const k = this.keys.task(id);
+    const u = await send<string | null>(this.redis, k, ["HGET", k, "usage"]);
+    return u ? (JSON.parse(u) as TaskUsage) : undefined;
   }
   /** The recorded outcome's result message is out: done (or failed) for good, the task shrunk. */
   published(id: string, token: string) {
@@ -242,9 +269,9 @@ export class TaskStore {
     return w === "written" ? this.published(id, token) : w;
   }
   /** Back to queued; the message comes back after `delayMs`. */
-  async retry(id: string, token: string, error: string, delayMs: number) {
+  async retry(id: string, token: string, error: string, delayMs: number, usage?: TaskUsage) {
     await this.hint(this.stalledKey(id), "add", id, delayMs + this.stalledAfterMs);
-    return this.finish(id, token, "retry", error, "", delayMs);
+    return this.finish(id, token, "retry", error, "", delayMs, usage);
   }
   /** Handed back, the run not counted; with an outcome recorded, only the claim is dropped. */
   async release(id: string, token: string, delayMs = 1_000) {
@@ -311,6 +338,7 @@ export class TaskStore {
       finished_at: iso(h.finished_at),
     };
     if (h.error) view.error = h.error;
+    if (h.usage) view.usage = JSON.parse(h.usage) as TaskUsage;
     return view;
   }
 

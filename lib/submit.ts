@@ -12,7 +12,7 @@ import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
-import { CreateError, type TaskStore } from "./store.ts";
+import { CreateError, type Requeue, type TaskStore } from "./store.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
@@ -76,6 +76,25 @@ export class TaskService {
       this.log.warn("send confirmed but not recorded; the outbox may send it twice", { task_id, error: toError(e) }),
     );
     return { task_id, status: "queued" };
+  }
+
+  /**
+   * Re-queues a task that failed for good and publishes its request message (an operator's retry,
+   * lib/ops/retry.ts). If the publish fails, the task stays queued with its outbox hint: the API's
+   * outbox sweeper sends it. Throws only when Redis fails.
+   */
+  async requeue(id: string, body?: string, userId?: string): Promise<Requeue & { published?: boolean }> {
+    const r = await this.store.requeue(id, body, userId);
+    if (r.kind !== "requeued") return r;
+    try {
+      await this.publish(id, Buffer.from(r.body, "utf8"));
+    } catch (e) {
+      this.log.warn("re-queued task not published; the outbox sweeper will send it", { task_id: id, error: toError(e) });
+      return { ...r, published: false };
+    }
+    await this.store.markSent(id).catch(() => {});
+    this.log.info("task re-queued by an operator", { task_id: id });
+    return { ...r, published: true };
   }
 
   /** Retries the tombstone of a task the client was told was not accepted, until Redis answers. */

@@ -17,6 +17,7 @@ import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
+import { dashboardPlugin } from "./dashboard.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 
@@ -93,6 +94,7 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
       log.error("unhandled error in request", { error: toError(error), path: url.pathname });
       return jsonResponse(500, { error: "internal", message: "internal error" });
     })
+    .use(dashboardPlugin({ cfg, store, tasks, log }))
     .post(
       "/tasks",
       // The body is read here, not by Elysia: with a cap (readCapped), and checked by parseTaskInput.

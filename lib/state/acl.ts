@@ -15,7 +15,8 @@ export const REDIS_COMMANDS = [
   "sadd", "smembers", "scard",
   "lpush", "ltrim", "lrange",
   // Not here: SCAN (keyless: it would list every key name of the server), TYPE, PTTL, MEMORY. Only
-  // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them: run those as an admin.
+  // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them, and `scripts/tasks.ts
+  // stats` (SCAN, LLEN): run those as an admin.
 ] as const;
 
 /**

@@ -10,7 +10,8 @@ import type { Config } from "../config.ts";
 import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
-import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
+import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage, type TaskUsage } from "../model.ts";
+import type { LlmCall } from "../agent/types.ts";
 import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
@@ -159,10 +160,13 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
  */
 async function publishOutcome(
   m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null,
-  error: string | undefined, shutdown: AbortSignal,
+  error: string | undefined, shutdown: AbortSignal, withUsage = false,
 ): Promise<Outcome> {
   const log = ctx.log.child({ task_id: msg.task_id });
   const message = resultMessage(msg, attempts, result, error);
+  // The usage summed over every attempt is in the record (finish.lua): read only when this run made LLM calls.
+  const usage = withUsage ? await ctx.store.usage(msg.task_id).catch(() => undefined) : undefined;
+  if (usage) message.usage = usage;
   // The result topic refusing writes (read-only, full disk) must not spend the request message's
   // deliveries: a hide-and-redeliver per try dead-lettered whole backlogs in seconds. The message stays
   // in hand, kept hidden like a running task's, while only the publish is retried with backoff; at
@@ -304,7 +308,7 @@ async function claimAndRun(
   if (claim.kind === "publish") {
     if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
     else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
-    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown);
+    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown, true);
   }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
@@ -340,6 +344,8 @@ async function claimAndRun(
 
   let result: AgentResult | undefined;
   let failure: Error | undefined;
+  // This run's LLM calls, recorded with its end (finish.lua sums them into the task's usage).
+  const meter = usageMeter();
   // Hard deadline: once aborted, the agent has TASK_ABORT_GRACE_MS to stop; then its slot is freed anyway.
   // An agent still running after the grace ignored its signal and may run on in this process: such
   // a task is failed, never retried, since a retry would run it twice at the same time.
@@ -355,7 +361,10 @@ async function claimAndRun(
   );
   ignored.catch(() => {});
   try {
-    const agentRun = ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused }, run.signal);
+    const agentRun = ctx.agent(
+      { task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add },
+      run.signal,
+    );
     result = await Promise.race([agentRun, ignored]);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);
@@ -385,12 +394,12 @@ async function claimAndRun(
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
-    const w = await store.recordResult(msg.task_id, token, result);
+    const w = await store.recordResult(msg.task_id, token, result, meter.total());
     if (w !== "written") {
       log.warn("result not recorded: the claim was lost; not published", { outcome: w });
       return "lost";
     }
-    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown);
+    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown, meter.total() !== undefined);
   }
 
   const err = failure ?? new Error("agent returned nothing");
@@ -401,7 +410,7 @@ async function claimAndRun(
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS || deaf;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
-    const w = await store.retry(msg.task_id, token, err.message, delay);
+    const w = await store.retry(msg.task_id, token, err.message, delay, meter.total());
     if (w !== "written") {
       log.warn("attempt failed and the claim was lost meanwhile", { outcome: w, error: err.message });
       return "lost";
@@ -411,10 +420,26 @@ async function claimAndRun(
     return "retry";
   }
   const reason = `${err.name}: ${err.message}`;
-  const w = await store.fail(msg.task_id, token, reason);
+  const w = await store.fail(msg.task_id, token, reason, meter.total());
   if (w !== "written") {
     log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
     return "lost";
   }
-  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown);
+  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown, meter.total() !== undefined);
+}
+
+/** Sums one run's LLM calls (AgentTask.usage); `total()` is undefined when the agent made none. */
+function usageMeter() {
+  let u: TaskUsage | undefined;
+  return {
+    add: (c: LlmCall) => {
+      u ??= { model: c.model, prompt_tokens: 0, completion_tokens: 0, llm_ms: 0, calls: 0, attempts: 1 };
+      u.model = c.model;
+      u.prompt_tokens += c.prompt_tokens;
+      u.completion_tokens += c.completion_tokens;
+      u.llm_ms += c.ms;
+      u.calls++;
+    },
+    total: () => u,
+  };
 }
