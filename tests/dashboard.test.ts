@@ -13,6 +13,7 @@ import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/log.ts";
 import { freePort, Service, stopAll } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
+import { ensureDebianPackage } from "../scripts/stack/apt.ts";
 
 const TOKEN = "dashboard-test-token-0123456789abcdef";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -91,7 +92,9 @@ describe("access (in-process)", () => {
   });
 });
 
-const haveChromium = existsSync(CHROMIUM);
+// As root (CI, a fresh machine) `npm test` installs Debian's chromium as the stack installs redis-server.
+const haveChromium =
+  existsSync(CHROMIUM) || (!process.env.CHROMIUM_PATH && ensureDebianPackage("chromium", "chromium", (l) => console.log(`[dashboard]${l}`)));
 if (!haveChromium && !process.env.CI)
   console.warn(`dashboard browser test skipped: no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI runs it`);
 
