@@ -17,6 +17,7 @@ import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
 import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
+import { CancelWatch } from "./lib/worker/cancel-watch.ts";
 
 async function main() {
   const cfg = loadConfig();
@@ -31,7 +32,9 @@ async function main() {
   const store = TaskStore.fromConfig(redis, cfg);
   // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
   const slots = tenantSlotsFor(cfg, redis, publisher, log);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, withTenantLimits(handleMessage, slots));
+  // POST /tasks/:id/cancel reaches the run at once through Redis pub/sub (lib/worker/cancel-watch.ts).
+  const cancels = new CancelWatch(redis, store.keys.cancelChannel, log);
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log, cancels }, withTenantLimits(handleMessage, slots));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
@@ -46,6 +49,7 @@ async function main() {
     ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
+    ["close cancel subscriber", () => cancels.close()],
     ["close redis", () => closeRedis(redis)],
   ], workerShutdownBudgetMs(cfg));
   // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
@@ -56,6 +60,7 @@ async function main() {
     log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
   });
 
+  void cancels.start();
   startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.

@@ -27,6 +27,14 @@ export interface Keys {
   deadLetters: string;
   /** STRING: lock held by the API instance sweeping the outbox. */
   outboxLock: string;
+  /**
+   * HASH: one Idempotency-Key of one (tenant, user) (lib/state/idempotency.ts): fp (body fingerprint),
+   * task_id, state, at. `scope` is a hash of tenant, user_id and the key (fixed length, no braces, no
+   * user text in key names); one key per script call, its own hash tag.
+   */
+  idempotency(scope: string): string;
+  /** pub/sub channel: ids of running tasks whose cancellation was asked (lib/worker/cancel-watch.ts) */
+  cancelChannel: string;
 }
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
@@ -60,6 +68,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     buckets: n,
     deadLetters: `${prefix}dead-letters`,
     outboxLock: `${prefix}outbox:lock`,
+    idempotency: (scope) => `{${prefix}idem:${scope}}`,
+    cancelChannel: `${prefix}cancel`,
   };
 }
 
