@@ -200,14 +200,13 @@ export class TaskStore {
     }
   }
 
-  /** True while the claim is ours (lease and TTL extended); false means stop the run. */
-  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await this.renew(id, token, leaseMs)) !== "lost";
-  }
-  /** heartbeat(), telling also whether the task's cancellation was asked (then: abort, cancelRun()). */
-  async renew(id: string, token: string, leaseMs: number): Promise<"ours" | "lost" | "cancel"> {
+  /**
+   * True while the claim is ours (lease and TTL extended); false means stop the run. "cancel": still
+   * ours (extended), but its cancellation was asked (lib/lua/cancel.lua): abort the run, then cancelRun().
+   */
+  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean | "cancel"> {
     const r = Number(await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds]));
-    return r === 1 ? "ours" : r === 2 ? "cancel" : "lost";
+    return r === 2 ? "cancel" : r === 1;
   }
 
   /**

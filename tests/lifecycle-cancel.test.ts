@@ -131,6 +131,19 @@ describe("POST /tasks/:id/cancel", () => {
     expect(sys.results.for(id).map((r) => r.body.status)).toEqual(["canceled"]);
   }, 180_000);
 
+  test("a lost notice: the run's heartbeat sees the cancellation and aborts it (the fallback)", async () => {
+    // MQ_INVISIBLE_MS=10000: a heartbeat every 3.3 s. The mark is set as the API sets it, but no notice is published.
+    const w = new Service("worker.ts", { ...workerEnv(), MQ_INVISIBLE_MS: "10000" });
+    workers.push(w);
+    const id = await submit("no notice for me #delay=60000");
+    await waitFor(() => runsOf(id).some((e) => e.ev === "start"), 60_000, () => `the run of ${id} to start\n${w.raw.slice(-10).join("\n")}`);
+    expect(await sys.store.cancel(id, crypto.randomUUID(), 15_000)).toEqual({ kind: "requested" });
+    await waitFor(() => runsOf(id).some((e) => e.ev === "end"), 15_000, `the run of ${id} to end at a heartbeat`);
+    expect(runsOf(id).find((e) => e.ev === "end")!.outcome).toBe("aborted");
+    await sys.waitStatus(id, "canceled", 15_000);
+    await waitFor(() => sys.results.for(id).some((r) => r.body.status === "canceled"), 30_000, `the canceled result of ${id}`);
+  }, 120_000);
+
   test("unknown id: 404; not a UUID: 400; JSON errors", async () => {
     const unknown = await cancel(crypto.randomUUID());
     expect(unknown.status).toBe(404);

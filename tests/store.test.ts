@@ -188,7 +188,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await store.cancel(r, "api", 10_000)).toEqual({ kind: "requested" });
     expect(await store.cancel(r, "api", 10_000)).toEqual({ kind: "requested" });
     expect((await store.get(r))?.status).toBe("running");
-    expect(await store.renew(r, "w", 10_000)).toBe("cancel");
+    expect(await store.heartbeat(r, "w", 10_000)).toBe("cancel");
     expect(await store.cancelRun(r, "w")).toBe("written");
     expect(await store.get(r)).toMatchObject({ status: "canceled", attempts: 1 });
     // A run that finishes before it noticed is recorded canceled too.

@@ -338,11 +338,11 @@ async function claimAndRun(
   const beatEvery = Math.max(1_000, Math.floor(leaseMs / 3));
   const beat = setInterval(() => {
     const sentAt = performance.now();
-    store.renew(msg.task_id, token, leaseMs).then(
-      (state) => {
-        if (state !== "lost") leaseFrom = Math.max(leaseFrom, sentAt);
-        if (state === "lost") run.abort(new LeaseLost("claim lost to another worker"));
-        else if (state === "cancel") cancel();
+    store.heartbeat(msg.task_id, token, leaseMs).then(
+      (ours) => {
+        if (ours) leaseFrom = Math.max(leaseFrom, sentAt);
+        else run.abort(new LeaseLost("claim lost to another worker"));
+        if (ours === "cancel") cancel(); // the fallback when the cancel notice was lost
       },
       (e) => log.debug("heartbeat to Redis failed", { error: toError(e) }),
     );
