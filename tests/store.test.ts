@@ -14,6 +14,8 @@ import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis
 import { keySlot, scriptCalls, send } from "../lib/scripts.ts";
 import { TaskStore } from "../lib/store.ts";
 import { IdempotencyRecords } from "../lib/state/idempotency.ts";
+import { announceCancel } from "../lib/state/cancel-channel.ts";
+import { CancelWatch } from "../lib/worker/cancel-watch.ts";
 import { testEnv } from "./helpers.ts";
 import { freePort, waitFor } from "./support/processes.ts";
 
@@ -212,6 +214,23 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     await store.complete(done, "w", { tags: [], score: 0, reason: "ok" });
     expect(await store.cancel(done, "api", 10_000)).toEqual({ kind: "finished", status: "done" });
     expect(await store.cancel(id(), "api", 10_000)).toEqual({ kind: "not_found" });
+  });
+
+  test("cancel notices (issue 10): a PUBLISH on the cancel channel reaches a worker's CancelWatch", async () => {
+    const watch = new CancelWatch(redis, store.keys.cancelChannel, silentLogger);
+    const seen: string[] = [];
+    const t = id();
+    const stop = watch.watch(t, () => seen.push(t));
+    try {
+      await watch.start();
+      await announceCancel(redis, store.keys.cancelChannel, id()); // another task: not ours
+      await announceCancel(redis, store.keys.cancelChannel, t);
+      await waitFor(() => seen.length > 0, 5_000, "the cancel notice");
+      expect(seen).toEqual([t]);
+    } finally {
+      stop();
+      await watch.close();
+    }
   });
 
   test("Idempotency-Key records (issue 10): reserve once, conflict on another body, settle, take over", async () => {
