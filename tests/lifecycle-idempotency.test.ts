@@ -20,6 +20,7 @@ import { scanKeys } from "../lib/redis.ts";
 import { send } from "../lib/scripts.ts";
 import { fingerprint } from "../lib/state/idempotency.ts";
 import { TaskService } from "../lib/submit.ts";
+import { ApiKeys } from "../lib/tenancy/api-keys.ts";
 import { IdempotentSubmit, STALE_MS } from "../lib/tasks/idempotency.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { messagesInTopic } from "./support/results.ts";
@@ -139,6 +140,40 @@ describe("Idempotency-Key", () => {
     const { task_id } = (await retry.json()) as { task_id: string };
     await sys.waitStatus(task_id, "done", 60_000);
   }, 60_000);
+
+  test("while the first request has no answer, a repeat is never given its task id: 409 idempotency_in_progress after 10 s", async () => {
+    // A reservation whose request is still running (or died less than STALE_MS ago): its task is not
+    // created yet, so it may still be answered 503 and never run.
+    const once = new IdempotentSubmit(sys.ns.config, sys.store, new TaskService(sys.ns.config, sys.store, sys.publisher, silentLogger), silentLogger);
+    const body = { user_id: "u-inflight", content: "still being sent" };
+    const key = once.records.keyOf("", body.user_id, "inflight-1");
+    expect((await once.records.reserve(key, fingerprint(body), crypto.randomUUID())).kind).toBe("reserved");
+    const t0 = Date.now();
+    const res = await post(body, "inflight-1");
+    expect(res.status).toBe(409);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(((await res.json()) as { error: string }).error).toBe("idempotency_in_progress");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(9_000);
+  }, 60_000);
+
+  test("with API keys the key is the tenant's: two tenants' same user and key make two tasks", async () => {
+    const cfg = { ...sys.ns.config, AUTH_MODE: "keys" as const };
+    const apiKeys = new ApiKeys(sys.redis, cfg.REDIS_PREFIX);
+    const app = createApp({ cfg, store: sys.store, tasks: new TaskService(cfg, sys.store, sys.publisher, silentLogger), log: silentLogger, tenancy: { auth: "keys", apiKeys } });
+    const ids: string[] = [];
+    for (const tenant of ["acme", "globex", "acme"]) {
+      const { key } = await apiKeys.create(`${tenant}-${sys.ns.id}`);
+      const res = await app.handle(new Request("http://local/tasks", {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": "shared-key", authorization: `Bearer ${key}` },
+        body: JSON.stringify({ user_id: "same-user", content: "same body" }),
+      }));
+      expect([200, 202]).toContain(res.status);
+      ids.push(((await res.json()) as { task_id: string }).task_id);
+    }
+    expect(ids[0]).not.toBe(ids[1]);
+    expect(ids[2]).toBe(ids[0]); // another key of the same tenant: the same task, replayed
+  });
 
   test("a reservation whose request died is taken over once stale: its unsent task never runs, the retry's does", async () => {
     // What an API killed between reserving the key and sending leaves: the reservation and a queued,
