@@ -5,9 +5,12 @@
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { neverSent, runScript, send, type Redis } from "./scripts.ts";
+import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
+
+/** Most tasks one `sent` call marks (one node); a larger turn is split. */
+const SENT_BATCH_MAX = 256;
 
 export type Claim =
   | { kind: "claimed"; attempt: number }
@@ -121,10 +124,29 @@ export class TaskStore {
     return c.value === 1;
   }
 
-  /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
-  async markSent(id: string): Promise<void> {
-    // Side by side: the hint only serves a re-send, and the message is out either way.
-    await Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]);
+  /** RocketMQ accepted the request message: mark the task sent, and drop its outbox hint. */
+  markSent(id: string): Promise<void> {
+    if (isCluster(this.redis))
+      // Side by side: the hint only serves a re-send, and the message is out either way.
+      return Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]).then(() => {});
+    // One node: the marks asked for in one run of the microtask queue (a send batch's confirmations
+    // resume their POSTs one after the other in it) go as one script call, without waiting a turn.
+    return new Promise<void>((resolve, reject) => {
+      this.#sentPending.push({ id, resolve, reject });
+      if (this.#sentPending.length === 1) queueMicrotask(() => this.#flushSent());
+    });
+  }
+  #sentPending: { id: string; resolve(): void; reject(e: unknown): void }[] = [];
+  #flushSent() {
+    const batch = this.#sentPending.splice(0);
+    for (let i = 0; i < batch.length; i += SENT_BATCH_MAX) {
+      const part = batch.slice(i, i + SENT_BATCH_MAX);
+      const ids = part.map((p) => p.id);
+      runScript(this.redis, "sent", [...ids.map((id) => this.keys.task(id)), ...ids.map((id) => this.outboxKey(id))], ids).then(
+        () => part.forEach((p) => p.resolve()),
+        (e) => part.forEach((p) => p.reject(e)),
+      );
+    }
   }
 
   /**
