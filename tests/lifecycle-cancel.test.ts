@@ -61,7 +61,7 @@ beforeAll(async () => {
 afterEach(async () => {
   // Workers are started per test; the API lives for the whole file.
   for (const w of workers.splice(0)) await w.stop(30_000);
-});
+}, 60_000);
 afterAll(async () => {
   await stopAll();
   await sys?.close();
