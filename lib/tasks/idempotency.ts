@@ -62,7 +62,11 @@ export class IdempotentSubmit {
 
       const mine = this.#inflight.get(key);
       if (mine && mine.taskId === r.taskId) {
-        await mine.done.catch(() => {}); // its answer decides (accepted, or the key freed); then look again
+        // Concurrent repeats share the first request's answer: accepted (look again: a replay), or its
+        // 503 (the same outage would refuse them too; one at a time, a burst would wait out one send
+        // timeout after another).
+        const failed = await mine.done.then(() => undefined, (e: unknown) => e ?? new Error("first request failed"));
+        if (failed) throw failed;
         continue;
       }
       const next = await this.#redis(() => this.#next(r.taskId, r.state, r.ageMs));
