@@ -19,6 +19,7 @@ import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
 import { OpsRecorder } from "./lib/ops/recorder.ts";
 import { WorkerAnnouncer } from "./lib/ops/workers.ts";
+import { CancelWatch } from "./lib/worker/cancel-watch.ts";
 
 async function main() {
   const cfg = loadConfig();
@@ -36,7 +37,9 @@ async function main() {
   // What runs and what finished, for the dashboard and `scripts/tasks.ts stats` (lib/ops/).
   const ops = new OpsRecorder(redis, store.keys);
   const announcer = new WorkerAnnouncer(redis, store.keys, () => ({ in_flight: ops.inFlight, capacity: cfg.WORKER_CONCURRENCY, finished: ops.finished }));
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, ops.wrap(withTenantLimits(handleMessage, slots)));
+  // POST /tasks/:id/cancel reaches the run at once through Redis pub/sub (lib/worker/cancel-watch.ts).
+  const cancels = new CancelWatch(redis, store.keys.cancelChannel, log);
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log, cancels }, ops.wrap(withTenantLimits(handleMessage, slots)));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
@@ -53,6 +56,7 @@ async function main() {
     ["withdraw the announcement, flush counters", () => Promise.race([Promise.all([announcer.stop(), ops.stop()]), Bun.sleep(2_000)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
+    ["close cancel subscriber", () => cancels.close()],
     ["close redis", () => closeRedis(redis)],
   ], workerShutdownBudgetMs(cfg));
   // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
@@ -63,6 +67,7 @@ async function main() {
     log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
   });
 
+  void cancels.start();
   startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
   ops.start();

@@ -21,6 +21,8 @@ export const ConfigSchema = Type.Object({
   REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
   REDIS_BUCKETS: Int(16, 1, 1024, "buckets the global hint sets (outbox, stalled) are split into; one hash tag each"),
   TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept after its last change"),
+  IDEMPOTENCY_TTL_SECONDS: Int(86_400, 60, 31_536_000,
+    "how long an Idempotency-Key of POST /tasks is kept (a key whose task has expired meanwhile starts a new task)"),
   DEAD_LETTER_TTL_SECONDS: Int(604_800, 60, 31_536_000, "how long the dead-letters list is kept after its last entry"),
 
   MQ_ENDPOINT: Str("127.0.0.1:8081", "RocketMQ gRPC proxy endpoint(s), host:port[;host:port]"),

@@ -35,6 +35,14 @@ export interface Keys {
   minute(epochMinute: number): string;
   /** LIST of task ids, newest first, capped: recent final failures, for the dashboard (lib/ops/recorder.ts) */
   recentFailures: string;
+  /**
+   * HASH: one Idempotency-Key of one (tenant, user) (lib/state/idempotency.ts): fp (body fingerprint),
+   * task_id, state, at. `scope` is a hash of tenant, user_id and the key (fixed length, no braces, no
+   * user text in key names); one key per script call, its own hash tag.
+   */
+  idempotency(scope: string): string;
+  /** pub/sub channel: ids of running tasks whose cancellation was asked (lib/worker/cancel-watch.ts) */
+  cancelChannel: string;
 }
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
@@ -72,6 +80,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     worker: (id) => `${prefix}worker:${id}`,
     minute: (m) => `${prefix}ops:minute:${m}`,
     recentFailures: `${prefix}ops:failures`,
+    idempotency: (scope) => `{${prefix}idem:${scope}}`,
+    cancelChannel: `${prefix}cancel`,
   };
 }
 

@@ -3,7 +3,11 @@
 // in field names and meaning; fields we add are optional for its consumers.
 import { Type, type Static } from "@sinclair/typebox";
 
-export const TaskStatus = Type.Union([Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed")]);
+export const TaskStatus = Type.Union([
+  Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed"),
+  // final: POST /tasks/:id/cancel (lib/tasks/cancel.ts)
+  Type.Literal("canceled"),
+]);
 export type TaskStatus = Static<typeof TaskStatus>;
 
 export const REQUEST_TAG = "ProfileGen";
@@ -78,7 +82,7 @@ export const ResultMessage = Type.Object({
   task_id: Type.String(),
   user_id: Type.String(),
   result: Type.Union([AgentResult, Type.Null()]),
-  status: Type.Union([Type.Literal("done"), Type.Literal("failed")]),
+  status: Type.Union([Type.Literal("done"), Type.Literal("failed"), Type.Literal("canceled")]),
   error: Type.Optional(Type.String()),
   attempts: Type.Integer(),
   finished_at: Type.String({ description: "ISO 8601" }),
@@ -104,6 +108,8 @@ export const TaskView = Type.Object({
 export type TaskView = Static<typeof TaskView>;
 
 export const Accepted = Type.Object({ task_id: TaskId, status: Type.Literal("queued") });
+/** POST /tasks replayed for an Idempotency-Key already used with the same body: the first task, as it is now. */
+export const Replayed = Type.Object({ task_id: TaskId, status: TaskStatus });
 export const ErrorBody = Type.Object({
   error: Type.String({ description: "machine-readable code" }),
   message: Type.String({ description: "what was wrong" }),

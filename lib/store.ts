@@ -14,14 +14,14 @@ const SENT_BATCH_MAX = 256;
 
 export type Claim =
   | { kind: "claimed"; attempt: number }
-  | { kind: "finished"; status: "done" | "failed" | "rejected" }
+  | { kind: "finished"; status: "done" | "failed" | "canceled" | "rejected" }
   | { kind: "busy"; leaseLeftMs: number }
   /**
    * The agent's outcome is recorded and only its result message is still to publish (a publish
    * failed before), or `exhausted`: every run so far began and never ended, so the task was failed
    * now. Either way: publish, then `published()`; never run the agent.
    */
-  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean }
+  | { kind: "publish"; attempts: number; outcome: "done" | "failed" | "canceled"; result?: AgentResult; error?: string; exhausted: boolean }
   /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
   | { kind: "suspect"; crashes: number };
 
@@ -31,8 +31,19 @@ export type Requeue =
   | { kind: "not_failed"; status: string }
   | { kind: "unknown" | "no_message" };
 
-export type FinishOutcome = "written" | "not_owner" | "already_finished";
-const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
+
+/** `canceled`: the run's cancellation was asked, so it was recorded canceled instead (publish that). */
+export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled";
+const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled" };
+
+/** What lib/lua/cancel.lua did (POST /tasks/:id/cancel). */
+export type CancelOutcome =
+  /** canceled now, held under `token`: publish its canceled result, then published() (or release()) */
+  | { kind: "canceled"; attempts: number; userId: string }
+  /** running: the cancellation is asked; its worker aborts the run (tell it: the cancel channel) */
+  | { kind: "requested" }
+  | { kind: "finished"; status: string }
+  | { kind: "not_found" };
 
 /** create() failed; `written`: whether the task may be in Redis anyway ("maybe": a timeout). */
 export class CreateError extends Error {
@@ -215,10 +226,11 @@ export class TaskStore {
       case 1:
         return { kind: "claimed", attempt: Number(r[1]) };
       case 2:
-        return { kind: "finished", status: r[1] as "done" | "failed" | "rejected" };
+        return { kind: "finished", status: r[1] as "done" | "failed" | "canceled" | "rejected" };
       case 3:
         return { kind: "busy", leaseLeftMs: Number(r[1]) };
       case 5:
+        if (r[2] === "canceled") return { kind: "publish", attempts: Number(r[1]), outcome: "canceled", exhausted: false };
         return r[2] === "done"
           ? { kind: "publish", attempts: Number(r[1]), outcome: "done", result: JSON.parse(r[3]!) as AgentResult, exhausted: false }
           : { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: r[3] ?? "", exhausted: false };
@@ -231,9 +243,33 @@ export class TaskStore {
     }
   }
 
-  /** True while the claim is ours (lease and TTL extended); false means stop the run. */
-  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds])) === 1;
+  /**
+   * True while the claim is ours (lease and TTL extended); false means stop the run. "cancel": still
+   * ours (extended), but its cancellation was asked (lib/lua/cancel.lua): abort the run, then cancelRun().
+   */
+  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean | "cancel"> {
+    const r = Number(await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds]));
+    return r === 2 ? "cancel" : r === 1;
+  }
+
+  /**
+   * Cancels a task (lib/lua/cancel.lua). `token` holds a task canceled now for `holdMs` while the
+   * caller publishes its canceled result; the stalled hint is written first, so that a caller that
+   * dies meanwhile leaves it to the reaper.
+   */
+  async cancel(id: string, token: string, holdMs: number): Promise<CancelOutcome> {
+    await this.hint(this.stalledKey(id), "add", id, holdMs + this.stalledAfterMs);
+    const r = (await runScript(this.redis, "cancel", this.taskKeys(id), [this.ttlSeconds, holdMs, token])) as [number, (number | string)?, string?];
+    switch (r[0]) {
+      case 1:
+        return { kind: "canceled", attempts: Number(r[1]), userId: String(r[2] ?? "") };
+      case 2:
+        return { kind: "finished", status: String(r[1]) };
+      case 3:
+        return { kind: "requested" };
+      default:
+        return { kind: "not_found" };
+    }
   }
 
   private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0, usage?: TaskUsage): Promise<FinishOutcome> {
@@ -262,6 +298,10 @@ export class TaskStore {
   /** The recorded outcome's result message is out: done (or failed) for good, the task shrunk. */
   published(id: string, token: string) {
     return this.finish(id, token, "published");
+  }
+  /** The run was aborted because its cancellation was asked: canceled; its result still to publish, then `published()`. */
+  cancelRun(id: string, token: string, usage?: TaskUsage) {
+    return this.finish(id, token, "canceled", "", "", 0, usage);
   }
   /** recordResult + published, for callers with nothing to publish in between. */
   async complete(id: string, token: string, result: AgentResult): Promise<FinishOutcome> {
@@ -367,7 +407,7 @@ export class TaskStore {
   }
 }
 
-const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2 };
+const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2, canceled: 2 };
 /** The status of the two (ours, the original's) that is further along; ours on a tie. */
 function furtherAlong(ours: string | undefined, legacy: string | null): TaskStatus | undefined {
   const theirs = legacy !== null && legacy in RANK ? legacy : undefined;

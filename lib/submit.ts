@@ -27,7 +27,8 @@ export class TaskService {
   constructor(
     private readonly cfg: Config,
     private readonly store: TaskStore,
-    private readonly publisher: Publisher,
+    /** the process's producer (POST /tasks/:id/cancel publishes canceled results through it) */
+    readonly publisher: Publisher,
     private readonly log: Logger,
   ) {}
 
@@ -35,9 +36,11 @@ export class TaskService {
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 
-  /** `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. */
-  async submit(input: TaskInput, tenant?: string): Promise<{ task_id: string; status: "queued" }> {
-    const task_id = crypto.randomUUID();
+  /**
+   * `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. `task_id`: an
+   * id chosen beforehand (an Idempotency-Key reserved for it, lib/tasks/idempotency.ts).
+   */
+  async submit(input: TaskInput, tenant?: string, task_id: string = crypto.randomUUID()): Promise<{ task_id: string; status: "queued" }> {
     const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}) };
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;

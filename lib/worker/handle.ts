@@ -15,6 +15,7 @@ import type { LlmCall } from "../agent/types.ts";
 import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
+import type { CancelWatch } from "./cancel-watch.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -36,9 +37,11 @@ export interface WorkerContext {
   settler: Settler;
   agent: Agent;
   log: Logger;
+  /** cancellation notices (lib/worker/cancel-watch.ts); without it, a cancel reaches a run at its heartbeat */
+  cancels?: CancelWatch;
 }
 
-export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
+export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
@@ -56,6 +59,10 @@ class LeaseLost extends Error {
 }
 class TaskTimeout extends Error {
   override name = "TaskTimeout";
+}
+/** POST /tasks/:id/cancel asked for this task (lib/worker/cancel-watch.ts, or the heartbeat saw it). */
+class CancelAbort extends Error {
+  override name = "CancelAbort";
 }
 /** Redis or RocketMQ failed underneath a message: the consumer loop's breaker counts these. */
 export class DependencyError extends Error {
@@ -95,12 +102,15 @@ export async function publishResult(ctx: WorkerContext, r: ResultMessage): Promi
   }
 }
 
-export function resultMessage(msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string): ResultMessage {
+export function resultMessage(
+  msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string,
+  status: ResultMessage["status"] = result ? "done" : "failed",
+): ResultMessage {
   return {
     task_id: msg.task_id,
     user_id: msg.user_id,
     result,
-    status: result ? "done" : "failed",
+    status,
     ...(error !== undefined ? { error } : {}),
     attempts,
     finished_at: new Date().toISOString(),
@@ -160,12 +170,12 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
  */
 async function publishOutcome(
   m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null,
-  error: string | undefined, shutdown: AbortSignal, withUsage = false,
+  error: string | undefined, shutdown: AbortSignal, opts: { withUsage?: boolean; canceled?: boolean } = {},
 ): Promise<Outcome> {
   const log = ctx.log.child({ task_id: msg.task_id });
-  const message = resultMessage(msg, attempts, result, error);
+  const message = resultMessage(msg, attempts, result, error, opts.canceled ? "canceled" : undefined);
   // The usage summed over every attempt is in the record (finish.lua): read only when this run made LLM calls.
-  const usage = withUsage ? await ctx.store.usage(msg.task_id).catch(() => undefined) : undefined;
+  const usage = opts.withUsage ? await ctx.store.usage(msg.task_id).catch(() => undefined) : undefined;
   if (usage) message.usage = usage;
   // The result topic refusing writes (read-only, full disk) must not spend the request message's
   // deliveries: a hide-and-redeliver per try dead-lettered whole backlogs in seconds. The message stays
@@ -196,9 +206,10 @@ async function publishOutcome(
   const w = await ctx.store.published(msg.task_id, token);
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
-  if (result) log.info("task done", { attempt: attempts });
+  if (opts.canceled) log.info("task canceled", { attempt: attempts });
+  else if (result) log.info("task done", { attempt: attempts });
   else log.warn("task failed", { attempt: attempts, error });
-  return result ? "done" : "failed";
+  return opts.canceled ? "canceled" : result ? "done" : "failed";
 }
 
 /**
@@ -279,6 +290,11 @@ async function claimAndRun(
   const token = crypto.randomUUID();
   const leaseMs = cfg.MQ_INVISIBLE_MS;
 
+  // Watched from before the claim: a cancellation announced while the claim is on its way is not missed.
+  const run = new AbortController();
+  const cancel = () => run.abort(new CancelAbort("its cancellation was asked (POST /tasks/:id/cancel)"));
+  const unwatch = ctx.cancels?.watch(msg.task_id, cancel) ?? (() => {});
+
   // The lease is measured from when the claim was *sent*: Redis started it no earlier (fencing, below).
   let leaseFrom = performance.now();
   let claim: Claim;
@@ -289,9 +305,11 @@ async function claimAndRun(
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
+    unwatch();
     if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
+  if (claim.kind !== "claimed") unwatch();
   if (claim.kind === "finished") {
     if (claim.status === "rejected") log.info("message of a task that was not accepted (the client got a 503): skipped");
     else log.info("duplicate delivery of a finished task: skipped", { status: claim.status, delivery: m.deliveryAttempt });
@@ -308,12 +326,14 @@ async function claimAndRun(
   if (claim.kind === "publish") {
     if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
     else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
-    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown, true);
+    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown, {
+      withUsage: true,
+      canceled: claim.outcome === "canceled",
+    });
   }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
 
-  const run = new AbortController();
   let ended = false;
   const onShutdown = () => run.abort(new ShutdownAbort("worker shutting down"));
   shutdown.addEventListener("abort", onShutdown, { once: true });
@@ -329,6 +349,7 @@ async function claimAndRun(
       (ours) => {
         if (ours) leaseFrom = Math.max(leaseFrom, sentAt);
         else run.abort(new LeaseLost("claim lost to another worker"));
+        if (ours === "cancel") cancel(); // the fallback when the cancel notice was lost
       },
       (e) => log.debug("heartbeat to Redis failed", { error: toError(e) }),
     );
@@ -346,19 +367,24 @@ async function claimAndRun(
   let failure: Error | undefined;
   // This run's LLM calls, recorded with its end (finish.lua sums them into the task's usage).
   const meter = usageMeter();
+  /** How a canceled run's result goes out: as canceled, with the LLM usage it did spend. */
+  const canceledRun = { canceled: true, get withUsage() { return meter.total() !== undefined; } };
   // Hard deadline: once aborted, the agent has TASK_ABORT_GRACE_MS to stop; then its slot is freed anyway.
   // An agent still running after the grace ignored its signal and may run on in this process: such
   // a task is failed, never retried, since a retry would run it twice at the same time.
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   let deaf = false;
-  const ignored = new Promise<never>((_, reject) =>
-    run.signal.addEventListener("abort", () => {
+  const ignored = new Promise<never>((_, reject) => {
+    const arm = () => {
       graceTimer = setTimeout(() => {
         deaf = true;
         reject(run.signal.reason);
       }, cfg.TASK_ABORT_GRACE_MS);
-    }, { once: true }),
-  );
+    };
+    // Aborted already: a cancellation announced while the claim was on its way.
+    if (run.signal.aborted) arm();
+    else run.signal.addEventListener("abort", arm, { once: true });
+  });
   ignored.catch(() => {});
   try {
     const agentRun = ctx.agent(
@@ -375,6 +401,7 @@ async function claimAndRun(
     clock.stop();
     clearTimeout(graceTimer);
     shutdown.removeEventListener("abort", onShutdown);
+    unwatch();
   }
 
   if (failure instanceof ShutdownAbort) {
@@ -383,6 +410,15 @@ async function claimAndRun(
     await settler.hide(m, MIN_HIDE_MS);
     log.info("task handed back at shutdown");
     return "handed_back";
+  }
+  if (failure instanceof CancelAbort) {
+    if (deaf) log.warn("agent ignored its AbortSignal after a cancellation: slot freed, task canceled", { attempt });
+    const w = await store.cancelRun(msg.task_id, token, meter.total());
+    if (w !== "written") {
+      log.warn("canceled run not recorded: the claim was lost", { outcome: w });
+      return "lost";
+    }
+    return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
   }
   if (failure instanceof LeaseLost) {
     log.warn("task abandoned: its claim is lost or could not be renewed", { reason: failure.message });
@@ -395,11 +431,12 @@ async function claimAndRun(
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
     const w = await store.recordResult(msg.task_id, token, result, meter.total());
+    if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("result not recorded: the claim was lost; not published", { outcome: w });
       return "lost";
     }
-    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown, meter.total() !== undefined);
+    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown, { withUsage: meter.total() !== undefined });
   }
 
   const err = failure ?? new Error("agent returned nothing");
@@ -411,6 +448,7 @@ async function claimAndRun(
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
     const w = await store.retry(msg.task_id, token, err.message, delay, meter.total());
+    if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("attempt failed and the claim was lost meanwhile", { outcome: w, error: err.message });
       return "lost";
@@ -421,11 +459,12 @@ async function claimAndRun(
   }
   const reason = `${err.name}: ${err.message}`;
   const w = await store.fail(msg.task_id, token, reason, meter.total());
+  if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
   if (w !== "written") {
     log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
     return "lost";
   }
-  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown, meter.total() !== undefined);
+  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown, { withUsage: meter.total() !== undefined });
 }
 
 /** Sums one run's LLM calls (AgentTask.usage); `total()` is undefined when the agent made none. */
