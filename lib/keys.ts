@@ -27,7 +27,16 @@ export interface Keys {
   deadLetters: string;
   /** STRING: lock held by the API instance sweeping the outbox. */
   outboxLock: string;
+  /**
+   * ZSET task id -> created at (ms): one user's tasks, for GET /tasks (lib/state/user-index.ts). Its
+   * own hash tag per user, `{P user:<tenant>:<user_id>}` (braces in the names escaped): a hint
+   * written beside the task's create (another slot), checked against the task on every read.
+   */
+  userTasks(tenant: string, userId: string): string;
 }
+
+/** `{`, `}` (which would cut a hash tag short) and `%` itself, percent-encoded. */
+const escapeTag = (s: string) => s.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
 export function checkPrefix(prefix: string): string | undefined {
@@ -60,6 +69,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     buckets: n,
     deadLetters: `${prefix}dead-letters`,
     outboxLock: `${prefix}outbox:lock`,
+    // Tenant names have no `:` (TENANT_PATTERN), so tenant and user id cannot run into each other.
+    userTasks: (tenant, userId) => `{${prefix}user:${escapeTag(tenant)}:${escapeTag(userId)}}:tasks`,
   };
 }
 

@@ -14,7 +14,7 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due";
+  | "hint" | "due" | "user-index";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;

@@ -17,6 +17,8 @@ import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
+import { listRoutes } from "./list.ts";
+import { dueAt } from "./schedule.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 
@@ -99,12 +101,13 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
       async ({ request, set, tenant }) => {
         checkJsonType(request);
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
-        const accepted = await tasks.submit(input, tenant);
+        const accepted = await tasks.submit(input, tenant, dueAt(input, Date.now(), cfg.MAX_DELAY_SECONDS));
         set.status = 202;
         return accepted;
       },
       { detail: { summary: "Submit a task; answers at once with its id" } },
     )
+    .use(listRoutes({ index: tasks.index, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get(
       "/tasks/:id",
       async ({ params }) => {

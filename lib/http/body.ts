@@ -75,5 +75,33 @@ export function parseTaskInput(bytes: Buffer, maxContentBytes: number): TaskInpu
   const size = Buffer.byteLength(content, "utf8");
   if (size > maxContentBytes)
     throw new ApiError("content_too_large", `content is ${size} bytes; the limit is ${maxContentBytes}`);
-  return { user_id, content };
+  return { user_id, content, ...parseScheduleFields(obj) };
+}
+
+/** RFC 3339 date-time (section 5.6): full date, T (or t, or a space), time, offset or Z. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Milliseconds since the epoch of an RFC 3339 date-time (NaN if it is no real time, e.g. a leap second). */
+export function parseRfc3339(s: string): number {
+  // Date.parse reads ISO 8601's form; RFC 3339 also allows a space or a lower-case t and z.
+  return Date.parse(`${s.slice(0, 10)}T${s.slice(11).replace(/z$/, "Z")}`);
+}
+
+/** delay_ms and run_at, each checked alone; both at once is a 400 naming run_at (lib/http/schedule.ts has the limit). */
+function parseScheduleFields(obj: Record<string, unknown>): Pick<TaskInput, "delay_ms" | "run_at"> {
+  const { delay_ms, run_at } = obj;
+  if (delay_ms !== undefined && run_at !== undefined)
+    throw new ApiError("conflicting_fields", "run_at: give delay_ms or run_at, not both", "run_at");
+  if (delay_ms !== undefined) {
+    if (typeof delay_ms !== "number" || !Number.isSafeInteger(delay_ms) || delay_ms < 0)
+      throw new ApiError("invalid_body", `delay_ms: expected an integer of 0 or more, got ${JSON.stringify(delay_ms)?.slice(0, 40)}`, "delay_ms");
+    return { delay_ms };
+  }
+  if (run_at !== undefined) {
+    if (typeof run_at !== "string") throw new ApiError("invalid_body", `run_at: expected an RFC 3339 date-time string, got ${typeName(run_at)}`, "run_at");
+    if (!RFC3339.test(run_at) || !Number.isFinite(parseRfc3339(run_at)))
+      throw new ApiError("invalid_body", `run_at: not an RFC 3339 date-time (e.g. 2026-12-01T09:30:00Z): ${JSON.stringify(run_at.slice(0, 40))}`, "run_at");
+    return { run_at };
+  }
+  return {};
 }

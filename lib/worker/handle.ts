@@ -37,7 +37,9 @@ export interface WorkerContext {
   log: Logger;
 }
 
-export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
+export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked"
+  /** a due delayed task's message, sent on to the request topic (lib/worker/delayed.ts) */
+  | "forwarded";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
