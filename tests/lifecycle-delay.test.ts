@@ -97,7 +97,8 @@ describe("delayed tasks", () => {
   }, 60_000);
 
   test("run_at in the past, or delay_ms 0: queued, to run at once", async () => {
-    for (const extra of [{ run_at: "2020-01-01T00:00:00Z" }, { delay_ms: 0 }]) {
+    // (RFC 3339 forms: a space for T, lower case z, a leap second.)
+    for (const extra of [{ run_at: "2020-01-01T00:00:00Z" }, { run_at: "2016-12-31 23:59:60z" }, { run_at: "2016-12-31t23:59:60.5+01:00" }, { delay_ms: 0 }]) {
       const res = await post({ user_id: "delay-user", content: "now", ...extra });
       expect(res.status).toBe(202);
       const a = (await res.json()) as { task_id: string; status: string; run_at?: string };
@@ -116,6 +117,8 @@ describe("delayed tasks", () => {
       [{ delay_ms: 1.5 }, 422, "invalid_body", "delay_ms"],
       [{ delay_ms: "1000" }, 422, "invalid_body", "delay_ms"],
       [{ run_at: "tomorrow" }, 422, "invalid_body", "run_at"],
+      [{ run_at: "2030-02-30T00:00:00Z" }, 422, "invalid_body", "run_at"],
+      [{ run_at: "2030-01-01T24:00:00Z" }, 422, "invalid_body", "run_at"],
       [{ run_at: 1_700_000_000 }, 422, "invalid_body", "run_at"],
     ];
     for (const [extra, status, error, field] of cases) {

@@ -134,9 +134,9 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await redis.zCard(k)).toBe(5); // the oldest trimmed
     expect(await redis.ttl(k)).toBeGreaterThan(3500);
     const p1 = await index.page("acme", user, { limit: 2 });
-    expect(p1.tasks.map((v) => v.task_id)).toEqual([ids[5], ids[4]]);
+    expect(p1.tasks.map((v) => v.task_id)).toEqual([ids[5]!, ids[4]!]);
     const p2 = await index.page("acme", user, { limit: 2, after: p1.next });
-    expect(p2.tasks.map((v) => v.task_id)).toEqual([ids[3], ids[2]]);
+    expect(p2.tasks.map((v) => v.task_id)).toEqual([ids[3]!, ids[2]!]);
     await unlinkKeys(redis, [store.keys.task(ids[1]!), store.keys.legacyStatus(ids[1]!)]); // expired
     const p3 = await index.page("acme", user, { limit: 2, after: p2.next });
     expect(p3).toEqual({ tasks: [], next: undefined });
