@@ -86,6 +86,14 @@ export const deadLetterGroup = (group: string) => `${group}-dlq`;
 export const delayTopic = (requestTopic: string) => `${requestTopic}-delay`;
 /** The group that reads the delay topic (workers forward what it delivers). */
 export const delayGroup = (group: string) => `${group}-delay`;
+/**
+ * How much earlier than run_at a delayed message is given to the broker's timer. The 5.3.3 timer
+ * rounds a delivery time down to its slot (timerPrecisionMs, 1 s by default) and hands a slot's
+ * messages out once the slot has passed (measured here: ~0.15 s after its end), so a message sent
+ * for run_at arrived 0.15-1.15 s after it. Sent a slot early it arrives up to ~0.85 s before run_at,
+ * and the worker holds it until run_at (lib/worker/delayed.ts): late by the forward alone.
+ */
+export const TIMER_LEAD_MS = 1_000;
 
 /**
  * The request and result topics, the workers' group (plus extra groups on the result topic), and the

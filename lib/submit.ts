@@ -16,7 +16,7 @@ import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ACTION, encodeJson, REQUEST_TAG, type Accepted, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
-import { delayTopic } from "./provision.ts";
+import { delayTopic, TIMER_LEAD_MS } from "./provision.ts";
 import { UserIndex } from "./state/user-index.ts";
 import { CreateError, type TaskStore } from "./store.ts";
 
@@ -42,11 +42,14 @@ export class TaskService {
 
   /**
    * Sends a task's request message: to the request topic, or, for a delayed task not yet due, to the
-   * delay topic as a timer message due at `runAt` (ms).
+   * delay topic as a timer message due a timer slot before `runAt` (ms; TIMER_LEAD_MS), which the
+   * worker holds until `runAt`. (A delivery time already past is stored for delivery at once.)
    */
   private publish(id: string, body: Buffer, runAt?: number) {
     if (runAt !== undefined && runAt > Date.now())
-      return this.publisher.send({ topic: delayTopic(this.cfg.MQ_TOPIC_REQUEST), tag: REQUEST_TAG, key: id, body, deliverAt: runAt });
+      return this.publisher.send({
+        topic: delayTopic(this.cfg.MQ_TOPIC_REQUEST), tag: REQUEST_TAG, key: id, body, deliverAt: runAt - TIMER_LEAD_MS,
+      });
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 

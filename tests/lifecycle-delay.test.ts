@@ -22,6 +22,7 @@ const MAX_LATE_MS = 2_000;
 
 let sys: TestSystem;
 let app: ReturnType<typeof createApp>;
+let worker: Service;
 
 beforeAll(async () => {
   sys = await testSystem();
@@ -29,7 +30,7 @@ beforeAll(async () => {
   const cfg = parseConfig({ ...sys.ns.env, MAX_DELAY_SECONDS: "10" });
   app = createApp({ cfg, store: sys.store, tasks: sys.tasks, log: silentLogger });
   // A quick demo agent: the test is about when runs start.
-  const worker = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "100", WORKER_CONCURRENCY: "8" });
+  worker = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "100", WORKER_CONCURRENCY: "8", LOG_LEVEL: process.env.DELAY_TEST_LOG ?? "info" });
   await worker.waitForLog("worker running", 60_000);
 }, 120_000);
 afterAll(async () => {
@@ -90,6 +91,11 @@ describe("delayed tasks", () => {
       expect(v.attempts).toBe(1);
     }
     console.error(`[lifecycle-delay] started after run_at by ${lateness.join(", ")} ms`);
+    // DELAY_TEST_LOG=debug: the worker's forwarding and run lines, to see where the time goes.
+    if (process.env.DELAY_TEST_LOG) {
+      for (const id of ids) console.error(id, (await view(id)).run_at, (await view(id)).started_at);
+      console.error(worker.raw.filter((l) => ids.some((id) => l.includes(id))).join("\n"));
+    }
     for (const late of lateness) expect(late).toBeLessThanOrEqual(MAX_LATE_MS);
     // Each has its result message, with status done.
     await waitFor(() => ids.every((id) => sys.results.for(id).length > 0), 30_000, "a result message per delayed task");

@@ -3,9 +3,10 @@
 // broker's timer makes it visible there when due, and this loop (group `<MQ_GROUP_AGENT>-delay`)
 // forwards it, unchanged, to the request topic, where any worker (ours, or the original's in a
 // mixed fleet) claims it as it claims every task: `scheduled` turns `running`.
-// The timer fires at the start of its slot: the broker rounds the delivery time down to
-// timerPrecisionMs (1 s by default; HookUtils.transformTimerMessage in RocketMQ 5.3.3), so a message
-// may arrive up to that much early. It is held until its run_at (by this host's clock), then sent on.
+// The API gives the timer a time one slot before run_at (TIMER_LEAD_MS: the broker rounds a delivery
+// time down to its 1 s slot, HookUtils.transformTimerMessage in RocketMQ 5.3.3, and hands the slot
+// out once it has passed), so a message arrives up to about a second early. It is held until its
+// run_at (by this host's clock), then sent on.
 // Further from due than HOLD_MAX_MS (only if the message came without a timestamp, or a clock
 // jumped), it is hidden until due instead, which costs a delivery and a few seconds of lateness.
 import { toError } from "../errors.ts";
@@ -46,6 +47,6 @@ export async function forwardDue(m: MessageView, ctx: WorkerContext, shutdown: A
     throw new DependencyError("rocketmq", `delayed task not forwarded: ${toError(e).message}`, { cause: e });
   }
   await ctx.settler.ack(m);
-  ctx.log.debug("delayed task due: forwarded to the request topic", { task_id: msg.task_id, late_ms: -wait });
+  ctx.log.debug("delayed task due: forwarded to the request topic", { task_id: msg.task_id, held_ms: Math.max(0, wait), late_ms: Math.max(0, -wait) });
   return "forwarded";
 }
