@@ -64,7 +64,7 @@ export const RequestMessage = Type.Object({
   action: Type.Literal(ACTION),
   /** Added: the tenant whose API key submitted the task (absent without keys). */
   tenant: Type.Optional(Type.String({ maxLength: 64 })),
-  /** Added: when a delayed task is due (RFC 3339, ms); absent for a task to run at once. */
+  /** Added: when a delayed task is due (RFC 3339); absent for a task to run at once. */
   run_at: Type.Optional(Type.String()),
 });
 export type RequestMessage = Static<typeof RequestMessage>;
