@@ -43,7 +43,16 @@ export interface Keys {
   idempotency(scope: string): string;
   /** pub/sub channel: ids of running tasks whose cancellation was asked (lib/worker/cancel-watch.ts) */
   cancelChannel: string;
+  /**
+   * ZSET task id -> created at (ms): one user's tasks, for GET /tasks (lib/state/user-index.ts). Its
+   * own hash tag per user, `{P user:<tenant>:<user_id>}` (braces in the names escaped): a hint
+   * written beside the task's create (another slot), checked against the task on every read.
+   */
+  userTasks(tenant: string, userId: string): string;
 }
+
+/** `{`, `}` (which would cut a hash tag short) and `%` itself, percent-encoded. */
+const escapeTag = (s: string) => s.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
 export function checkPrefix(prefix: string): string | undefined {
@@ -82,6 +91,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     recentFailures: `${prefix}ops:failures`,
     idempotency: (scope) => `{${prefix}idem:${scope}}`,
     cancelChannel: `${prefix}cancel`,
+    // Tenant names have no `:` (TENANT_PATTERN), so tenant and user id cannot run into each other.
+    userTasks: (tenant, userId) => `{${prefix}user:${escapeTag(tenant)}:${escapeTag(userId)}}:tasks`,
   };
 }
 

@@ -14,7 +14,7 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle";
+  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle" | "user-index";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;

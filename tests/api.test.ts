@@ -117,7 +117,7 @@ describe("GET /tasks/:id", () => {
     expect(((await res.json()) as { error: string }).error).toBe("task_not_found");
   });
   test("a known path with another method -> 405 JSON with Allow", async () => {
-    for (const [method, path, allow] of [["PUT", "/tasks", "POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"], ["GET", `/tasks/${crypto.randomUUID()}/cancel`, "POST"]] as const) {
+    for (const [method, path, allow] of [["PUT", "/tasks", "GET, HEAD, POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"], ["GET", `/tasks/${crypto.randomUUID()}/cancel`, "POST"]] as const) {
       const res = await sys.app.handle(new Request(`http://local${path}`, { method }));
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe(allow);

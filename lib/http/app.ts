@@ -18,6 +18,8 @@ import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
 import { dashboardPlugin } from "./dashboard.ts";
+import { listRoutes } from "./list.ts";
+import { dueAt } from "./schedule.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 import { CancelService } from "../tasks/cancel.ts";
@@ -108,17 +110,19 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
         checkJsonType(request);
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
         // With an Idempotency-Key: one task per (tenant, user, key); a repeat replays it (lib/tasks/idempotency.ts).
-        const r = key ? await once.submit(key, input, tenant) : undefined;
+        const runAt = dueAt(input, Date.now(), cfg.MAX_DELAY_SECONDS);
+        const r = key ? await once.submit(key, input, tenant, runAt) : undefined;
         if (r?.replayed) {
           set.headers["idempotent-replayed"] = "true";
           return r.body;
         }
-        const accepted = r?.body ?? (await tasks.submit(input, tenant));
+        const accepted = r?.body ?? (await tasks.submit(input, tenant, { runAt }));
         set.status = 202;
         return accepted;
       },
       { detail: { summary: "Submit a task; answers at once with its id" } },
     )
+    .use(listRoutes({ index: tasks.index, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get(
       "/tasks/:id",
       async ({ params }) => {

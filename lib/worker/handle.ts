@@ -41,7 +41,9 @@ export interface WorkerContext {
   cancels?: CancelWatch;
 }
 
-export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
+export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked"
+  /** a due delayed task's message, sent on to the request topic (lib/worker/delayed.ts) */
+  | "forwarded";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
