@@ -71,6 +71,17 @@ export const ResultMessage = Type.Object({
 });
 export type ResultMessage = Static<typeof ResultMessage>;
 
+/**
+ * An agent's progress report (its context's `progress()`, lib/agent/types.ts): the latest one is the
+ * task's `progress` while it runs, and each one written is a `progress` event (GET /tasks/:id/events).
+ */
+export const TaskProgress = Type.Object({
+  pct: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: "percent done" })),
+  message: Type.Optional(Type.String({ description: "what the agent is doing" })),
+  partial: Type.Optional(Type.String({ description: "the output so far (streamed LLM text), whole, not a delta" })),
+});
+export type TaskProgress = Static<typeof TaskProgress>;
+
 /** GET /tasks/:id answer. */
 export const TaskView = Type.Object({
   task_id: TaskId,
@@ -83,6 +94,7 @@ export const TaskView = Type.Object({
   updated_at: Type.Optional(Type.String()),
   started_at: Type.Optional(Type.String()),
   finished_at: Type.Optional(Type.String()),
+  progress: Type.Optional(TaskProgress),
 });
 export type TaskView = Static<typeof TaskView>;
 

@@ -7,6 +7,7 @@ import type { ErrorBody } from "../model.ts";
 export const ERRORS = {
   malformed_json: { status: 400, message: "request body is not valid JSON" },
   invalid_task_id: { status: 400, message: 'task id must be a UUID, got "0"' },
+  invalid_parameter: { status: 400, message: 'wait must be an integer from 1 to 60 (seconds), got "0"', field: "wait" },
   unauthorized: { status: 401, message: "an API key is required: Authorization: Bearer <key>" },
   invalid_api_key: { status: 401, message: "the API key is unknown or revoked" },
   task_not_found: { status: 404, message: "no task 3f0c2a4e-8b1d-4c55-9a0e-2f1b7c9d4e61" },

@@ -14,13 +14,17 @@ export const REDIS_COMMANDS = [
   "zadd", "zrem", "zcard", "zscore", "zrange", "zrangebyscore", "zpopmin", "unlink",
   "sadd", "smembers", "scard",
   "lpush", "ltrim", "lrange",
-  // Not here: SCAN (keyless: it would list every key name of the server), TYPE, PTTL, MEMORY. Only
+  // task events (lib/lua/include/events.lua, lib/tasks/): the capped stream per task, its TTL copied
+  // from the task's, the notice on the `P events` channel, and the API's one subscriber
+  "xadd", "xrange", "pttl", "publish", "subscribe", "unsubscribe",
+  // Not here: SCAN (keyless: it would list every key name of the server), TYPE, MEMORY. Only
   // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them: run those as an admin.
 ] as const;
 
 /**
  * Arguments of `ACL SETUSER` for a user limited to `prefix`: `~prefix*` and `~{prefix*` (a key may
- * start with its Redis Cluster hash tag), no pub/sub channels, only REDIS_COMMANDS.
+ * start with its Redis Cluster hash tag), the one pub/sub channel `prefix` + `events` (task events), only
+ * REDIS_COMMANDS.
  * The password is given as its SHA-256 (`#<hex>`), so the line holds no secret.
  */
 export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: string): string[] {
@@ -28,7 +32,7 @@ export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: 
   const glob = prefix.replace(/[*?[\]\\]/g, "\\$&");
   return [
     user, "reset", "on", `#${passwordSha256Hex}`,
-    `~${glob}*`, `~{${glob}*`, "resetchannels", "-@all",
+    `~${glob}*`, `~{${glob}*`, "resetchannels", `&${glob}events`, "-@all",
     ...REDIS_COMMANDS.map((c) => `+${c}`),
   ];
 }

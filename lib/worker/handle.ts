@@ -14,6 +14,7 @@ import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, typ
 import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
+import { progressReporter } from "./progress.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -354,8 +355,12 @@ async function claimAndRun(
     }, { once: true }),
   );
   ignored.catch(() => {});
+  const progress = progressReporter(store, msg.task_id, token, log);
   try {
-    const agentRun = ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused }, run.signal);
+    const agentRun = ctx.agent(
+      { task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, progress: progress.report },
+      run.signal,
+    );
     result = await Promise.race([agentRun, ignored]);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);
@@ -382,6 +387,9 @@ async function claimAndRun(
     return "lost";
   }
 
+  // The last report is written before the result is recorded (progress.lua refuses it after).
+  if (result) await progress.flush();
+  else progress.stop();
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
