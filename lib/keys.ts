@@ -16,8 +16,9 @@ export interface Keys {
   /** STRING: the status alone, as the original Python service kept it (`P task:<id>:status`). */
   legacyStatus(id: string): string;
   /**
-   * STREAM: the task's events (`status` per transition, `progress` per report), capped, expiring with
-   * the task; written by the transition scripts (lib/lua/include/events.lua), read by SSE.
+   * LIST: the task's events (`status` per transition, `progress` per report) as `<n> <type> <data>`,
+   * capped, expiring with the task; written by the transition scripts (lib/lua/include/events.lua),
+   * read by SSE (lib/lua/events-read.lua).
    */
   events(id: string): string;
   /** pub/sub channel on which every event's task id is announced (`P events`; lib/tasks/notices.ts) */

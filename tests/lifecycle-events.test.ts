@@ -78,12 +78,8 @@ async function firstFrame(res: Response): Promise<string> {
   return buf.slice(0, buf.indexOf("\n\n") + 2);
 }
 
-const idMs = (id: string) => Number(id.split("-")[0]);
-const idLess = (a: string, b: string) => {
-  const [am, as] = a.split("-").map(BigInt);
-  const [bm, bs] = b.split("-").map(BigInt);
-  return am! < bm! || (am === bm && as! < bs!);
-};
+/** Event ids count up by one from 1. */
+const consecutive = (events: { id?: string }[], from = 1) => events.every((e, i) => e.id === String(from + i));
 
 // ---------------------------------------------------------------------------------------------
 // The store and the notices, on one node and on Redis Cluster (a private cluster-mode server).
@@ -133,7 +129,7 @@ describe.each(backends)("task events on %s", (_name, env) => {
     await closeRedis(redis);
   });
 
-  test("every transition appends a status event, every progress report a progress event; the stream expires with the task", async () => {
+  test("every transition appends a status event, every progress report a progress event; the list expires with the task", async () => {
     const t = crypto.randomUUID();
     await store.create(t, "u", "{}");
     const c = await store.claim(t, "tok", 30_000, "u");
@@ -153,13 +149,14 @@ describe.each(backends)("task events on %s", (_name, env) => {
     expect(events.map((e) => (e.type === "status" ? e.status : e.type))).toEqual(["queued", "running", "progress", "queued", "running", "done"]);
     const data = events.map((e) => JSON.parse(e.data));
     expect(data[1]).toMatchObject({ status: "running", attempt: 1 });
-    expect(data[2]).toEqual({ pct: 50, message: "half" });
+    expect(data[2]).toEqual({ at: expect.any(String), pct: 50, message: "half" });
+    expect(events.map((e) => e.id)).toEqual(["1", "2", "3", "4", "5", "6"]);
     expect(data[3]).toMatchObject({ status: "queued", error: "LLM answered 503" });
     expect(data[5]).toMatchObject({ status: "done", result: GOOD });
     expect(new Date(data[5].at).getTime()).toBeGreaterThan(Date.now() - 60_000); // ISO time from Redis's clock
     // Resuming after an event gives exactly the rest.
     expect((await readEvents(store, t, events[2]!.id)).map((e) => e.id)).toEqual(events.slice(3).map((e) => e.id));
-    // The stream lives as long as the task record.
+    // The list lives as long as the task record.
     const ttl = await send<number>(redis, store.keys.events(t), ["PTTL", store.keys.events(t)]);
     expect(ttl).toBeGreaterThan(3_500_000);
     expect(ttl).toBeLessThanOrEqual(3_600_000);
@@ -284,10 +281,11 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(progress.length).toBeGreaterThanOrEqual(2);
     expect(kinds.slice(2, -1).every((k) => k === "progress")).toBe(true);
     const pcts = progress.map((e) => e.data.pct as number);
+    expect(progress.every((e) => typeof e.data.at === "string")).toBe(true);
     expect(pcts).toEqual([...pcts].sort((a, b) => a - b));
     expect(pcts.at(-1)).toBe(100); // the last report is always written
     expect(streamed.at(-1)!.data).toMatchObject({ status: "done", result: { tags: expect.any(Array) } });
-    for (let i = 1; i < streamed.length; i++) expect(idLess(streamed[i - 1]!.id!, streamed[i]!.id!)).toBe(true);
+    expect(consecutive(streamed)).toBe(true);
     // The latest progress is in GET while the task runs (the first report comes 1.5 s before the end).
     expect(progressInGet).toMatchObject({ pct: expect.any(Number), message: expect.any(String) });
   }, 60_000);
@@ -319,7 +317,7 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     const rest = await readSse(await fetch(`${base}/tasks/${id}/events`, { headers: { "last-event-id": first.at(-1)!.id! } }));
     const all = [...first, ...rest];
     expect(all.map((e) => (e.event === "status" ? e.data.status : e.event))).toEqual(["queued", "running", ...rest.slice(0, -1).map(() => "progress"), "done"]);
-    for (let i = 1; i < all.length; i++) expect(idLess(all[i - 1]!.id!, all[i]!.id!)).toBe(true);
+    expect(consecutive(all)).toBe(true);
   }, 60_000);
 
   test("tenants: the events and the wait of another tenant's task are a 404, as its GET is (in-process, keys mode)", async () => {
@@ -350,7 +348,7 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     const badId = await fetch(`${base}/tasks/nope/events`);
     expect(badId.status).toBe(400);
     expect(await badId.json()).toMatchObject({ error: "invalid_task_id" });
-    const badResume = await fetch(`${base}/tasks/${streamedId}/events`, { headers: { "last-event-id": "yesterday" } });
+    const badResume = await fetch(`${base}/tasks/${streamedId}/events`, { headers: { "last-event-id": "1796095795143-0" } });
     expect(badResume.status).toBe(400);
     expect(await badResume.json()).toMatchObject({ error: "invalid_parameter", field: "Last-Event-ID" });
   });
@@ -377,13 +375,13 @@ describe("the streaming OpenAI agent (fake server)", () => {
     await sys.waitStatus(id, "done", 60_000);
     const events = await readEvents(sys.store, id, "-");
     expect(JSON.parse(events.at(-1)!.data)).toMatchObject({ status: "done", result: GOOD });
-    const partials = events.filter((e) => e.type === "progress").map((e) => ({ at: idMs(e.id), text: JSON.parse(e.data).partial as string }));
+    const partials = events.filter((e) => e.type === "progress").map((e) => ({ at: Date.parse(JSON.parse(e.data).at), text: JSON.parse(e.data).partial as string }));
     expect(partials.length).toBeGreaterThanOrEqual(2);
     for (const p of partials) expect(answer.startsWith(p.text)).toBe(true);
     expect(partials.at(-1)!.text).toBe(answer); // the whole answer, last
     for (let i = 1; i < partials.length; i++) expect(partials[i]!.text.length).toBeGreaterThanOrEqual(partials[i - 1]!.text.length);
     // Throttled: 10 pieces 120 ms apart, written at most every 250 ms (the last always). Counted over
-    // the entries' times (Redis's clock) with one write of slack, not per gap: a write that lands late
+    // the events' times (`at`, Redis's clock) with one write of slack, not per gap: a write that lands late
     // on a loaded box shortens the next gap without breaking the rule.
     expect(partials.length).toBeLessThan(10);
     expect(partials.length).toBeLessThanOrEqual(Math.floor((partials.at(-1)!.at - partials[0]!.at) / 250) + 2);

@@ -133,7 +133,7 @@ export function openapiDocument(cfg: Config): Documentation {
           summary: "The task's events as Server-Sent Events; the stream ends after the final status",
           description:
             "One `status` event per transition (data: {status, at, attempt?, error?, result?}) and one `progress` event per " +
-            "progress report written (data: {pct?, message?, partial?}), JSON, each with `id:` (its stream entry). " +
+            "progress report written (data: {pct?, message?, partial?}), JSON, each with `id:` (its number, counting up from 1). " +
             "Resume with Last-Event-ID (or ?last_event_id= where the header cannot be set): the events after it, none lost. " +
             "A comment line every 15 s keeps an idle stream open.",
           parameters: [
@@ -147,7 +147,7 @@ export function openapiDocument(cfg: Config): Documentation {
               content: {
                 "text/event-stream": {
                   schema: { type: "string" },
-                  example: 'id: 1764558000000-0\nevent: status\ndata: {"status":"queued","at":"2026-12-01T03:00:00.000Z"}\n\n',
+                  example: 'id: 1\nevent: status\ndata: {"status":"queued","at":"2026-12-01T03:00:00.000Z"}\n\n',
                 },
               },
             },

@@ -1,5 +1,5 @@
 // Waiting on a task without polling: `GET /tasks/:id?wait=N` (the wait is parsed and run here for the
-// GET route of app.ts) and `GET /tasks/:id/events`, Server-Sent Events from the task's event stream
+// GET route of app.ts) and `GET /tasks/:id/events`, Server-Sent Events from the task's events
 // (lib/tasks/events.ts), woken by the process's one subscriber (lib/tasks/notices.ts). Tenant rules
 // are the GET's: the auth plugin's check of a task's owner runs before these handlers too.
 import { Elysia } from "elysia";
@@ -39,7 +39,7 @@ function resumeAfter(request: Request): string | undefined {
   const query = single(new URL(request.url), "last_event_id");
   const raw = header || query || undefined;
   if (raw !== undefined && !isEventId(raw))
-    throw new ApiError("invalid_parameter", `last event id must be an event's id (<ms>-<n>), got ${JSON.stringify(raw.slice(0, 64))}`, header ? "Last-Event-ID" : "last_event_id");
+    throw new ApiError("invalid_parameter", `last event id must be an event's id (a number), got ${JSON.stringify(raw.slice(0, 64))}`, header ? "Last-Event-ID" : "last_event_id");
   return raw;
 }
 
@@ -102,8 +102,8 @@ export function taskEventsPlugin(deps: { store: TaskStore; log: Logger; retryAft
 /**
  * The SSE body: `first` (already read), then each new batch as notices announce it, until a final
  * status event. A keepalive comment every SSE_KEEPALIVE_MS; then the task record is also looked at,
- * so a task that ended without a final event in its stream (finished by the original's workers in
- * a mixed fleet, which write only the status string, or its stream trimmed) still ends the stream,
+ * so a task that ended without a final event in its list (finished by the original's workers in
+ * a mixed fleet, which write only the status string, or its list trimmed) still ends the stream,
  * with a status event made from the record (no id: there is none to resume from).
  */
 function eventStream(store: TaskStore, id: string, view: TaskView, after: string, first: TaskEvent[], signal: AbortSignal, log: Logger): ReadableStream<Uint8Array> {
@@ -145,7 +145,7 @@ function eventStream(store: TaskStore, id: string, view: TaskView, after: string
       if (sendAll(first)) return;
       // Registered (watch) and subscribed before this read: nothing written after it goes unnoticed.
       await notices.ready(2_000);
-      // Final already, yet not in the stream: a task its events never reached (see above).
+      // Final already, yet not in its events: a task its events never reached (see above).
       let finalInRecord = isFinal(view.status) ? view : undefined;
       for (;;) {
         const batch = await readEvents(store, id, last);

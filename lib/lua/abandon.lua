@@ -3,7 +3,7 @@
   send not confirmed), or no task at all (a create that may still land), becomes a tombstone:
   `status` = "rejected", so a late create is refused (create.lua), a late message is skipped
   (claim.lua), the outbox drops its hint, and GET answers 404.
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events stream (same slot; removed too)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot; removed too)
   ARGV[1] ttl (s) of the tombstone
   Returns: 1 tombstoned (or was already), 0 left alone: a worker or a confirmed send got there first
 ]]

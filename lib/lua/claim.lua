@@ -6,7 +6,7 @@
   runs so far all began and never ended (attempts = max: each run's worker died or lost its lease)
   is failed instead of run again.
   The caller wrote the stalled hint for this id first (hint.lua, another slot).
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events stream (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] claim token   ARGV[2] lease (ms)   ARGV[3] ttl (s)   ARGV[4] user_id   ARGV[5] max attempts
   ARGV[6] request message body, kept when adopting   ARGV[7] "probe": the body was left out (the usual
   case needs none), so for an unknown task return 4 instead of adopting it; "adopt": adopt it

@@ -1,7 +1,7 @@
 --[[ Record a new task as queued, with its request message (kept until the task finishes: the outbox
   sweeper and the reaper re-send it from here) and `sent` = 0 until RocketMQ confirmed it.
   The caller wrote the outbox hint for this id first (hint.lua, another slot).
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events stream (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] user_id   ARGV[2] ttl (s)   ARGV[3] request message body
   ARGV[4] tenant whose API key submitted it ("" none): its owner for GET (lib/http/auth.ts)
   Returns: 1 created, 0 a task (or a tombstone) with this id exists (nothing written)

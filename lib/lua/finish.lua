@@ -1,5 +1,5 @@
 --[[ Record the end of a claimed run, or what happens to a task without a claim. Times are Redis's.
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events stream (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] claim token ("" for "force" and "dead")   ARGV[2] ttl (s)   ARGV[3] mode   ARGV[4] data
   ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
   Modes (all but "force" and "dead" need the claim: status running or publish pending, owner = token):

@@ -14,9 +14,9 @@ export const REDIS_COMMANDS = [
   "zadd", "zrem", "zcard", "zscore", "zrange", "zrangebyscore", "zpopmin", "unlink",
   "sadd", "smembers", "scard",
   "lpush", "ltrim", "lrange",
-  // task events (lib/lua/include/events.lua, lib/tasks/): the capped stream per task, its TTL copied
+  // task events (lib/lua/include/events.lua, lib/tasks/): the capped list per task, its TTL copied
   // from the task's, the notice on the `P events` channel, and the API's one subscriber
-  "xadd", "xrange", "pttl", "publish", "subscribe", "unsubscribe",
+  "rpush", "lindex", "pttl", "publish", "subscribe", "unsubscribe",
   // Not here: SCAN (keyless: it would list every key name of the server), TYPE, MEMORY. Only
   // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them: run those as an admin.
 ] as const;

@@ -1,8 +1,8 @@
 // A task's events, as the transition scripts write them (lib/lua/include/events.lua): a capped Redis
-// stream per task whose entries are `type` (status | progress) and `data` (JSON). Read here for
+// list per task of `<n> <type> <data JSON>`, n counting up from 1 (the SSE id). Read here for
 // Server-Sent Events and for waiting on a task's end, woken by lib/tasks/notices.ts.
 import type { TaskView } from "../model.ts";
-import { send } from "../scripts.ts";
+import { runScript } from "../scripts.ts";
 import type { TaskStore } from "../store.ts";
 import type { TaskNotices } from "./notices.ts";
 
@@ -10,47 +10,44 @@ import type { TaskNotices } from "./notices.ts";
 export const FINAL_STATUSES: ReadonlySet<string> = new Set(["done", "failed", "canceled"]);
 export const isFinal = (status: string | undefined) => status !== undefined && FINAL_STATUSES.has(status);
 
-/** A stream entry id (`<ms>-<seq>`): what SSE sends as `id:` and takes back as Last-Event-ID. */
-export const EVENT_ID_PATTERN = "^[0-9]{1,20}-[0-9]{1,20}$";
+/** An event's number: what SSE sends as `id:` and takes back as Last-Event-ID. */
+export const EVENT_ID_PATTERN = "^[0-9]{1,15}$";
 export const isEventId = (s: string) => new RegExp(EVENT_ID_PATTERN).test(s);
 
 export interface TaskEvent {
   id: string;
   type: string;
-  /** the data, JSON; status events' `at` (ms) as an ISO 8601 string, like GET's times */
+  /** the data, JSON; `at` (ms, Redis's clock) as an ISO 8601 string, like GET's times */
   data: string;
   /** for status events: the status */
   status?: string;
 }
 
-/** Events after `after` (exclusive; "-": from the first), oldest first, at most `count`. */
+/** Events after the one numbered `after` ("-" or "0": from the first kept), oldest first, at most `count`. */
 export async function readEvents(store: TaskStore, id: string, after: string, count = 100): Promise<TaskEvent[]> {
   const key = store.keys.events(id);
-  const from = after === "-" ? "-" : `(${after}`;
-  const rows = await send<[string, string[]][] | null>(store.redis, key, ["XRANGE", key, from, "+", "COUNT", String(count)]);
-  return (rows ?? []).map(([entryId, flat]) => {
-    const f: Record<string, string> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-    const ev: TaskEvent = { id: entryId, type: f.type ?? "message", data: f.data ?? "{}" };
-    if (ev.type === "status") {
-      try {
-        const d = JSON.parse(ev.data) as { status?: string; at?: unknown };
-        ev.status = d.status;
-        if (typeof d.at === "number") ev.data = JSON.stringify({ ...d, at: new Date(d.at).toISOString() });
-      } catch {
-        /* sent as written */
-      }
+  const rows = (await runScript(store.redis, "events-read", [key], [after === "-" ? 0 : after, count])) as string[] | null;
+  return (rows ?? []).map((row) => {
+    const a = row.indexOf(" ");
+    const b = row.indexOf(" ", a + 1);
+    const ev: TaskEvent = { id: row.slice(0, a), type: row.slice(a + 1, b), data: row.slice(b + 1) };
+    try {
+      const d = JSON.parse(ev.data) as { status?: string; at?: unknown };
+      if (ev.type === "status") ev.status = d.status;
+      if (typeof d.at === "number") ev.data = JSON.stringify({ ...d, at: new Date(d.at).toISOString() });
+    } catch {
+      /* sent as written */
     }
     return ev;
   });
 }
 
-/** One event as an SSE frame; `id` left out for one made from the task record (not in the stream). */
+/** One event as an SSE frame; `id` left out for one made from the task record (not in the list). */
 export function sseFrame(ev: { id?: string; type: string; data: string }): string {
   return `${ev.id ? `id: ${ev.id}\n` : ""}event: ${ev.type}\ndata: ${ev.data.replace(/\n/g, "\ndata: ")}\n\n`;
 }
 
-/** A status event built from the task record: for a final task whose stream lacks it (see events.ts' SSE). */
+/** A status event built from the task record: for a final task whose events lack it (lib/http/task-events.ts). */
 export function statusFromView(view: TaskView): { type: "status"; data: string } {
   const data: Record<string, unknown> = { status: view.status, at: view.finished_at ?? view.updated_at };
   if (view.status === "done") data.result = view.result;
