@@ -51,7 +51,11 @@ export type AgentResult = Static<typeof AgentResult>;
 /** Body of a message on MQ_TOPIC_REQUEST (tag ProfileGen, key = task id). */
 export const RequestMessage = Type.Object({
   task_id: TaskId,
-  user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
+  // TypeBox counts UTF-16 units, the API code points (lib/http/body.ts): 128 code points are up to
+  // 256 units. At 128 units, a task with 65-128 astral characters (emoji) was accepted by the API and
+  // set aside by every worker as an invalid message: queued forever (found by schemathesis through
+  // GET ?wait and the event stream, which wait for the end).
+  user_id: Type.String({ minLength: 1, maxLength: 2 * USER_ID_MAX }),
   payload: Type.String(),
   action: Type.Literal(ACTION),
   /** Added: the tenant whose API key submitted the task (absent without keys). */

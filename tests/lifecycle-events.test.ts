@@ -243,6 +243,13 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(answered - sent).toBeLessThan(30_000);
   }, 60_000);
 
+  test("a user_id of 100 emoji (100 code points, 200 UTF-16 units) runs too; its wait ends", async () => {
+    const res = await fetch(`${base}/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "😀".repeat(100), content: "emoji" }) });
+    expect(res.status).toBe(202);
+    const id = ((await res.json()) as { task_id: string }).task_id;
+    expect(((await (await fetch(`${base}/tasks/${id}?wait=30`)).json()) as { status: string }).status).toBe("done");
+  }, 60_000);
+
   test("wait=1 on a task that does not end answers after 1 s with its state; bad values are a 400", async () => {
     const id = crypto.randomUUID();
     await store.create(id, "u1", "{}"); // recorded, never sent: stays queued
@@ -340,6 +347,12 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(first.map((e) => e.data.status)).toEqual(["queued"]);
     await closeTaskNotices(redis);
   });
+
+  test("SSE resumed after an id the task never reaches ends when the task does, with its final status", async () => {
+    const id = await submit("resume ahead");
+    const events = await readSse(await fetch(`${base}/tasks/${id}/events?last_event_id=999`));
+    expect(events.map((e) => [e.event, e.data.status, e.id])).toEqual([["status", "done", undefined]]);
+  }, 60_000);
 
   test("SSE errors are JSON before the stream starts: unknown task 404, bad id 400, bad Last-Event-ID 400", async () => {
     const unknown = await fetch(`${base}/tasks/${crypto.randomUUID()}/events`);

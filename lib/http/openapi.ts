@@ -138,7 +138,11 @@ export function openapiDocument(cfg: Config): Documentation {
             "A comment line every 15 s keeps an idle stream open.",
           parameters: [
             taskIdParam,
-            { name: "Last-Event-ID", in: "header", required: false, description: "resume after this event", schema: { type: "string", pattern: EVENT_ID_PATTERN } },
+            {
+              name: "Last-Event-ID", in: "header", required: false, description: "resume after this event",
+              // blanks around a header value are HTTP's (RFC 9110 OWS), dropped before the value is read
+              schema: { type: "string", pattern: "^[ \t]*[0-9]{1,15}[ \t]*$" },
+            },
             { name: "last_event_id", in: "query", required: false, description: "resume after this event (for clients that cannot set the header; the header wins)", schema: { type: "string", pattern: EVENT_ID_PATTERN } },
           ],
           responses: {
@@ -146,7 +150,16 @@ export function openapiDocument(cfg: Config): Documentation {
               description: "the events so far, then each as it happens, until the final status",
               content: {
                 "text/event-stream": {
-                  schema: { type: "string" },
+                  // One event (OpenAPI 3.0/3.1: the schema of each event, as OpenAPI 3.2's itemSchema).
+                  schema: {
+                    type: "object",
+                    required: ["event", "data"],
+                    properties: {
+                      event: { type: "string", enum: ["status", "progress"] },
+                      id: { type: "string", pattern: EVENT_ID_PATTERN, description: "its number; absent on a status made from the task record" },
+                      data: { type: "string", contentMediaType: "application/json", description: "status: {status, at, attempt?, error?, result?}; progress: {at, pct?, message?, partial?}" },
+                    },
+                  },
                   example: 'id: 1\nevent: status\ndata: {"status":"queued","at":"2026-12-01T03:00:00.000Z"}\n\n',
                 },
               },

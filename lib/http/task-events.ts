@@ -33,14 +33,22 @@ export function waitSeconds(request: Request): number | undefined {
   return n;
 }
 
-/** The event to resume after: Last-Event-ID (what EventSource sends), else `?last_event_id=`. */
+/**
+ * The event to resume after: Last-Event-ID (what EventSource sends), else `?last_event_id=`. Present
+ * but empty or not a number is a 400 (a browser never sends an empty one); the header's surrounding
+ * blanks are HTTP's, not the value's.
+ */
 function resumeAfter(request: Request): string | undefined {
-  const header = request.headers.get("last-event-id")?.trim();
+  const header = request.headers.get("last-event-id");
   const query = single(new URL(request.url), "last_event_id");
-  const raw = header || query || undefined;
-  if (raw !== undefined && !isEventId(raw))
-    throw new ApiError("invalid_parameter", `last event id must be an event's id (a number), got ${JSON.stringify(raw.slice(0, 64))}`, header ? "Last-Event-ID" : "last_event_id");
-  return raw;
+  // Both are checked when both are given; the header wins (EventSource sends it on a reconnection to
+  // the URL it was opened with, which may carry an older last_event_id).
+  if (query !== undefined && !isEventId(query))
+    throw new ApiError("invalid_parameter", `last_event_id must be an event's id (a number), got ${JSON.stringify(query.slice(0, 64))}`, "last_event_id");
+  if (header === null) return query;
+  const v = header.replace(/^[ \t]+|[ \t]+$/g, "");
+  if (!isEventId(v)) throw new ApiError("invalid_parameter", `Last-Event-ID must be an event's id (a number), got ${JSON.stringify(header.slice(0, 64))}`, "Last-Event-ID");
+  return v;
 }
 
 /** Bun's server, as far as these routes use it: a request's idle timeout (default 10 s). */
@@ -147,22 +155,26 @@ function eventStream(store: TaskStore, id: string, view: TaskView, after: string
       await notices.ready(2_000);
       // Final already, yet not in its events: a task its events never reached (see above).
       let finalInRecord = isFinal(view.status) ? view : undefined;
+      let woke: string | undefined;
       for (;;) {
         const batch = await readEvents(store, id, last);
         if (sendAll(batch)) return;
         if (batch.length === 100) continue;
+        // Nothing newer although something happened (a notice, or 15 s): the record says whether the
+        // task is over. Also for a client resuming after an id the task never reaches.
+        if ((woke === "timeout" || (woke === "notice" && batch.length === 0)) && !finalInRecord) {
+          const now = await store.get(id);
+          if (!now) return; // expired or removed
+          if (isFinal(now.status)) finalInRecord = now;
+        }
         if (finalInRecord) {
           put(sseFrame(statusFromView(finalInRecord)));
           return;
         }
         const why = await watch.next(SSE_KEEPALIVE_MS, signal);
         if (why === "aborted" || why === "closed" || cancelled) return;
-        if (why === "timeout") {
-          put(": keepalive\n\n");
-          const view = await store.get(id);
-          if (!view) return; // expired or removed
-          if (isFinal(view.status)) finalInRecord = view;
-        }
+        if (why === "timeout") put(": keepalive\n\n");
+        woke = why;
       }
     } catch (e) {
       // Redis failed mid-stream: end it; the client resumes from the last id it got.
