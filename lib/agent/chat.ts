@@ -144,6 +144,9 @@ export async function chatCall(
     }
     if (streamed) {
       if (streamed.choices === 0) throw new RetryableAgentError("LLM stream ended without a choice");
+      // A stream cut short (a server that interrupts one answer for the next request, a proxy) ends
+      // without the last chunk's finish_reason: not an answer to validate or repair.
+      if (!streamed.finishReason) throw new RetryableAgentError(`LLM stream ended before the answer did (no finish_reason) after ${streamed.content?.length ?? 0} characters`);
       return { content: streamed.content, finishReason: streamed.finishReason, usage: streamed.usage };
     }
     if (!res.ok) {
