@@ -12,8 +12,11 @@
 import { randomBytes } from "node:crypto";
 
 export type Step =
-  /** `chunkMs`, `pieces`: when streamed, the content in this many pieces (default 8), this far apart */
-  | { kind: "answer"; content?: string; delayMs?: number; chunkMs?: number; pieces?: number }
+  /**
+   * `chunkMs`, `pieces`: when streamed, the content in this many pieces (default 8), this far apart;
+   * `cutAfter`: the stream ends ([DONE]) after that many pieces, without a finish_reason
+   */
+  | { kind: "answer"; content?: string; delayMs?: number; chunkMs?: number; pieces?: number; cutAfter?: number }
   | { kind: "error"; status: number; type: string; code: string | null; message: string; retryAfter?: string }
   | { kind: "hang" }
   | { kind: "gateway" };
@@ -134,7 +137,7 @@ export function fakeOpenAI() {
 
 /** A streamed answer: SSE chunks as OpenAI sends them; stops writing when the client goes away. */
 function streamAnswer(
-  seen: SeenRequest, content: string, usage: object, step: { chunkMs?: number; pieces?: number }, signal: AbortSignal,
+  seen: SeenRequest, content: string, usage: object, step: { chunkMs?: number; pieces?: number; cutAfter?: number }, signal: AbortSignal,
   end: (how: SeenRequest["ended"]) => void,
 ): Response {
   const id = `chatcmpl-${randomBytes(12).toString("base64url")}`;
@@ -152,7 +155,12 @@ function streamAnswer(
     async start(controller) {
       const send = (v: unknown) => controller.enqueue(enc.encode(`data: ${typeof v === "string" ? v : JSON.stringify(v)}\n\n`));
       send(chunk({ role: "assistant", content: "" }, null));
-      for (const piece of pieces) {
+      for (const [i, piece] of pieces.entries()) {
+        if (step.cutAfter !== undefined && i >= step.cutAfter) {
+          send("[DONE]"); // cut short, as llama-cpp-python's interrupt_requests does
+          end("answered");
+          return controller.close();
+        }
         if (step.chunkMs) await new Promise((r) => setTimeout(r, step.chunkMs));
         if (signal.aborted) {
           end("client_aborted");
