@@ -200,11 +200,12 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
   let base: string;
   let redis: Redis;
   let store: TaskStore;
+  let api: Service;
 
   beforeAll(async () => {
     ns = await createNamespace();
     const port = freePort();
-    new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1" });
+    api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1" });
     // 4 progress reports, 500 ms apart (lib/agent/demo.ts)
     new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "2000" });
     base = `http://127.0.0.1:${port}`;
@@ -354,6 +355,14 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(events.map((e) => [e.event, e.data.status, e.id])).toEqual([["status", "done", undefined]]);
   }, 60_000);
 
+  test("SSE of a task the original's workers finished (status string only, no event) ends with a status from the record", async () => {
+    const id = crypto.randomUUID();
+    await store.create(id, "u1", "{}");
+    await redis.set(store.keys.legacyStatus(id), "done", { EX: 600 }); // what the original's worker writes
+    const events = await readSse(await fetch(`${base}/tasks/${id}/events`));
+    expect(events.map((e) => [e.id, e.event, e.data.status])).toEqual([["1", "status", "queued"], [undefined, "status", "done"]]);
+  });
+
   test("SSE errors are JSON before the stream starts: unknown task 404, bad id 400, bad Last-Event-ID 400", async () => {
     const unknown = await fetch(`${base}/tasks/${crypto.randomUUID()}/events`);
     expect(unknown.status).toBe(404);
@@ -365,6 +374,20 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(badResume.status).toBe(400);
     expect(await badResume.json()).toMatchObject({ error: "invalid_parameter", field: "Last-Event-ID" });
   });
+
+  test("SIGTERM: the API ends an open event stream, then exits 0 (last: it stops the API)", async () => {
+    const id = crypto.randomUUID();
+    await store.create(id, "u1", "{}"); // never sent: the stream would last
+    let started!: () => void;
+    const first = new Promise<void>((r) => (started = r));
+    const reading = readSse(await fetch(`${base}/tasks/${id}/events`), 30_000, () => started());
+    await first; // the stream is open and has sent its one event
+    const t0 = performance.now();
+    api.signal("SIGTERM");
+    expect(await api.exited).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(10_000); // not the 15 s shutdown deadline
+    expect((await reading).map((e) => e.data.status)).toEqual(["queued"]);
+  }, 60_000);
 });
 
 describe("the streaming OpenAI agent (fake server)", () => {

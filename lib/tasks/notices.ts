@@ -161,8 +161,15 @@ export class TaskNotices {
 // One TaskNotices per Redis client and channel, made on first use: a process that never waits opens
 // no subscriber connection.
 const hubs = new WeakMap<object, Map<string, TaskNotices>>();
+const closedClients = new WeakSet<object>();
 
 export function taskNotices(redis: Redis, channel: string, log?: Logger): TaskNotices {
+  if (closedClients.has(redis)) {
+    // Shutting down: a request that comes in now gets no subscription (it would hold the server's stop).
+    const closed = new TaskNotices(redis, channel, log);
+    void closed.close();
+    return closed;
+  }
   let byChannel = hubs.get(redis);
   if (!byChannel) hubs.set(redis, (byChannel = new Map()));
   let hub = byChannel.get(channel);
@@ -172,6 +179,7 @@ export function taskNotices(redis: Redis, channel: string, log?: Logger): TaskNo
 
 /** Closes the notices of a Redis client (at shutdown, before the HTTP server stops: open streams end). */
 export async function closeTaskNotices(redis: Redis): Promise<void> {
+  closedClients.add(redis);
   const byChannel = hubs.get(redis);
   hubs.delete(redis);
   await Promise.all([...(byChannel?.values() ?? [])].map((h) => h.close()));
