@@ -14,7 +14,7 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due" | "progress" | "events-read";
+  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle" | "progress" | "events-read";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;

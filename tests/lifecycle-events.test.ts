@@ -175,6 +175,29 @@ describe.each(backends)("task events on %s", (_name, env) => {
     expect(JSON.parse(events[2]!.data)).toMatchObject({ error: "LLM answered 400: bad model" });
   });
 
+  test("issue 10's other statuses land as events too: a cancel, a running task's cancel, an operator's requeue", async () => {
+    const q = crypto.randomUUID();
+    await store.create(q, "u", "{}");
+    expect((await store.cancel(q, "c", 5_000)).kind).toBe("canceled");
+    await store.published(q, "c");
+    const r = crypto.randomUUID();
+    await store.create(r, "u", "{}");
+    await store.claim(r, "tok", 30_000, "u");
+    expect((await store.cancel(r, "c", 5_000)).kind).toBe("requested");
+    await store.cancelRun(r, "tok");
+    const f = crypto.randomUUID();
+    await store.create(f, "u", "{}");
+    await store.claim(f, "tok", 30_000, "u");
+    await store.fail(f, "tok", "boom");
+    await store.published(f, "tok");
+    expect((await store.requeue(f)).kind).toBe("requeued");
+    const kinds = async (t: string) => (await readEvents(store, t, "-")).map((e) => e.status);
+    expect(await kinds(q)).toEqual(["queued", "canceled"]);
+    expect(await kinds(r)).toEqual(["queued", "running", "canceled"]);
+    expect(await kinds(f)).toEqual(["queued", "running", "failed", "queued"]);
+    expect(JSON.parse((await readEvents(store, f, "3"))[0]!.data)).toMatchObject({ requeued: true });
+  });
+
   test("a waiter is woken by the notice of the final transition, not by its deadline", async () => {
     const t = crypto.randomUUID();
     await store.create(t, "u", "{}");

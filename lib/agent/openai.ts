@@ -89,7 +89,9 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
     }
   }
 
-  async function converse(content: string, signal: AbortSignal, taskId: string, pause: Pause, progress?: AgentTask["progress"]): Promise<AgentResult> {
+  async function converse(
+    content: string, signal: AbortSignal, taskId: string, pause: Pause, report?: AgentTask["usage"], progress?: AgentTask["progress"],
+  ): Promise<AgentResult> {
     // The text so far, at most every PARTIAL_EVERY_MS; the whole answer once it is in.
     let lastReport = -Infinity;
     const onText = progress
@@ -108,6 +110,10 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
       const t0 = performance.now();
       const answer = await call(messages, signal, taskId, pause, onText);
       if (progress && answer.content !== undefined) progress({ partial: answer.content });
+      report?.({
+        model: opts.model, prompt_tokens: answer.usage?.prompt_tokens ?? 0, completion_tokens: answer.usage?.completion_tokens ?? 0,
+        ms: Math.round(performance.now() - t0),
+      });
       opts.log?.debug("LLM answer", {
         task_id: taskId, ms: Math.round(performance.now() - t0), finish_reason: answer.finishReason,
         // "usage_in"/"usage_out": a field named like "token" is masked by the logger as a secret.
@@ -131,11 +137,11 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
 
   const agent: Agent = async (task, signal) => {
     const pause: Pause = task.paused ? (w) => task.paused!(w) : (w) => w();
-    if (!opts.slots) return converse(task.content, signal, task.task_id, pause, task.progress);
+    if (!opts.slots) return converse(task.content, signal, task.task_id, pause, task.usage, task.progress);
     const slots = opts.slots;
     const release = await pause(() => slots.acquire(signal));
     try {
-      return await converse(task.content, signal, task.task_id, pause, task.progress);
+      return await converse(task.content, signal, task.task_id, pause, task.usage, task.progress);
     } finally {
       release();
     }

@@ -17,6 +17,16 @@ export interface AgentTask {
    * nothing records it (an agent called outside a worker).
    */
   progress?: (p: TaskProgress) => void;
+  /** Reports one answered LLM call (the worker sums them into the task's `usage`). Absent: nobody counts. */
+  usage?: (call: LlmCall) => void;
+}
+
+/** One answered LLM call, as an agent reports it. */
+export interface LlmCall {
+  model: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  ms: number;
 }
 
 /**
