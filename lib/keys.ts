@@ -15,6 +15,14 @@ export interface Keys {
   task(id: string): string;
   /** STRING: the status alone, as the original Python service kept it (`P task:<id>:status`). */
   legacyStatus(id: string): string;
+  /**
+   * LIST: the task's events (`status` per transition, `progress` per report) as `<n> <type> <data>`,
+   * capped, expiring with the task; written by the transition scripts (lib/lua/include/events.lua),
+   * read by SSE (lib/lua/events-read.lua).
+   */
+  events(id: string): string;
+  /** pub/sub channel on which every event's task id is announced (`P events`; lib/tasks/notices.ts) */
+  eventsChannel: string;
   /** The bucket a task's hints go to. */
   bucketOf(id: string): number;
   /** ZSET id -> accepted at (ms, Redis clock): hints of tasks whose request message may be unsent. */
@@ -79,6 +87,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     tag,
     task: (id) => `${tag(id)}:task`,
     legacyStatus: (id) => `${prefix}task:${id}:status`,
+    events: (id) => `${tag(id)}:events`,
+    eventsChannel: `${prefix}events`,
     bucketOf: (id) => fnv1a(id) % n,
     outbox: (b) => `${bucketTag(b)}:outbox`,
     stalled: (b) => `${bucketTag(b)}:stalled`,

@@ -61,7 +61,11 @@ export type AgentResult = Static<typeof AgentResult>;
 /** Body of a message on MQ_TOPIC_REQUEST (tag ProfileGen, key = task id). */
 export const RequestMessage = Type.Object({
   task_id: TaskId,
-  user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
+  // TypeBox counts UTF-16 units, the API code points (lib/http/body.ts): 128 code points are up to
+  // 256 units. At 128 units, a task with 65-128 astral characters (emoji) was accepted by the API and
+  // set aside by every worker as an invalid message: queued forever (found by schemathesis through
+  // GET ?wait and the event stream, which wait for the end).
+  user_id: Type.String({ minLength: 1, maxLength: 2 * USER_ID_MAX }),
   payload: Type.String(),
   action: Type.Literal(ACTION),
   /** Added: the tenant whose API key submitted the task (absent without keys). */
@@ -99,6 +103,17 @@ export const ResultMessage = Type.Object({
 });
 export type ResultMessage = Static<typeof ResultMessage>;
 
+/**
+ * An agent's progress report (its context's `progress()`, lib/agent/types.ts): the latest one is the
+ * task's `progress` while it runs, and each one written is a `progress` event (GET /tasks/:id/events).
+ */
+export const TaskProgress = Type.Object({
+  pct: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: "percent done" })),
+  message: Type.Optional(Type.String({ description: "what the agent is doing" })),
+  partial: Type.Optional(Type.String({ description: "the output so far (streamed LLM text), whole, not a delta" })),
+});
+export type TaskProgress = Static<typeof TaskProgress>;
+
 /** GET /tasks/:id answer. */
 export const TaskView = Type.Object({
   task_id: TaskId,
@@ -114,6 +129,7 @@ export const TaskView = Type.Object({
   usage: Type.Optional(TaskUsage),
   /** a delayed task's due time */
   run_at: Type.Optional(Type.String()),
+  progress: Type.Optional(TaskProgress),
 });
 export type TaskView = Static<typeof TaskView>;
 

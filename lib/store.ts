@@ -4,7 +4,7 @@
 // them and verified against the task by the sweeper and the reaper, so the same calls work on one
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
-import type { AgentResult, TaskStatus, TaskUsage, TaskView } from "./model.ts";
+import type { AgentResult, TaskProgress, TaskStatus, TaskUsage, TaskView } from "./model.ts";
 import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
@@ -98,8 +98,9 @@ export class TaskStore {
     });
   }
 
+  /** KEYS of every per-task script: the hash, the legacy status and the events stream (one slot). */
   private taskKeys(id: string) {
-    return [this.keys.task(id), this.keys.legacyStatus(id)];
+    return [this.keys.task(id), this.keys.legacyStatus(id), this.keys.events(id)];
   }
   outboxKey(id: string) {
     return this.keys.outbox(this.keys.bucketOf(id));
@@ -249,6 +250,11 @@ export class TaskStore {
     }
   }
 
+  /** The agent's progress under the claim (latest in the task, and an event); false: not our running claim. */
+  async progress(id: string, token: string, progress: TaskProgress): Promise<boolean> {
+    return (await runScript(this.redis, "progress", this.taskKeys(id), [token, JSON.stringify(progress)])) === 1;
+  }
+
   /**
    * True while the claim is ours (lease and TTL extended); false means stop the run. "cancel": still
    * ours (extended), but its cancellation was asked (lib/lua/cancel.lua): abort the run, then cancelRun().
@@ -386,6 +392,7 @@ export class TaskStore {
     if (h.error) view.error = h.error;
     if (h.usage) view.usage = JSON.parse(h.usage) as TaskUsage;
     if (h.run_at) view.run_at = iso(h.run_at);
+    if (h.progress) view.progress = JSON.parse(h.progress) as TaskProgress;
     return view;
   }
 

@@ -24,6 +24,10 @@ beforeAll(async () => {
   const port = freePort();
   // WARN: one log line per generated request would be thousands of lines.
   const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", LOG_LEVEL: "warn" });
+  // A worker finishes the tasks the stateful phase creates (no agent delay), so a generated
+  // `GET /tasks/{id}?wait=60` answers once the task is done, as a client's would, instead of
+  // running into the 10 s request timeout on a task nobody runs.
+  new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0", LOG_LEVEL: "warn" });
   base = `http://127.0.0.1:${port}`;
   python = await venv;
   await waitFor(async () => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200, 60_000, () => `api ready\n${api.raw.slice(-20).join("\n")}`);

@@ -20,6 +20,7 @@ import { rateLimitPlugin } from "./rate-limit.ts";
 import { dashboardPlugin } from "./dashboard.ts";
 import { listRoutes } from "./list.ts";
 import { dueAt } from "./schedule.ts";
+import { isFinal, taskEventsPlugin, waitForTask, waitSeconds } from "./task-events.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 import { CancelService } from "../tasks/cancel.ts";
@@ -125,21 +126,27 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
     .use(listRoutes({ index: tasks.index, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get(
       "/tasks/:id",
-      async ({ params }) => {
+      async ({ params, request, server }) => {
         if (!isTaskId(params.id))
           throw new ApiError("invalid_task_id", `task id must be a UUID, got ${JSON.stringify(params.id.slice(0, 64))}`);
-        let view;
-        try {
-          view = await store.get(params.id);
-        } catch (e) {
-          throw new ApiError("redis_unavailable", "Redis is unavailable; retry later", undefined, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
-        }
+        const wait = waitSeconds(request);
+        const read = async () => {
+          try {
+            return await store.get(params.id);
+          } catch (e) {
+            throw new ApiError("redis_unavailable", "Redis is unavailable; retry later", undefined, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
+          }
+        };
+        let view = await read();
+        // ?wait=N: answered once the task is final, or after N s as it is then (lib/http/task-events.ts).
+        if (view && wait && !isFinal(view.status)) view = await waitForTask(store, params.id, wait, read, { request, server, log });
         if (!view) throw new ApiError("task_not_found", `no task ${params.id}`);
         return view;
       },
       { detail: { summary: "A task's status, result or error, attempts and timestamps" } },
     )
     .use(cancelRoutes({ cfg, cancel: new CancelService(cfg, store, tasks.publisher, log) }))
+    .use(taskEventsPlugin({ store, log, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get("/healthz", () => ({ status: "ok" }), { detail: { summary: "The process lives" } })
     .get(
       "/readyz",

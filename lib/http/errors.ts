@@ -10,6 +10,7 @@ export const ERRORS = {
   invalid_idempotency_key: { status: 400, message: "Idempotency-Key must be 1 to 255 printable ASCII characters, without leading or trailing spaces", field: "Idempotency-Key" },
   conflicting_fields: { status: 400, message: "run_at: give delay_ms or run_at, not both", field: "run_at" },
   invalid_query: { status: 400, message: "limit: an integer from 1 to 100, got \"0\"", field: "limit" },
+  invalid_parameter: { status: 400, message: 'wait must be an integer from 1 to 60 (seconds), got "0"', field: "wait" },
   unauthorized: { status: 401, message: "an API key is required: Authorization: Bearer <key>" },
   invalid_api_key: { status: 401, message: "the API key is unknown or revoked" },
   task_not_found: { status: 404, message: "no task 3f0c2a4e-8b1d-4c55-9a0e-2f1b7c9d4e61" },

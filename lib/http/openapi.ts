@@ -10,6 +10,8 @@ import { CURSOR_PATTERN } from "../state/user-index.ts";
 import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from "./list.ts";
 import { ERRORS, type ErrorCode } from "./errors.ts";
 import { IDEMPOTENCY_KEY_PATTERN } from "./idempotency-key.ts";
+import { WAIT_MAX_SECONDS } from "./task-events.ts";
+import { EVENT_ID_PATTERN } from "../tasks/events.ts";
 
 /** A TypeBox schema as plain JSON Schema (its symbol keys dropped). */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, any>;
@@ -74,6 +76,8 @@ function errors(codes: ErrorCode[], headers: Partial<Record<number, object>> = {
   }
   return out;
 }
+
+const taskIdParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
 
 const json = (description: string, schema: object, example?: unknown) => ({
   description,
@@ -162,11 +166,60 @@ export function openapiDocument(cfg: Config): Documentation {
       "/tasks/{id}": {
         get: {
           operationId: "getTask",
-          summary: "A task's status, result or error, attempts and timestamps",
-          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
+          summary: "A task's status, result or error, attempts, timestamps and latest progress",
+          parameters: [
+            taskIdParam,
+            {
+              name: "wait", in: "query", required: false,
+              description: "answer once the task is final (done, failed), or after this many seconds with its state then; no polling: woken by the task's events",
+              schema: { type: "integer", minimum: 1, maximum: WAIT_MAX_SECONDS },
+            },
+          ],
           responses: {
             200: json("the task", withUuid(plain(TaskView))),
-            ...errors(["invalid_task_id", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
+            ...errors(["invalid_task_id", "invalid_parameter", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
+          },
+        },
+      },
+      "/tasks/{id}/events": {
+        get: {
+          operationId: "getTaskEvents",
+          summary: "The task's events as Server-Sent Events; the stream ends after the final status",
+          description:
+            "One `status` event per transition (data: {status, at, attempt?, error?, result?}) and one `progress` event per " +
+            "progress report written (data: {pct?, message?, partial?}), JSON, each with `id:` (its number, counting up from 1). " +
+            "Resume with Last-Event-ID (or ?last_event_id= where the header cannot be set): the events after it, none lost. " +
+            "A comment line every 15 s keeps an idle stream open.",
+          parameters: [
+            taskIdParam,
+            {
+              name: "Last-Event-ID", in: "header", required: false, description: "resume after this event",
+              // blanks around a header value are HTTP's (RFC 9110 OWS), dropped before the value is read
+              schema: { type: "string", pattern: "^[ \t]*[0-9]{1,15}[ \t]*$" },
+            },
+            { name: "last_event_id", in: "query", required: false, description: "resume after this event (for clients that cannot set the header; the header wins)", schema: { type: "string", pattern: EVENT_ID_PATTERN } },
+          ],
+          responses: {
+            200: {
+              description: "the events so far, then each as it happens, until the final status",
+              content: {
+                "text/event-stream": {
+                  // One event (OpenAPI 3.0/3.1: the schema of each event, as OpenAPI 3.2's itemSchema).
+                  schema: {
+                    type: "object",
+                    required: ["event", "data"],
+                    properties: {
+                      event: { type: "string", enum: ["status", "progress"] },
+                      id: { type: "string", pattern: EVENT_ID_PATTERN, description: "its number; absent on a status made from the task record" },
+                      data: { type: "string", contentMediaType: "application/json", description: "status: {status, at, attempt?, error?, result?}; progress: {at, pct?, message?, partial?}" },
+                    },
+                  },
+                  example: 'id: 1\nevent: status\ndata: {"status":"queued","at":"2026-12-01T03:00:00.000Z"}\n\n',
+                },
+              },
+            },
+            204: { description: "resumed after the final status: nothing more will come (EventSource stops reconnecting)" },
+            ...errors(["invalid_task_id", "invalid_parameter", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
           },
         },
       },

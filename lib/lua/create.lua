@@ -4,13 +4,14 @@
   The scheduled variant (a delayed task, ARGV[5] set): status `scheduled` with `run_at` until a
   worker claims it (claim.lua treats it as queued); its keys live TTL plus the wait, so a task
   delayed by more than the TTL is still there when it is due.
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] user_id   ARGV[2] ttl (s)   ARGV[3] request message body
   ARGV[4] tenant whose API key submitted it ("" none): its owner for GET (lib/http/auth.ts)
   ARGV[5] run_at (ms since the epoch) of a delayed task, or "" (or absent) to run at once
   Returns: created_at (ms, > 0) created (the listing index, another slot, is written with it:
            lib/state/user-index.ts); 0 a task (or a tombstone) with this id exists (nothing written)
 ]]
+--- @include "events"
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -25,4 +26,5 @@ if ARGV[5] and ARGV[5] ~= "" then
 end
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], status, "EX", ttl)
+status_event(KEYS[1], KEYS[3], status, now)
 return now

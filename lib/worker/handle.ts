@@ -16,6 +16,7 @@ import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
 import type { CancelWatch } from "./cancel-watch.ts";
+import { progressReporter } from "./progress.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -388,9 +389,13 @@ async function claimAndRun(
     else run.signal.addEventListener("abort", arm, { once: true });
   });
   ignored.catch(() => {});
+  const progress = progressReporter(store, msg.task_id, token, log);
   try {
     const agentRun = ctx.agent(
-      { task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add },
+      {
+        task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add,
+        progress: progress.report,
+      },
       run.signal,
     );
     result = await Promise.race([agentRun, ignored]);
@@ -404,6 +409,7 @@ async function claimAndRun(
     clearTimeout(graceTimer);
     shutdown.removeEventListener("abort", onShutdown);
     unwatch();
+    if (!result) progress.stop(); // no more progress writes for a run that ended without a result
   }
 
   if (failure instanceof ShutdownAbort) {
@@ -429,6 +435,8 @@ async function claimAndRun(
     return "lost";
   }
 
+  // The last report is written before the result is recorded (progress.lua refuses it after).
+  if (result) await progress.flush();
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
