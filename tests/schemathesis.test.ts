@@ -23,7 +23,10 @@ beforeAll(async () => {
   ns = await createNamespace();
   const port = freePort();
   // WARN: one log line per generated request would be thousands of lines.
-  const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", LOG_LEVEL: "warn" });
+  // MAX_DELAY_SECONDS=3: a generated delayed task is due within seconds (a longer delay is the
+  // documented 422), so its SSE stream ends when it is done instead of running, as it should for a
+  // task due tomorrow, into the 10 s request timeout.
+  const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", LOG_LEVEL: "warn", MAX_DELAY_SECONDS: "3" });
   // A worker finishes the tasks the stateful phase creates (no agent delay), so a generated
   // `GET /tasks/{id}?wait=60` answers once the task is done, as a client's would, instead of
   // running into the 10 s request timeout on a task nobody runs.
