@@ -17,10 +17,13 @@ import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
 import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
+import { observeHandler, startObservability } from "./lib/observe/index.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
+  // Metrics (WORKER_METRICS_PORT) and tracing first: the handlers below are wrapped only if they are on.
+  const obs = await startObservability(cfg, "worker", log);
   const redis = createRedis(cfg, log);
   // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
@@ -31,11 +34,11 @@ async function main() {
   const store = TaskStore.fromConfig(redis, cfg);
   // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
   const slots = tenantSlotsFor(cfg, redis, publisher, log);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, withTenantLimits(handleMessage, slots));
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, observeHandler("tasks", withTenantLimits(handleMessage, slots), cfg.WORKER_CONCURRENCY));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
-  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, handleDeadLetter);
+  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, observeHandler("dead-letters", handleDeadLetter, 16));
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
@@ -47,6 +50,7 @@ async function main() {
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
+    ["stop metrics, flush spans", () => obs.stop()],
   ], workerShutdownBudgetMs(cfg));
   // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
   // seconds, and a SIGINT meanwhile must still shut down cleanly (exit 0).

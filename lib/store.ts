@@ -10,7 +10,8 @@ import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
 
 export type Claim =
-  | { kind: "claimed"; attempt: number }
+  /** waitedMs: since the task was created, on Redis's clock (absent from an older claim.lua) */
+  | { kind: "claimed"; attempt: number; waitedMs?: number }
   | { kind: "finished"; status: "done" | "failed" | "rejected" }
   | { kind: "busy"; leaseLeftMs: number }
   /**
@@ -171,7 +172,7 @@ export class TaskStore {
     if (r[0] === 4) r = await run(opts.message ?? "", "adopt");
     switch (r[0]) {
       case 1:
-        return { kind: "claimed", attempt: Number(r[1]) };
+        return { kind: "claimed", attempt: Number(r[1]), ...(r[2] !== undefined ? { waitedMs: Number(r[2]) } : {}) };
       case 2:
         return { kind: "finished", status: r[1] as "done" | "failed" | "rejected" };
       case 3:

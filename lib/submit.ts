@@ -13,6 +13,7 @@ import type { Logger } from "./log.ts";
 import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
 import { CreateError, type TaskStore } from "./store.ts";
+import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
@@ -138,6 +139,7 @@ export class TaskService {
         await this.publish(id, Buffer.from(body, "utf8"));
         await this.store.markSent(id);
         n++;
+        countOutboxResent();
         this.log.info("outbox: task re-published", { task_id: id });
       } catch (e) {
         this.log.warn("outbox: re-publish failed; will try again", { task_id: id, error: toError(e) });
@@ -165,6 +167,7 @@ export class TaskService {
       try {
         await this.publish(id, Buffer.from(body, "utf8"));
         n++;
+        countStalledRepublished();
         this.log.warn("stalled task re-published", {
           task_id: id,
           reason: `no claim for ${this.cfg.STALLED_AFTER_MS} ms after its lease or retry delay ended`,

@@ -17,6 +17,7 @@ import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
+import { observePlugin } from "./observe.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 
@@ -69,6 +70,7 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
     .use(openapi({ path: "/docs", documentation: doc }))
     .use(authPlugin({ mode: tenancy?.auth ?? "none", apiKeys: tenancy?.apiKeys, store, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .use(rateLimitPlugin({ limiter: tenancy?.limiter, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
+    .use(observePlugin(cfg))
     .onError(({ code, error, request }) => {
       if (error instanceof HttpError) return errorResponse(error);
       const url = new URL(request.url);

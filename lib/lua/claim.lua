@@ -16,7 +16,8 @@
   such a task is a *suspect*: only claimed "isolated" (run alone); otherwise 7 is returned and nothing
   is written. (Isolating every task after any crash would run a killed worker's whole batch one by
   one; the last attempt is the one an innocent task cannot afford to lose.)
-  Returns: {1, attempt}                  claimed; attempt counts runs, this one included
+  Returns: {1, attempt, waited_ms}       claimed; attempt counts runs, this one included; waited_ms:
+                                         ms since the task was created (metrics: queue wait)
            {2, status}                   finished (done or failed) or rejected: ack and skip
            {3, lease_left_ms}            another runner holds a live lease: come back later
            {4, 0}                        unknown task and no body given: call again with the body
@@ -28,7 +29,7 @@
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "created_at")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
@@ -72,4 +73,4 @@ redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until"
 redis.call("HDEL", KEYS[1], "back_at")
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], "running", "EX", ttl)
-return {1, attempts}
+return {1, attempts, now - (tonumber(h[9] or now) or now)}
