@@ -86,6 +86,8 @@ export const ConfigSchema = Type.Object({
   WORKER_METRICS_HOST: Str("127.0.0.1", "bind address of the worker's metrics port"),
   OTEL_EXPORTER_OTLP_ENDPOINT: Opt("OTLP/HTTP collector base URL (spans go to <it>/v1/traces as JSON); unset: no tracing, no SDK loaded"),
   OTEL_SERVICE_NAME: Opt("service.name of the spans (default agent-prod-api / agent-prod-worker)"),
+  OTEL_TRACES_SAMPLER_ARG: Type.Number({ default: 1, minimum: 0, maximum: 1,
+    description: "share of new traces recorded (parent-based: a POST's traceparent decides for its own trace); 1: all" }),
   OTEL_BSP_SCHEDULE_DELAY: Int(5_000, 1, 600_000, "ms between two exports of finished spans (OpenTelemetry's batch span processor)"),
 
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {

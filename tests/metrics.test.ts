@@ -20,13 +20,13 @@ let llm: ReturnType<typeof fakeOpenAI>;
 beforeAll(async () => {
   ns = await createNamespace();
   llm = fakeOpenAI();
-});
+}, 60_000);
 
 afterAll(async () => {
   await stopAll();
   llm?.stop();
   await ns?.cleanup();
-});
+}, 60_000);
 
 /** Every label value of every sample: none may look like a task id, and each metric has few series. */
 function expectBounded(samples: Sample[]) {

@@ -26,7 +26,7 @@ beforeAll(async () => {
   llm = fakeOpenAI();
   receiver = otlpReceiver();
   results = await collectResults(ns);
-});
+}, 60_000);
 
 afterAll(async () => {
   await stopAll();
@@ -34,7 +34,7 @@ afterAll(async () => {
   llm?.stop();
   receiver?.stop();
   await ns?.cleanup();
-});
+}, 60_000);
 
 const hex = (n: number) => randomBytes(n).toString("hex");
 

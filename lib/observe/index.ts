@@ -33,7 +33,10 @@ export async function startObservability(cfg: Config, service: "api" | "worker",
     }
   }
   if (cfg.OTEL_EXPORTER_OTLP_ENDPOINT) {
-    await initTracing(cfg.OTEL_EXPORTER_OTLP_ENDPOINT, cfg.OTEL_SERVICE_NAME ?? `agent-prod-${service}`, log, cfg.OTEL_BSP_SCHEDULE_DELAY);
+    await initTracing(cfg.OTEL_EXPORTER_OTLP_ENDPOINT, cfg.OTEL_SERVICE_NAME ?? `agent-prod-${service}`, log, {
+      scheduleDelayMs: cfg.OTEL_BSP_SCHEDULE_DELAY,
+      ratio: cfg.OTEL_TRACES_SAMPLER_ARG,
+    });
     stops.push(shutdownTracing);
   }
   return {

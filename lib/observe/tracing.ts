@@ -19,11 +19,14 @@ export const tracingOn = () => tracer !== undefined;
 
 /**
  * Loads the SDK and starts exporting to `<endpoint>/v1/traces` (OTLP/HTTP, JSON). No-op without an
- * endpoint. Spans leave in batches every `scheduleDelayMs` (OTEL_BSP_SCHEDULE_DELAY).
+ * endpoint. Spans leave in batches every `scheduleDelayMs` (OTEL_BSP_SCHEDULE_DELAY); `ratio` of the new
+ * traces are recorded (OTEL_TRACES_SAMPLER_ARG); an unrecorded one still carries its context along.
  */
-export async function initTracing(endpoint: string | undefined, serviceName: string, log?: Logger, scheduleDelayMs = 5_000): Promise<void> {
+export async function initTracing(
+  endpoint: string | undefined, serviceName: string, log?: Logger, opts: { scheduleDelayMs?: number; ratio?: number } = {},
+): Promise<void> {
   if (!endpoint || tracer) return;
-  const [{ TracerProvider, BatchSpanProcessor }, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] =
+  const [{ TracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] =
     await Promise.all([
       // sdk-trace 3 is sdk-trace-base's successor (2.x re-exports it); the exporter 0.301 is built on it.
       import("@opentelemetry/sdk-trace"),
@@ -35,7 +38,9 @@ export async function initTracing(endpoint: string | undefined, serviceName: str
   const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
   const p = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName }),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: scheduleDelayMs })],
+    // A trace the caller started keeps the caller's decision; a new one is recorded with probability `ratio`.
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.ratio ?? 1) }),
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: opts.scheduleDelayMs ?? 5_000 })],
   });
   // The active span follows async calls (AsyncLocalStorage): the agent's LLM calls find their run's span.
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -43,7 +48,7 @@ export async function initTracing(endpoint: string | undefined, serviceName: str
   trace.setGlobalTracerProvider(p);
   provider = p;
   tracer = trace.getTracer("agent-prod");
-  log?.info("tracing on: spans exported over OTLP/HTTP", { url, service: serviceName });
+  log?.info("tracing on: spans exported over OTLP/HTTP", { url, service: serviceName, sampled: opts.ratio ?? 1 });
 }
 
 /** Flushes and stops the exporter (shutdown). */
