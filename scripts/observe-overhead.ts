@@ -127,6 +127,7 @@ async function runOnce(mode: Mode, receiver: ReturnType<typeof otlpReceiver>) {
     return {
       mode, done_per_s: s.done_per_s, submit_per_s: s.submit_per_s, e2e_p50_ms: s.e2e_ms.p50, e2e_p99_ms: s.e2e_ms.p99,
       cpu_ms_per_task: { api: apiMs, worker: workerMs, both: apiMs !== undefined && workerMs !== undefined ? Number((apiMs + workerMs).toFixed(3)) : undefined },
+      worker_rss_peak_mib: s.rss?.[String(worker)]?.peak_mib,
       done: s.done, lost: s.lost, load_avg_1m: Number(loadavg()[0]!.toFixed(2)),
       ...(mode.startsWith("tracing") ? { spans_received: receiver.spans.length - spansBefore } : {}),
     };

@@ -51,6 +51,11 @@ export async function initTracing(
   log?.info("tracing on: spans exported over OTLP/HTTP", { url, service: serviceName, sampled: opts.ratio ?? 1 });
 }
 
+/** Exports the spans ended so far (benchmarks; shutdown flushes by itself). */
+export async function flushTracing(): Promise<void> {
+  await provider?.forceFlush();
+}
+
 /** Flushes and stops the exporter (shutdown). */
 export async function shutdownTracing(): Promise<void> {
   const p = provider;
