@@ -3,8 +3,8 @@
 // lib/observe as the API and a worker make them (the submit span, 5 Redis calls and a send on the API
 // side; the message's process span, claim, agent run, result send, finish, ack and 2 more Redis calls
 // on the worker's), against already-settled promises, N times. Tracing exports to a local receiver
-// (another process would be fairer; this one only drains the bodies), flushed every 100 tasks so that
-// no span is dropped. Run each mode in its own process (the modules keep their state).
+// (another process would be fairer; this one only drains the bodies), flushed every 100 / ratio tasks
+// (~700 spans a batch, under the processor's queue of 2048) so that no span is dropped. Run each mode in its own process (the modules keep their state).
 // docs/observability.md, "Overhead".
 import { parseArgs } from "node:util";
 import { countSubmit, initMetrics, timeRedis } from "../lib/observe/metrics.ts";
@@ -23,7 +23,9 @@ if (mode === "metrics") await initMetrics();
 const receiver = mode.startsWith("tracing")
   ? Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: async (r) => (await r.arrayBuffer(), new Response("{}")) })
   : undefined;
-if (receiver) await initTracing(`http://127.0.0.1:${receiver.port}`, "microbench", undefined, { ratio: Number(mode.split(":")[1] ?? 1) });
+const ratio = Number(mode.split(":")[1] ?? 1);
+if (receiver) await initTracing(`http://127.0.0.1:${receiver.port}`, "microbench", undefined, { ratio });
+const flushEvery = Math.max(100, Math.round(100 / Math.max(ratio, 0.001)));
 
 const settled = Promise.resolve(1);
 const m = { topic: "req", tag: "ProfileGen", keys: ["k"], messageId: "m", properties: new Map<string, string>(), deliveryAttempt: 1 } as never;
@@ -55,7 +57,7 @@ await flushTracing();
 const c0 = process.cpuUsage();
 for (let i = 1; i <= N; i++) {
   await task();
-  if (receiver && i % 100 === 0) await flushTracing();
+  if (receiver && i % flushEvery === 0) await flushTracing();
 }
 await flushTracing();
 const c = process.cpuUsage(c0);

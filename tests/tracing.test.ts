@@ -3,7 +3,8 @@
 // One POST with a W3C traceparent gives one trace: submit (API) -> send (request topic) -> process
 // (worker) -> claim, agent run -> chat (LLM) -> send (result topic) -> finish, each span the child of
 // the one before it across both processes, and the result message carries the trace context. The
-// batched send path (remoting, lib/mq/remoting-batch.ts) carries message properties too.
+// batched send path (remoting, lib/mq/remoting-batch.ts) carries message properties too. A caller's
+// unsampled trace records nothing but still carries its trace id into the result message.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { parseConfig } from "../lib/config.ts";
@@ -114,8 +115,21 @@ describe("tracing", () => {
     await waitFor(() => receiver.trace(claim2.traceId).some((s) => s.name === "submit"), 30_000, "the second trace's submit span");
     expect(receiver.trace(claim2.traceId).find((s) => s.name === "submit")!.parentSpanId).toBe("");
 
+    // A caller's trace that is not sampled (flags 00): nothing recorded, but its id still travels.
+    const unsampled = hex(16);
+    const res3 = await fetch(`http://127.0.0.1:${port}/tasks`, {
+      method: "POST",
+      headers: { "content-type": "application/json", traceparent: `00-${unsampled}-${hex(8)}-00` },
+      body: JSON.stringify({ user_id: "tracer", content: "a caller that samples this one out" }),
+    });
+    const third = ((await res3.json()) as { task_id: string }).task_id;
+    await waitFor(() => results.for(third).length > 0, 30_000, "the unsampled task's result message");
+    expect(results.for(third)[0]!.properties.get("traceparent")).toMatch(new RegExp(`^00-${unsampled}-[0-9a-f]{16}-00$`));
+
+    // Stopping flushes the exporters: after it, what was not recorded is known not to come.
     expect(await worker.stop()).toBe(0);
     expect(await api.stop()).toBe(0);
+    expect(receiver.trace(unsampled)).toEqual([]);
     expect(receiver.problems).toEqual([]);
   }, 90_000);
 

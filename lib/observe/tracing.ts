@@ -7,7 +7,7 @@
 // result. Span names and attributes follow the semantic conventions for messaging (RocketMQ) and
 // GenAI; task ids are span attributes, never metric labels.
 import {
-  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
+  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
   type Attributes, type Context, type Span, type TextMapGetter, type Tracer,
 } from "@opentelemetry/api";
 import type { Logger } from "../log.ts";
@@ -81,6 +81,10 @@ export function inSpan<T>(
 ): Promise<T> {
   if (!tracer) return fn();
   const parent = opts.parent ?? context.active();
+  // In a trace that is not recorded (sampled out here or by the caller) a child would not be recorded
+  // either: skip making it. The parent's context stays active, so messages still carry the trace id.
+  const within = trace.getSpanContext(parent);
+  if (within && (within.traceFlags & TraceFlags.SAMPLED) === 0) return opts.parent ? context.with(parent, fn) : fn();
   const s = tracer.startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);
   return context.with(trace.setSpan(parent, s), async () => {
     try {
