@@ -21,7 +21,8 @@ async function main() {
   const obs = await startObservability(cfg, "api", log);
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; POST /tasks answers 503 until it is");
-  const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_REQUEST]);
+  // The result topic too: POST /tasks/:id/cancel publishes the canceled result of a task that never ran.
+  const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_REQUEST, cfg.MQ_TOPIC_RESULT]);
   await publisher.start().catch((e) => {
     exitOnMqAuthProblem(e, cfg, log);
     log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e });

@@ -17,6 +17,9 @@ import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
 import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { handleMessage } from "./lib/worker/handle.ts";
+import { OpsRecorder } from "./lib/ops/recorder.ts";
+import { WorkerAnnouncer } from "./lib/ops/workers.ts";
+import { CancelWatch } from "./lib/worker/cancel-watch.ts";
 import { observeHandler, startObservability } from "./lib/observe/index.ts";
 
 async function main() {
@@ -34,11 +37,18 @@ async function main() {
   const store = TaskStore.fromConfig(redis, cfg);
   // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
   const slots = tenantSlotsFor(cfg, redis, publisher, log);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log }, observeHandler("tasks", withTenantLimits(handleMessage, slots), cfg.WORKER_CONCURRENCY));
+  // What runs and what finished, for the dashboard and `scripts/tasks.ts stats` (lib/ops/).
+  const ops = new OpsRecorder(redis, store.keys);
+  const announcer = new WorkerAnnouncer(redis, store.keys, () => ({ in_flight: ops.inFlight, capacity: cfg.WORKER_CONCURRENCY, finished: ops.finished }));
+  // POST /tasks/:id/cancel reaches the run at once through Redis pub/sub (lib/worker/cancel-watch.ts).
+  const cancels = new CancelWatch(redis, store.keys.cancelChannel, log);
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log, cancels },
+    observeHandler("tasks", ops.wrap(withTenantLimits(handleMessage, slots)), cfg.WORKER_CONCURRENCY));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
-  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, observeHandler("dead-letters", handleDeadLetter, 16));
+  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog },
+    observeHandler("dead-letters", ops.count(handleDeadLetter), 16));
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
@@ -47,8 +57,11 @@ async function main() {
   handleSignals(log, () => [
     ["stop stalled-task checks", () => (clearInterval(reaper), clearInterval(tenancyReaper))],
     ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
+    // At most 2 s: with Redis away these are lost (the announcement expires by itself).
+    ["withdraw the announcement, flush counters", () => Promise.race([Promise.all([announcer.stop(), ops.stop()]), Bun.sleep(2_000)]).then(() => {})],
     ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
+    ["close cancel subscriber", () => cancels.close()],
     ["close redis", () => closeRedis(redis)],
     ["stop metrics, flush spans", () => obs.stop()],
   ], workerShutdownBudgetMs(cfg));
@@ -60,8 +73,11 @@ async function main() {
     log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
   });
 
+  void cancels.start();
   startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
+  ops.start();
+  announcer.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.
   void dlqLoop.start();
   log.info("worker running", {

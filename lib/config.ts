@@ -21,6 +21,8 @@ export const ConfigSchema = Type.Object({
   REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
   REDIS_BUCKETS: Int(16, 1, 1024, "buckets the global hint sets (outbox, stalled) are split into; one hash tag each"),
   TASK_TTL_SECONDS: Int(86_400, 60, 31_536_000, "how long a task's status is kept after its last change"),
+  IDEMPOTENCY_TTL_SECONDS: Int(86_400, 60, 31_536_000,
+    "how long an Idempotency-Key of POST /tasks is kept (a key whose task has expired meanwhile starts a new task)"),
   DEAD_LETTER_TTL_SECONDS: Int(604_800, 60, 31_536_000, "how long the dead-letters list is kept after its last entry"),
 
   MQ_ENDPOINT: Str("127.0.0.1:8081", "RocketMQ gRPC proxy endpoint(s), host:port[;host:port]"),
@@ -41,6 +43,7 @@ export const ConfigSchema = Type.Object({
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
   API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
+  ADMIN_TOKEN: Opt("token of the operators' dashboard, GET /dashboard (secret; unset: the dashboard is off, 404); use 32+ random characters"),
   AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
     default: "auto",
     description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
@@ -98,7 +101,7 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>;
 
 /** Names whose values must never be printed. */
-export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL", "METRICS_TOKEN"] as const;
+export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL", "ADMIN_TOKEN", "METRICS_TOKEN"] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

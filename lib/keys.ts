@@ -27,6 +27,22 @@ export interface Keys {
   deadLetters: string;
   /** STRING: lock held by the API instance sweeping the outbox. */
   outboxLock: string;
+  /** ZSET worker id -> last announcement (ms): the index of live workers (lib/ops/workers.ts) */
+  workers: string;
+  /** STRING (JSON, with a TTL): one worker's announcement; gone when it stops announcing */
+  worker(id: string): string;
+  /** HASH (TTL 2 h): one minute's finish counters and latency buckets, by minute since the epoch (lib/ops/minutes.ts) */
+  minute(epochMinute: number): string;
+  /** LIST of task ids, newest first, capped: recent final failures, for the dashboard (lib/ops/recorder.ts) */
+  recentFailures: string;
+  /**
+   * HASH: one Idempotency-Key of one (tenant, user) (lib/state/idempotency.ts): fp (body fingerprint),
+   * task_id, state, at. `scope` is a hash of tenant, user_id and the key (fixed length, no braces, no
+   * user text in key names); one key per script call, its own hash tag.
+   */
+  idempotency(scope: string): string;
+  /** pub/sub channel: ids of running tasks whose cancellation was asked (lib/worker/cancel-watch.ts) */
+  cancelChannel: string;
 }
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
@@ -60,6 +76,12 @@ export function keys(prefix = "", buckets = 16): Keys {
     buckets: n,
     deadLetters: `${prefix}dead-letters`,
     outboxLock: `${prefix}outbox:lock`,
+    workers: `${prefix}workers`,
+    worker: (id) => `${prefix}worker:${id}`,
+    minute: (m) => `${prefix}ops:minute:${m}`,
+    recentFailures: `${prefix}ops:failures`,
+    idempotency: (scope) => `{${prefix}idem:${scope}}`,
+    cancelChannel: `${prefix}cancel`,
   };
 }
 

@@ -3,7 +3,11 @@
 // in field names and meaning; fields we add are optional for its consumers.
 import { Type, type Static } from "@sinclair/typebox";
 
-export const TaskStatus = Type.Union([Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed")]);
+export const TaskStatus = Type.Union([
+  Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed"),
+  // final: POST /tasks/:id/cancel (lib/tasks/cancel.ts)
+  Type.Literal("canceled"),
+]);
 export type TaskStatus = Static<typeof TaskStatus>;
 
 export const REQUEST_TAG = "ProfileGen";
@@ -59,15 +63,31 @@ export const RequestMessage = Type.Object({
 });
 export type RequestMessage = Static<typeof RequestMessage>;
 
+/**
+ * What a task's LLM calls cost, summed over its attempts (added; absent for an agent that makes no
+ * LLM call, such as the demo agent). Recorded by the worker with each attempt's end (lib/lua/finish.lua).
+ */
+export const TaskUsage = Type.Object({
+  model: Type.String({ description: "LLM_MODEL of the worker that made the last call" }),
+  prompt_tokens: Type.Integer({ minimum: 0, description: "as the LLM service reported them" }),
+  completion_tokens: Type.Integer({ minimum: 0 }),
+  llm_ms: Type.Integer({ minimum: 0, description: "time in answered LLM calls (ms), repairs and waits for the fleet's LLM budget included" }),
+  calls: Type.Integer({ minimum: 0, description: "answered LLM calls, repair requests included" }),
+  attempts: Type.Integer({ minimum: 0, description: "attempts that made LLM calls" }),
+});
+export type TaskUsage = Static<typeof TaskUsage>;
+
 /** Body of a message on MQ_TOPIC_RESULT (tag ProfileResult, key = task id). */
 export const ResultMessage = Type.Object({
   task_id: Type.String(),
   user_id: Type.String(),
   result: Type.Union([AgentResult, Type.Null()]),
-  status: Type.Union([Type.Literal("done"), Type.Literal("failed")]),
+  status: Type.Union([Type.Literal("done"), Type.Literal("failed"), Type.Literal("canceled")]),
   error: Type.Optional(Type.String()),
   attempts: Type.Integer(),
   finished_at: Type.String({ description: "ISO 8601" }),
+  /** Added: the task's LLM usage, when its agent made LLM calls. */
+  usage: Type.Optional(TaskUsage),
 });
 export type ResultMessage = Static<typeof ResultMessage>;
 
@@ -83,10 +103,13 @@ export const TaskView = Type.Object({
   updated_at: Type.Optional(Type.String()),
   started_at: Type.Optional(Type.String()),
   finished_at: Type.Optional(Type.String()),
+  usage: Type.Optional(TaskUsage),
 });
 export type TaskView = Static<typeof TaskView>;
 
 export const Accepted = Type.Object({ task_id: TaskId, status: Type.Literal("queued") });
+/** POST /tasks replayed for an Idempotency-Key already used with the same body: the first task, as it is now. */
+export const Replayed = Type.Object({ task_id: TaskId, status: TaskStatus });
 export const ErrorBody = Type.Object({
   error: Type.String({ description: "machine-readable code" }),
   message: Type.String({ description: "what was wrong" }),

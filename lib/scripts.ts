@@ -15,7 +15,7 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due";
+  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;

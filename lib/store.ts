@@ -4,27 +4,47 @@
 // them and verified against the task by the sweeper and the reaper, so the same calls work on one
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
-import type { AgentResult, TaskStatus, TaskView } from "./model.ts";
-import { neverSent, runScript, send, type Redis } from "./scripts.ts";
+import type { AgentResult, TaskStatus, TaskUsage, TaskView } from "./model.ts";
+import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
+
+/** Most tasks one `sent` call marks (one node); a larger turn is split. */
+const SENT_BATCH_MAX = 256;
 
 export type Claim =
   /** waitedMs: since the task was created, on Redis's clock (absent from an older claim.lua) */
   | { kind: "claimed"; attempt: number; waitedMs?: number }
-  | { kind: "finished"; status: "done" | "failed" | "rejected" }
+  | { kind: "finished"; status: "done" | "failed" | "canceled" | "rejected" }
   | { kind: "busy"; leaseLeftMs: number }
   /**
    * The agent's outcome is recorded and only its result message is still to publish (a publish
    * failed before), or `exhausted`: every run so far began and never ended, so the task was failed
    * now. Either way: publish, then `published()`; never run the agent.
    */
-  | { kind: "publish"; attempts: number; outcome: "done" | "failed"; result?: AgentResult; error?: string; exhausted: boolean }
+  | { kind: "publish"; attempts: number; outcome: "done" | "failed" | "canceled"; result?: AgentResult; error?: string; exhausted: boolean }
   /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
   | { kind: "suspect"; crashes: number };
 
-export type FinishOutcome = "written" | "not_owner" | "already_finished";
-const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished" };
+/** requeue()'s answer: re-queued with the body to publish, or why not (nothing written). */
+export type Requeue =
+  | { kind: "requeued"; body: string }
+  | { kind: "not_failed"; status: string }
+  | { kind: "unknown" | "no_message" };
+
+
+/** `canceled`: the run's cancellation was asked, so it was recorded canceled instead (publish that). */
+export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled";
+const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled" };
+
+/** What lib/lua/cancel.lua did (POST /tasks/:id/cancel). */
+export type CancelOutcome =
+  /** canceled now, held under `token`: publish its canceled result, then published() (or release()) */
+  | { kind: "canceled"; attempts: number; userId: string }
+  /** running: the cancellation is asked; its worker aborts the run (tell it: the cancel channel) */
+  | { kind: "requested" }
+  | { kind: "finished"; status: string }
+  | { kind: "not_found" };
 
 /** create() failed; `written`: whether the task may be in Redis anyway ("maybe": a timeout). */
 export class CreateError extends Error {
@@ -112,10 +132,43 @@ export class TaskStore {
     return c.value === 1;
   }
 
-  /** RocketMQ accepted the request message: mark the task sent, then drop its outbox hint. */
-  async markSent(id: string): Promise<void> {
-    // Side by side: the hint only serves a re-send, and the message is out either way.
-    await Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]);
+  /**
+   * An operator re-queues a task that failed for good (lib/lua/requeue.lua): its outbox hint first,
+   * as create() writes it, so the outbox sweeper sends the message if the caller cannot. `body`: the
+   * request message to use when the task kept none. Then publish the returned body and markSent().
+   */
+  async requeue(id: string, body = "", userId = ""): Promise<Requeue> {
+    await this.hint(this.outboxKey(id), "add", id, 0);
+    const [code, data] = (await runScript(this.redis, "requeue", this.taskKeys(id), [this.ttlSeconds, body, userId])) as [number, string];
+    if (code === 1) return { kind: "requeued", body: data };
+    await this.zrem(this.outboxKey(id), id).catch(() => {}); // nothing to send: a stale hint is dropped by the sweeper anyway
+    if (code === 0) return { kind: "not_failed", status: data };
+    return { kind: code === 2 ? "unknown" : "no_message" };
+  }
+
+  /** RocketMQ accepted the request message: mark the task sent, and drop its outbox hint. */
+  markSent(id: string): Promise<void> {
+    if (isCluster(this.redis))
+      // Side by side: the hint only serves a re-send, and the message is out either way.
+      return Promise.all([runScript(this.redis, "sent", [this.keys.task(id)], []), this.zrem(this.outboxKey(id), id)]).then(() => {});
+    // One node: the marks asked for in one run of the microtask queue (a send batch's confirmations
+    // resume their POSTs one after the other in it) go as one script call, without waiting a turn.
+    return new Promise<void>((resolve, reject) => {
+      this.#sentPending.push({ id, resolve, reject });
+      if (this.#sentPending.length === 1) queueMicrotask(() => this.#flushSent());
+    });
+  }
+  #sentPending: { id: string; resolve(): void; reject(e: unknown): void }[] = [];
+  #flushSent() {
+    const batch = this.#sentPending.splice(0);
+    for (let i = 0; i < batch.length; i += SENT_BATCH_MAX) {
+      const part = batch.slice(i, i + SENT_BATCH_MAX);
+      const ids = part.map((p) => p.id);
+      runScript(this.redis, "sent", [...ids.map((id) => this.keys.task(id)), ...ids.map((id) => this.outboxKey(id))], ids).then(
+        () => part.forEach((p) => p.resolve()),
+        (e) => part.forEach((p) => p.reject(e)),
+      );
+    }
   }
 
   /**
@@ -174,10 +227,11 @@ export class TaskStore {
       case 1:
         return { kind: "claimed", attempt: Number(r[1]), ...(r[2] !== undefined ? { waitedMs: Number(r[2]) } : {}) };
       case 2:
-        return { kind: "finished", status: r[1] as "done" | "failed" | "rejected" };
+        return { kind: "finished", status: r[1] as "done" | "failed" | "canceled" | "rejected" };
       case 3:
         return { kind: "busy", leaseLeftMs: Number(r[1]) };
       case 5:
+        if (r[2] === "canceled") return { kind: "publish", attempts: Number(r[1]), outcome: "canceled", exhausted: false };
         return r[2] === "done"
           ? { kind: "publish", attempts: Number(r[1]), outcome: "done", result: JSON.parse(r[3]!) as AgentResult, exhausted: false }
           : { kind: "publish", attempts: Number(r[1]), outcome: "failed", error: r[3] ?? "", exhausted: false };
@@ -190,13 +244,38 @@ export class TaskStore {
     }
   }
 
-  /** True while the claim is ours (lease and TTL extended); false means stop the run. */
-  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds])) === 1;
+  /**
+   * True while the claim is ours (lease and TTL extended); false means stop the run. "cancel": still
+   * ours (extended), but its cancellation was asked (lib/lua/cancel.lua): abort the run, then cancelRun().
+   */
+  async heartbeat(id: string, token: string, leaseMs: number): Promise<boolean | "cancel"> {
+    const r = Number(await runScript(this.redis, "heartbeat", this.taskKeys(id), [token, leaseMs, this.ttlSeconds]));
+    return r === 2 ? "cancel" : r === 1;
   }
 
-  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0): Promise<FinishOutcome> {
-    const r = await runScript(this.redis, "finish", this.taskKeys(id), [token, this.ttlSeconds, mode, data, userId, delayMs]);
+  /**
+   * Cancels a task (lib/lua/cancel.lua). `token` holds a task canceled now for `holdMs` while the
+   * caller publishes its canceled result; the stalled hint is written first, so that a caller that
+   * dies meanwhile leaves it to the reaper.
+   */
+  async cancel(id: string, token: string, holdMs: number): Promise<CancelOutcome> {
+    await this.hint(this.stalledKey(id), "add", id, holdMs + this.stalledAfterMs);
+    const r = (await runScript(this.redis, "cancel", this.taskKeys(id), [this.ttlSeconds, holdMs, token])) as [number, (number | string)?, string?];
+    switch (r[0]) {
+      case 1:
+        return { kind: "canceled", attempts: Number(r[1]), userId: String(r[2] ?? "") };
+      case 2:
+        return { kind: "finished", status: String(r[1]) };
+      case 3:
+        return { kind: "requested" };
+      default:
+        return { kind: "not_found" };
+    }
+  }
+
+  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0, usage?: TaskUsage): Promise<FinishOutcome> {
+    const args = [token, this.ttlSeconds, mode, data, userId, delayMs, ...(usage ? [JSON.stringify(usage)] : [])];
+    const r = await runScript(this.redis, "finish", this.taskKeys(id), args);
     const outcome = FINISH[Number(r)] ?? "not_owner";
     // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
     if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
@@ -204,16 +283,26 @@ export class TaskStore {
     return outcome;
   }
   /** The agent's result, recorded under the claim before its message is published. */
-  recordResult(id: string, token: string, result: AgentResult) {
-    return this.finish(id, token, "done", JSON.stringify(result));
+  recordResult(id: string, token: string, result: AgentResult, usage?: TaskUsage) {
+    return this.finish(id, token, "done", JSON.stringify(result), "", 0, usage);
   }
   /** Failed for good under the claim; the failure result is still to publish, then `published()`. */
-  fail(id: string, token: string, error: string) {
-    return this.finish(id, token, "failed", error);
+  fail(id: string, token: string, error: string, usage?: TaskUsage) {
+    return this.finish(id, token, "failed", error, "", 0, usage);
+  }
+  /** The task's LLM usage summed over its attempts so far, if any was recorded. */
+  async usage(id: string): Promise<TaskUsage | undefined> {
+    const k = this.keys.task(id);
+    const u = await send<string | null>(this.redis, k, ["HGET", k, "usage"]);
+    return u ? (JSON.parse(u) as TaskUsage) : undefined;
   }
   /** The recorded outcome's result message is out: done (or failed) for good, the task shrunk. */
   published(id: string, token: string) {
     return this.finish(id, token, "published");
+  }
+  /** The run was aborted because its cancellation was asked: canceled; its result still to publish, then `published()`. */
+  cancelRun(id: string, token: string, usage?: TaskUsage) {
+    return this.finish(id, token, "canceled", "", "", 0, usage);
   }
   /** recordResult + published, for callers with nothing to publish in between. */
   async complete(id: string, token: string, result: AgentResult): Promise<FinishOutcome> {
@@ -221,9 +310,9 @@ export class TaskStore {
     return w === "written" ? this.published(id, token) : w;
   }
   /** Back to queued; the message comes back after `delayMs`. */
-  async retry(id: string, token: string, error: string, delayMs: number) {
+  async retry(id: string, token: string, error: string, delayMs: number, usage?: TaskUsage) {
     await this.hint(this.stalledKey(id), "add", id, delayMs + this.stalledAfterMs);
-    return this.finish(id, token, "retry", error, "", delayMs);
+    return this.finish(id, token, "retry", error, "", delayMs, usage);
   }
   /** Handed back, the run not counted; with an outcome recorded, only the claim is dropped. */
   async release(id: string, token: string, delayMs = 1_000) {
@@ -290,6 +379,7 @@ export class TaskStore {
       finished_at: iso(h.finished_at),
     };
     if (h.error) view.error = h.error;
+    if (h.usage) view.usage = JSON.parse(h.usage) as TaskUsage;
     return view;
   }
 
@@ -318,7 +408,7 @@ export class TaskStore {
   }
 }
 
-const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2 };
+const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2, canceled: 2 };
 /** The status of the two (ours, the original's) that is further along; ours on a tie. */
 function furtherAlong(ours: string | undefined, legacy: string | null): TaskStatus | undefined {
   const theirs = legacy !== null && legacy in RANK ? legacy : undefined;

@@ -12,7 +12,7 @@ import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
-import { CreateError, type TaskStore } from "./store.ts";
+import { CreateError, type Requeue, type TaskStore } from "./store.ts";
 import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
@@ -28,7 +28,8 @@ export class TaskService {
   constructor(
     private readonly cfg: Config,
     private readonly store: TaskStore,
-    private readonly publisher: Publisher,
+    /** the process's producer (POST /tasks/:id/cancel publishes canceled results through it) */
+    readonly publisher: Publisher,
     private readonly log: Logger,
   ) {}
 
@@ -36,9 +37,11 @@ export class TaskService {
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 
-  /** `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. */
-  async submit(input: TaskInput, tenant?: string): Promise<{ task_id: string; status: "queued" }> {
-    const task_id = crypto.randomUUID();
+  /**
+   * `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. `task_id`: an
+   * id chosen beforehand (an Idempotency-Key reserved for it, lib/tasks/idempotency.ts).
+   */
+  async submit(input: TaskInput, tenant?: string, task_id: string = crypto.randomUUID()): Promise<{ task_id: string; status: "queued" }> {
     const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}) };
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;
@@ -77,6 +80,25 @@ export class TaskService {
       this.log.warn("send confirmed but not recorded; the outbox may send it twice", { task_id, error: toError(e) }),
     );
     return { task_id, status: "queued" };
+  }
+
+  /**
+   * Re-queues a task that failed for good and publishes its request message (an operator's retry,
+   * lib/ops/retry.ts). If the publish fails, the task stays queued with its outbox hint: the API's
+   * outbox sweeper sends it. Throws only when Redis fails.
+   */
+  async requeue(id: string, body?: string, userId?: string): Promise<Requeue & { published?: boolean }> {
+    const r = await this.store.requeue(id, body, userId);
+    if (r.kind !== "requeued") return r;
+    try {
+      await this.publish(id, Buffer.from(r.body, "utf8"));
+    } catch (e) {
+      this.log.warn("re-queued task not published; the outbox sweeper will send it", { task_id: id, error: toError(e) });
+      return { ...r, published: false };
+    }
+    await this.store.markSent(id).catch(() => {});
+    this.log.info("task re-queued by an operator", { task_id: id });
+    return { ...r, published: true };
   }
 
   /** Retries the tombstone of a task the client was told was not accepted, until Redis answers. */

@@ -26,18 +26,33 @@ const PEER_SRC =
   join(ROOT, "..", "shared", "peers", "bullmq");
 const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "agent-prod");
 
-const { values: a } = parseArgs({
-  options: {
-    tasks: { type: "string", default: "5000" },
-    concurrency: { type: "string", default: "32" },
-    "agent-ms": { type: "string", default: "0" },
-    "worker-concurrency": { type: "string", default: "64" },
-    warmup: { type: "string", default: "2000" },
-    rounds: { type: "string", default: "1" },
-    only: { type: "string" },
-    json: { type: "boolean", default: false },
-  },
-});
+const USAGE = `usage: bun scripts/compare.ts [--tasks 5000] [--concurrency 32] [--agent-ms 0] [--worker-concurrency 64]
+                             [--warmup 2000] [--rounds 1] [--only ours|bullmq] [--json]`;
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        tasks: { type: "string", default: "5000" },
+        concurrency: { type: "string", default: "32" },
+        "agent-ms": { type: "string", default: "0" },
+        "worker-concurrency": { type: "string", default: "64" },
+        warmup: { type: "string", default: "2000" },
+        rounds: { type: "string", default: "1" },
+        only: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const a = parseOptions();
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const opt = {
   tasks: Number(a.tasks),
   concurrency: Number(a.concurrency),
@@ -62,6 +77,25 @@ interface Side {
   load_avg: [number, number];
   cpu_ms_per_task: Record<string, number>;
   rss_peak_mib: Record<string, number | undefined>;
+}
+
+/** One side's row from its load.ts summary and CPU figures; `names` renames processes (pid -> role). */
+function side(system: Side["system"], s: any, cpu: CpuFigures, workerPeakMib: number | undefined, names: Record<string, string> = {}): Side {
+  return {
+    system,
+    done_per_s: s.done_per_s,
+    submit_per_s: s.submit_per_s,
+    submit_ms: s.submit_ms,
+    e2e_ms: s.e2e_ms,
+    lost: s.lost,
+    load_avg: cpu.load_avg,
+    cpu_ms_per_task: {
+      ...Object.fromEntries(cpu.processes.map((p) => [names[p.name] ?? p.name, p.ms_per_task])),
+      "all but the load generator": round(cpu.processes.filter((p) => p.name !== "load generator").reduce((t, p) => t + p.ms_per_task, 0)),
+      box: cpu.box.ms_per_task,
+    },
+    rss_peak_mib: { worker: workerPeakMib },
+  };
 }
 
 const say = (s: string) => a.json || console.error(s);
@@ -140,21 +174,7 @@ async function ours(cfg: Config, logs: string): Promise<Side> {
     const s = lastJson(await run([...load, "--tasks", String(opt.tasks), "--watch-pid", String(worker.pid)], ROOT, env));
     const cpu = s.cpu as CpuFigures;
     const names: Record<string, string> = { [`watched ${worker.pid}`]: "worker" };
-    return {
-      system: "ours",
-      done_per_s: s.done_per_s,
-      submit_per_s: s.submit_per_s,
-      submit_ms: s.submit_ms,
-      e2e_ms: s.e2e_ms,
-      lost: s.lost,
-      load_avg: cpu.load_avg,
-      cpu_ms_per_task: {
-        ...Object.fromEntries(cpu.processes.map((p) => [names[p.name] ?? p.name, p.ms_per_task])),
-        "all but the load generator": round(cpu.processes.filter((p) => p.name !== "load generator").reduce((t, p) => t + p.ms_per_task, 0)),
-        box: cpu.box.ms_per_task,
-      },
-      rss_peak_mib: { worker: s.rss?.[String(worker.pid)]?.peak_mib },
-    };
+    return side("ours", s, cpu, s.rss?.[String(worker.pid)]?.peak_mib, names);
   } finally {
     for (const p of procs) await stop(p);
     await deprovision(admin, spec).catch((e) => console.error(`compare: could not remove ${id}'s topics: ${e}`));
@@ -226,21 +246,7 @@ async function peer(cfg: Config, logs: string): Promise<Side> {
     const peaks = rss.stop();
     const cpu = window.figures(s.done)!;
     cpu.processes.push({ name: "load generator", pid: 0, cpu_ms: loadCpu.ms, ms_per_task: round(loadCpu.ms / Math.max(1, s.done)) });
-    return {
-      system: "bullmq",
-      done_per_s: s.done_per_s,
-      submit_per_s: s.submit_per_s,
-      submit_ms: s.submit_ms,
-      e2e_ms: s.e2e_ms,
-      lost: s.lost,
-      load_avg: cpu.load_avg,
-      cpu_ms_per_task: {
-        ...Object.fromEntries(cpu.processes.map((p) => [p.name, p.ms_per_task])),
-        "all but the load generator": round(cpu.processes.filter((p) => p.name !== "load generator").reduce((t, p) => t + p.ms_per_task, 0)),
-        box: cpu.box.ms_per_task,
-      },
-      rss_peak_mib: { worker: peaks[worker.pid!] },
-    };
+    return side("bullmq", s, cpu, peaks[worker.pid!]);
   } finally {
     for (const p of procs) await stop(p);
     await deleteKeys(cfg, `bull:${id}:*`, `${id}Res`);

@@ -31,6 +31,6 @@ async function main() {
 }
 
 main().catch((e) => {
-  console.error("load failed:", e);
+  console.error("load failed:", e instanceof Error ? e.message : e);
   process.exit(1);
 });

@@ -117,7 +117,7 @@ describe("GET /tasks/:id", () => {
     expect(((await res.json()) as { error: string }).error).toBe("task_not_found");
   });
   test("a known path with another method -> 405 JSON with Allow", async () => {
-    for (const [method, path, allow] of [["PUT", "/tasks", "POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"]] as const) {
+    for (const [method, path, allow] of [["PUT", "/tasks", "POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"], ["GET", `/tasks/${crypto.randomUUID()}/cancel`, "POST"]] as const) {
       const res = await sys.app.handle(new Request(`http://local${path}`, { method }));
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe(allow);
@@ -139,12 +139,14 @@ describe("health and docs", () => {
     const spec = await sys.app.handle(new Request("http://local/docs/json"));
     expect(spec.status).toBe(200);
     const doc = (await spec.json()) as { paths: Record<string, any> };
-    expect(Object.keys(doc.paths).sort()).toEqual(["/healthz", "/readyz", "/tasks", "/tasks/{id}"]);
+    expect(Object.keys(doc.paths).sort()).toEqual(["/healthz", "/readyz", "/tasks", "/tasks/{id}", "/tasks/{id}/cancel"]);
     // What issue 9 found untrue: form bodies we refuse, a plain-string id, undocumented errors.
     expect(Object.keys(doc.paths["/tasks"].post.requestBody.content)).toEqual(["application/json"]);
     expect(doc.paths["/tasks/{id}"].get.parameters[0].schema).toEqual({ type: "string", format: "uuid" });
     // 401 and 429: API keys and rate limits (AUTH_MODE=keys), documented though a loopback API without keys never answers them.
-    expect(Object.keys(doc.paths["/tasks"].post.responses).sort()).toEqual(["202", "400", "401", "413", "415", "422", "429", "503"]);
+    // 200 and 409: Idempotency-Key replays and conflicts (tests/lifecycle-idempotency.test.ts).
+    expect(Object.keys(doc.paths["/tasks"].post.responses).sort()).toEqual(["200", "202", "400", "401", "409", "413", "415", "422", "429", "503"]);
+    expect(Object.keys(doc.paths["/tasks/{id}/cancel"].post.responses).sort()).toEqual(["202", "400", "401", "404", "409", "503"]);
     expect(Object.keys(doc.paths["/tasks/{id}"].get.responses).sort()).toEqual(["200", "400", "401", "404", "503"]);
   });
 });

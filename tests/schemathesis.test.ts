@@ -72,12 +72,9 @@ test(`schemathesis run --checks all: >= ${MIN_CASES} generated cases, 0 failures
     console.error(text.replace(/(.)\1{40,}/g, (run, c: string) => `${c.repeat(8)}…(${run.length} × ${JSON.stringify(c)})`).slice(-30_000));
   expect(doc.failures).toEqual([]);
   expect(doc.errors).toEqual([]);
-  // Every operation the document declares was tested (routes added later are covered without an edit here).
-  const declared = (await (await fetch(`${base}/docs/json`)).json()) as { paths: Record<string, Record<string, unknown>> };
-  const methods = new Set(["get", "put", "post", "delete", "patch", "head", "options"]);
-  const operations = Object.values(declared.paths).reduce((n, ops) => n + Object.keys(ops).filter((m) => methods.has(m)).length, 0);
-  expect(operations).toBeGreaterThanOrEqual(5); // tasks (POST, GET), healthz, readyz, metrics
-  expect(doc.operations.tested).toBe(operations);
+  // Every operation the document lists was tested.
+  const spec = (await (await fetch(`${base}/docs/json`)).json()) as { paths: Record<string, object> };
+  expect(doc.operations.tested).toBe(Object.values(spec.paths).reduce((n, ops) => n + Object.keys(ops).length, 0));
   expect(doc.test_cases.generated).toBeGreaterThanOrEqual(MIN_CASES);
   expect(code).toBe(0);
 }, 900_000);

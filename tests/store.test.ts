@@ -13,14 +13,23 @@ import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis } from "../lib/redis.ts";
 import { keySlot, scriptCalls, send } from "../lib/scripts.ts";
 import { TaskStore } from "../lib/store.ts";
+import { IdempotencyRecords } from "../lib/state/idempotency.ts";
+import { announceCancel } from "../lib/state/cancel-channel.ts";
+import { CancelWatch } from "../lib/worker/cancel-watch.ts";
 import { testEnv } from "./helpers.ts";
 import { freePort, waitFor } from "./support/processes.ts";
 
 const id = () => crypto.randomUUID();
 const crossSlot: string[] = [];
 let scriptCallCount = 0;
+/** Script calls by name, since the counter was last cleared. */
+const callsByName = new Map<string, number>();
+/** Set while the single-node backend runs: there, `sent` batches many tasks in one call on purpose. */
+let singleNode = false;
 scriptCalls.observe = (name, keys) => {
   scriptCallCount++;
+  callsByName.set(name, (callsByName.get(name) ?? 0) + 1);
+  if (singleNode && name === "sent") return;
   if (new Set(keys.map(keySlot)).size > 1) crossSlot.push(`${name}: ${keys.join(" ")}`);
 };
 
@@ -76,6 +85,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
   };
 
   beforeAll(async () => {
+    singleNode = !env().REDIS_CLUSTER_NODES;
     redis = createRedis(parseConfig(env()), silentLogger);
     expect(await connectRedis(redis)).toBe(true);
     store = new TaskStore(redis, 3600, prefix, 600_000, { buckets: 4, maxAttempts: 3 });
@@ -98,6 +108,21 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     await store.markSent(t);
     expect(await redis.zScore(store.outboxKey(t), t)).toBeNull();
     expect((await store.dueOutbox(0)).map((e) => e.id)).not.toContain(t);
+  });
+
+  test("sends confirmed in one turn are marked by one script call on one node (one per task on a cluster); a tombstone stays one", async () => {
+    const ids = Array.from({ length: 40 }, id);
+    for (const t of ids) await store.create(t, "u", "{}");
+    const gone = ids[0]!;
+    expect(await store.abandon(gone)).toBe(true);
+    callsByName.clear();
+    await Promise.all(ids.map((t) => store.markSent(t)));
+    expect(callsByName.get("sent")).toBe(singleNode ? 1 : ids.length);
+    for (const t of ids.slice(1)) expect(await field(t, "sent")).toBe("1");
+    expect(await field(gone, "sent")).toBeNull();
+    expect((await store.get(gone))).toBeNull(); // still a tombstone: GET says unknown
+    const due = (await store.dueOutbox(0)).map((e) => e.id);
+    for (const t of ids) expect(due).not.toContain(t);
   });
 
   test("the outbox sweep re-sends only what is still unsent, and drops hints the task contradicts", async () => {
@@ -162,6 +187,90 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     await store.claim(t, "w", 10_000, "u");
     await store.complete(t, "w", { tags: ["a"], score: 1, reason: "ok" });
     expect(await fieldsOf(t)).toEqual(["attempts", "created_at", "finished_at", "result", "started_at", "status", "updated_at", "user_id"]);
+  });
+
+  test("cancel (issue 10): queued -> canceled at once, held to publish; running -> marked, and the run ends canceled", async () => {
+    const q = id();
+    await store.create(q, "u", "{}");
+    expect(await store.cancel(q, "api", 10_000)).toEqual({ kind: "canceled", attempts: 0, userId: "u" });
+    expect(await redis.get(store.keys.legacyStatus(q))).toBe("canceled");
+    expect(await store.claim(q, "w", 10_000, "u")).toMatchObject({ kind: "busy" }); // the API holds it to publish
+    expect(await store.published(q, "api")).toBe("written");
+    expect(await store.claim(q, "w", 10_000, "u")).toEqual({ kind: "finished", status: "canceled" });
+    expect(await store.cancel(q, "api2", 10_000)).toEqual({ kind: "finished", status: "canceled" });
+    expect(await fieldsOf(q)).toEqual(["attempts", "created_at", "finished_at", "status", "updated_at", "user_id"]);
+    // The API could not publish: the next claim does.
+    const p = id();
+    await store.create(p, "u", "{}");
+    await store.cancel(p, "api", 10_000);
+    expect(await store.release(p, "api", 0)).toBe("written");
+    expect(await store.claim(p, "w", 10_000, "u")).toEqual({ kind: "publish", attempts: 0, outcome: "canceled", exhausted: false });
+    // Running: marked; the heartbeat tells; the run records it canceled.
+    const r = id();
+    await store.create(r, "u", "{}");
+    await store.claim(r, "w", 10_000, "u");
+    expect(await store.cancel(r, "api", 10_000)).toEqual({ kind: "requested" });
+    expect(await store.cancel(r, "api", 10_000)).toEqual({ kind: "requested" });
+    expect((await store.get(r))?.status).toBe("running");
+    expect(await store.heartbeat(r, "w", 10_000)).toBe("cancel");
+    expect(await store.cancelRun(r, "w")).toBe("written");
+    expect(await store.get(r)).toMatchObject({ status: "canceled", attempts: 1 });
+    // A run that finishes before it noticed is recorded canceled too.
+    const late = id();
+    await store.create(late, "u", "{}");
+    await store.claim(late, "w", 10_000, "u");
+    await store.cancel(late, "api", 10_000);
+    expect(await store.recordResult(late, "w", { tags: [], score: 0, reason: "too late" })).toBe("canceled");
+    expect(await store.published(late, "w")).toBe("written");
+    expect((await store.get(late))?.status).toBe("canceled");
+    // A run that died after the cancel was asked: the next claim cancels it instead of running it.
+    const dead = id();
+    await store.create(dead, "u", "{}");
+    await store.claim(dead, "w1", 1_500, "u");
+    await store.cancel(dead, "api", 10_000);
+    expect(await claimWhenFree(store, dead, "w2", 10_000)).toEqual({ kind: "publish", attempts: 1, outcome: "canceled", exhausted: false });
+    // Finished tasks and unknown ones.
+    const done = id();
+    await store.create(done, "u", "{}");
+    await store.claim(done, "w", 10_000, "u");
+    await store.complete(done, "w", { tags: [], score: 0, reason: "ok" });
+    expect(await store.cancel(done, "api", 10_000)).toEqual({ kind: "finished", status: "done" });
+    expect(await store.cancel(id(), "api", 10_000)).toEqual({ kind: "not_found" });
+  });
+
+  test("cancel notices (issue 10): a PUBLISH on the cancel channel reaches a worker's CancelWatch", async () => {
+    const watch = new CancelWatch(redis, store.keys.cancelChannel, silentLogger);
+    const seen: string[] = [];
+    const t = id();
+    const stop = watch.watch(t, () => seen.push(t));
+    try {
+      await watch.start();
+      await announceCancel(redis, store.keys.cancelChannel, id()); // another task: not ours
+      await announceCancel(redis, store.keys.cancelChannel, t);
+      await waitFor(() => seen.length > 0, 5_000, "the cancel notice");
+      expect(seen).toEqual([t]);
+    } finally {
+      stop();
+      await watch.close();
+    }
+  });
+
+  test("Idempotency-Key records (issue 10): reserve once, conflict on another body, settle, take over", async () => {
+    const records = new IdempotencyRecords(redis, store.keys, 60);
+    const key = records.keyOf("acme", "u", "k");
+    expect(key).not.toBe(records.keyOf("", "u", "k"));
+    const [a, b] = [id(), id()];
+    expect(await records.reserve(key, "fp1", a)).toEqual({ kind: "reserved" });
+    expect(await records.reserve(key, "fp2", b)).toEqual({ kind: "conflict" });
+    expect(await records.reserve(key, "fp1", b)).toMatchObject({ kind: "held", taskId: a, state: "pending" });
+    expect(await records.accept(key, b)).toBe(false);
+    expect(await records.accept(key, a)).toBe(true);
+    expect(await records.reserve(key, "fp1", b)).toMatchObject({ kind: "held", taskId: a, state: "accepted" });
+    expect(await records.reserve(key, "fp1", b, a)).toEqual({ kind: "reserved" }); // taken over from a
+    expect(await records.reserve(key, "fp1", id(), a)).toMatchObject({ kind: "held", taskId: b }); // a no longer holds it
+    expect(await records.release(key, b)).toBe(true);
+    expect(await records.reserve(key, "fp2", a)).toEqual({ kind: "reserved" });
+    expect(await redis.ttl(key)).toBeGreaterThan(50);
   });
 
   test("heartbeat renews the lease and the TTL of both keys (issue 8 #9)", async () => {

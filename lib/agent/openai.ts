@@ -13,7 +13,7 @@ import type { AgentResult } from "../model.ts";
 import { type ChatAnswer, type ChatMessage, chatCall, FormatRejected } from "./chat.ts";
 import { checkAnswer, PROFILE_SCHEMA, repairMessage, SYSTEM_PROMPT } from "./profile.ts";
 import type { Semaphore } from "./semaphore.ts";
-import type { Agent } from "./types.ts";
+import type { Agent, AgentTask } from "./types.ts";
 import { observeLlmCall } from "../observe/llm.ts";
 
 export { retryAfterMs } from "./chat.ts";
@@ -82,7 +82,7 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
     }
   }
 
-  async function converse(content: string, signal: AbortSignal, taskId: string, pause: Pause): Promise<AgentResult> {
+  async function converse(content: string, signal: AbortSignal, taskId: string, pause: Pause, report?: AgentTask["usage"]): Promise<AgentResult> {
     const messages: ChatMessage[] = [
       { role: "system", content: SYSTEM_PROMPT },
       { role: "user", content },
@@ -90,6 +90,10 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
     for (let repair = 0; ; repair++) {
       const t0 = performance.now();
       const answer = await call(messages, signal, taskId, pause);
+      report?.({
+        model: opts.model, prompt_tokens: answer.usage?.prompt_tokens ?? 0, completion_tokens: answer.usage?.completion_tokens ?? 0,
+        ms: Math.round(performance.now() - t0),
+      });
       opts.log?.debug("LLM answer", {
         task_id: taskId, ms: Math.round(performance.now() - t0), finish_reason: answer.finishReason,
         // "usage_in"/"usage_out": a field named like "token" is masked by the logger as a secret.
@@ -113,11 +117,11 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
 
   const agent: Agent = async (task, signal) => {
     const pause: Pause = task.paused ? (w) => task.paused!(w) : (w) => w();
-    if (!opts.slots) return converse(task.content, signal, task.task_id, pause);
+    if (!opts.slots) return converse(task.content, signal, task.task_id, pause, task.usage);
     const slots = opts.slots;
     const release = await pause(() => slots.acquire(signal));
     try {
-      return await converse(task.content, signal, task.task_id, pause);
+      return await converse(task.content, signal, task.task_id, pause, task.usage);
     } finally {
       release();
     }

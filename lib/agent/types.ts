@@ -10,6 +10,16 @@ export interface AgentTask {
    * resource, such as a slot toward the LLM (LLM_MAX_CONCURRENCY). Absent when nothing can be paused.
    */
   paused?: <T>(wait: () => Promise<T>) => Promise<T>;
+  /** Reports one answered LLM call (the worker sums them into the task's `usage`). Absent: nobody counts. */
+  usage?: (call: LlmCall) => void;
+}
+
+/** One answered LLM call, as an agent reports it. */
+export interface LlmCall {
+  model: string;
+  prompt_tokens: number;
+  completion_tokens: number;
+  ms: number;
 }
 
 /**

@@ -17,9 +17,14 @@ import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
+import { dashboardPlugin } from "./dashboard.ts";
 import { observePlugin } from "./observe.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
+import { CancelService } from "../tasks/cancel.ts";
+import { IdempotentSubmit } from "../tasks/idempotency.ts";
+import { cancelRoutes } from "./cancel.ts";
+import { idempotencyKeyOf } from "./idempotency-key.ts";
 
 export interface AppDeps {
   cfg: Config;
@@ -58,6 +63,7 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
   const maxBody = maxBodyBytes(cfg.MAX_CONTENT_BYTES);
   const doc = openapiDocument(cfg);
   const app = new Elysia({ serve: { maxRequestBodySize: serverBodyLimit(cfg) } });
+  const once = new IdempotentSubmit(cfg, store, tasks, log);
 
   /** The methods routed for a path, for a 405's Allow header (HEAD comes with GET). */
   const allowed = (path: string) => {
@@ -95,13 +101,21 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
       log.error("unhandled error in request", { error: toError(error), path: url.pathname });
       return jsonResponse(500, { error: "internal", message: "internal error" });
     })
+    .use(dashboardPlugin({ cfg, store, tasks, log }))
     .post(
       "/tasks",
       // The body is read here, not by Elysia: with a cap (readCapped), and checked by parseTaskInput.
       async ({ request, set, tenant }) => {
+        const key = idempotencyKeyOf(request);
         checkJsonType(request);
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
-        const accepted = await tasks.submit(input, tenant);
+        // With an Idempotency-Key: one task per (tenant, user, key); a repeat replays it (lib/tasks/idempotency.ts).
+        const r = key ? await once.submit(key, input, tenant) : undefined;
+        if (r?.replayed) {
+          set.headers["idempotent-replayed"] = "true";
+          return r.body;
+        }
+        const accepted = r?.body ?? (await tasks.submit(input, tenant));
         set.status = 202;
         return accepted;
       },
@@ -123,6 +137,7 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
       },
       { detail: { summary: "A task's status, result or error, attempts and timestamps" } },
     )
+    .use(cancelRoutes({ cfg, cancel: new CancelService(cfg, store, tasks.publisher, log) }))
     .get("/healthz", () => ({ status: "ok" }), { detail: { summary: "The process lives" } })
     .get(
       "/readyz",

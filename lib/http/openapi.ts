@@ -5,8 +5,9 @@
 // against the running server.
 import type { ElysiaOpenAPIConfig } from "@elysiajs/openapi";
 import type { Config } from "../config.ts";
-import { Accepted, ErrorBody, TaskInput, TaskView } from "../model.ts";
+import { Accepted, ErrorBody, Replayed, TaskInput, TaskView } from "../model.ts";
 import { ERRORS, type ErrorCode } from "./errors.ts";
+import { IDEMPOTENCY_KEY_PATTERN } from "./idempotency-key.ts";
 
 /** A TypeBox schema as plain JSON Schema (its symbol keys dropped). */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, any>;
@@ -26,6 +27,18 @@ const retryAfter = {
 const challenge = {
   "WWW-Authenticate": { description: "Bearer realm=\"agent-prod\"", required: true, schema: { type: "string" } },
 };
+// Idempotency-Key (lib/tasks/idempotency.ts): a replay is a 200 with this header.
+const idempotencyKey = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  description: "one task per key for this user (and tenant): a repeat with the same body replays it (200), another body is a 409",
+  schema: { type: "string", minLength: 1, maxLength: 255, pattern: IDEMPOTENCY_KEY_PATTERN },
+};
+const replayedHeader = {
+  "Idempotent-Replayed": { description: "true: the answer names the task of an earlier request with this Idempotency-Key", required: true, schema: { type: "string", enum: ["true"] } },
+};
+const maybeRetryAfter = { "Retry-After": { ...retryAfter["Retry-After"], required: false, description: "with idempotency_in_progress: seconds to wait" } };
 const rateLimited = {
   ...retryAfter,
   "RateLimit-Limit": { description: "the tenant's burst (draft-ietf-httpapi-ratelimit-headers-06)", schema: { type: "integer" } },
@@ -62,6 +75,12 @@ const json = (description: string, schema: object, example?: unknown) => ({
 
 type Documentation = NonNullable<ElysiaOpenAPIConfig["documentation"]>;
 
+/** From a POST /tasks answer to the task: GET it, cancel it. */
+const taskLinks = {
+  GetTask: { operationId: "getTask", parameters: { id: "$response.body#/task_id" } },
+  CancelTask: { operationId: "cancelTask", parameters: { id: "$response.body#/task_id" } },
+};
+
 export function openapiDocument(cfg: Config): Documentation {
   const input = plain(TaskInput);
   // JSON Schema cannot count UTF-8 bytes: maxLength in characters is the bound for ASCII content.
@@ -89,18 +108,24 @@ export function openapiDocument(cfg: Config): Documentation {
         post: {
           operationId: "createTask",
           summary: "Submit a task; answers at once with its id",
+          parameters: [idempotencyKey],
           requestBody: { required: true, content: { "application/json": { schema: input, example: { user_id: "user123", content: "机械键盘降价了" } } } },
           responses: {
+            200: {
+              ...json("replayed: this Idempotency-Key was used with the same body; the first task, as it is now", withUuid(plain(Replayed)), { ...example, status: "running" }),
+              headers: replayedHeader,
+              links: taskLinks,
+            },
             202: {
               ...json("accepted: the task is queued in Redis and its message is in RocketMQ", withUuid(plain(Accepted)), { ...example, status: "queued" }),
-              links: { GetTask: { operationId: "getTask", parameters: { id: "$response.body#/task_id" } } },
+              links: taskLinks,
             },
             ...errors(
               [
-                "malformed_json", "unauthorized", "invalid_api_key", "content_too_large", "body_too_large", "unsupported_media_type",
-                "invalid_body", "rate_limited", "redis_unavailable", "rocketmq_unavailable",
+                "malformed_json", "invalid_idempotency_key", "unauthorized", "invalid_api_key", "idempotency_conflict", "idempotency_in_progress",
+                "content_too_large", "body_too_large", "unsupported_media_type", "invalid_body", "rate_limited", "redis_unavailable", "rocketmq_unavailable",
               ],
-              { 401: challenge, 429: rateLimited, 503: retryAfter },
+              { 401: challenge, 409: maybeRetryAfter, 429: rateLimited, 503: retryAfter },
             ),
           },
         },
@@ -113,6 +138,18 @@ export function openapiDocument(cfg: Config): Documentation {
           responses: {
             200: json("the task", withUuid(plain(TaskView))),
             ...errors(["invalid_task_id", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
+          },
+        },
+      },
+      "/tasks/{id}/cancel": {
+        post: {
+          operationId: "cancelTask",
+          summary: "Cancel a task: at once if it has not started (canceled), within about a second if it runs (running, then canceled)",
+          description: "No body and no content type needed. Every cancellation publishes a result message with status canceled.",
+          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
+          responses: {
+            202: json("cancellation accepted: the task as it is now (canceled, or running while its worker aborts it)", withUuid(plain(TaskView))),
+            ...errors(["invalid_task_id", "unauthorized", "invalid_api_key", "task_not_found", "already_finished", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
           },
         },
       },

@@ -16,20 +16,24 @@
   such a task is a *suspect*: only claimed "isolated" (run alone); otherwise 7 is returned and nothing
   is written. (Isolating every task after any crash would run a killed worker's whole batch one by
   one; the last attempt is the one an innocent task cannot afford to lose.)
+  A task whose cancellation was asked (`cancel_at`, cancel.lua) while it ran, and whose run ended
+  without recording it (its worker died, or handed it back), is canceled here instead of run:
+  {5, attempts, "canceled", ""}.
   Returns: {1, attempt, waited_ms}       claimed; attempt counts runs, this one included; waited_ms:
                                          ms since the task was created (metrics: queue wait)
-           {2, status}                   finished (done or failed) or rejected: ack and skip
+           {2, status}                   finished (done, failed or canceled) or rejected: ack and skip
            {3, lease_left_ms}            another runner holds a live lease: come back later
            {4, 0}                        unknown task and no body given: call again with the body
            {5, attempts, outcome, data}  claimed to publish the recorded outcome (done: result JSON,
-                                         failed: error) and nothing else
+                                         failed: error, canceled: "") and nothing else
            {6, attempts, error}          claimed, and failed now: its runs never finished; publish
                                          the failure like a {5, .., "failed", error}
            {7, crashes}                  a suspect, and ARGV[8] is not "isolated": nothing claimed
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "created_at")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "cancel_at",
+  "created_at")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
@@ -38,7 +42,7 @@ if not status then
   status = "queued"
   h[5] = "0"
 end
-if status == "rejected" or status == "done" or (status == "failed" and not h[4]) then return {2, status} end
+if status == "rejected" or status == "done" or ((status == "failed" or status == "canceled") and not h[4]) then return {2, status} end
 if h[2] and h[2] ~= ARGV[1] then
   local left = tonumber(h[3] or "0") - now
   if left > 0 then return {3, left} end
@@ -50,7 +54,16 @@ if h[4] then
   redis.call("EXPIRE", KEYS[1], ttl)
   redis.call("EXPIRE", KEYS[2], ttl)
   if h[4] == "done" then return {5, tonumber(h[5] or "0"), "done", h[6] or ""} end
+  if h[4] == "canceled" then return {5, tonumber(h[5] or "0"), "canceled", ""} end
   return {5, tonumber(h[5] or "0"), "failed", h[7] or ""}
+end
+if h[9] then
+  redis.call("HSET", KEYS[1], "status", "canceled", "outcome", "canceled", "owner", ARGV[1],
+    "lease_until", lease_until, "finished_at", now, "updated_at", now)
+  redis.call("HDEL", KEYS[1], "back_at")
+  redis.call("EXPIRE", KEYS[1], ttl)
+  redis.call("SET", KEYS[2], "canceled", "EX", ttl)
+  return {5, tonumber(h[5] or "0"), "canceled", ""}
 end
 local attempts = tonumber(h[5] or "0")
 if attempts >= tonumber(ARGV[5]) then
@@ -73,4 +86,4 @@ redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until"
 redis.call("HDEL", KEYS[1], "back_at")
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], "running", "EX", ttl)
-return {1, attempts, now - (tonumber(h[9] or now) or now)}
+return {1, attempts, now - (tonumber(h[10] or now) or now)}

@@ -2,26 +2,35 @@
   KEYS[1] task hash   KEYS[2] legacy status (same slot)
   ARGV[1] claim token ("" for "force" and "dead")   ARGV[2] ttl (s)   ARGV[3] mode   ARGV[4] data
   ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
+  ARGV[7] this run's LLM usage, JSON ("" or absent: none), added to the task's `usage` by "done",
+          "failed", "retry" and "canceled" (counters summed over attempts; model: the last one)
   Modes (all but "force" and "dead" need the claim: status running or publish pending, owner = token):
     "done"      the agent's result (ARGV[4], JSON) is recorded, still running and owned: publish it,
                 then "published". A failed publish repeats only the publish (claim.lua, {5, ...}).
     "failed"    failed for good with error ARGV[4]; the failure result is still to publish ("published")
     "published" the recorded outcome's result message is out: done (or failed) for good, and the task
-                shrinks to status, user_id, result, error, attempts and times
+                shrinks to status, user_id, result, error, attempts and times (a failed one keeps its message)
     "retry"     back to queued with error ARGV[4]; the message is due back in ARGV[6] ms
     "release"   handed back, the run not counted (attempts - 1); due back in ARGV[6] ms. With an
                 outcome recorded, only the claim is dropped: the next claim publishes it
     "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it
     "dead"      RocketMQ dead-lettered a copy: failed with ARGV[4], unless finished, running under a
                 live lease, waiting for its retry (back_at in the future), or an outcome is recorded
-  Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written)
+    "canceled"  the run was aborted because its cancellation was asked (cancel.lua): canceled, its
+                canceled result still to publish ("published")
+  A run whose cancellation was asked (`cancel_at`) and that ends as "done", "failed" or "retry" is
+  recorded canceled instead (returns 3): the client was told 202, so the task ends canceled.
+  Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written);
+           3 recorded canceled instead (publish the canceled result, then "published")
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at", "cancel_at")
 local status, mode, ttl = h[1], ARGV[3], ARGV[2]
-local function shrink()
-  redis.call("HDEL", KEYS[1], "message", "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes")
+-- A failed task keeps its request message until it expires: an operator may re-queue it (requeue.lua).
+local function shrink(st)
+  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at")
+  if st ~= "failed" then redis.call("HDEL", KEYS[1], "message") end
 end
 local function final(st)
   redis.call("EXPIRE", KEYS[1], ttl)
@@ -29,8 +38,9 @@ local function final(st)
   return 1
 end
 if status == "rejected" then return 0 end
+local finished = status == "done" or ((status == "failed" or status == "canceled") and not h[4])
 if mode == "force" or mode == "dead" then
-  if status == "done" or (status == "failed" and not h[4]) then return 2 end
+  if finished then return 2 end
   if status then
     if mode == "force" or h[4] then return 0 end
     if status == "running" and tonumber(h[3] or "0") > now then return 0 end
@@ -38,20 +48,21 @@ if mode == "force" or mode == "dead" then
   else
     redis.call("HSET", KEYS[1], "user_id", ARGV[5], "attempts", 0, "created_at", now)
   end
-  shrink()
+  shrink("failed")
   redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)
   return final("failed")
 end
-if status == "done" or (status == "failed" and not h[4]) then return 2 end
+if finished then return 2 end
 if h[2] ~= ARGV[1] then return 0 end
 if mode == "published" then
   if not h[4] then return 0 end
   local st = h[4]
-  shrink()
+  shrink(st)
   if st == "done" then
     redis.call("HSET", KEYS[1], "status", "done", "finished_at", now, "updated_at", now)
-    redis.call("HDEL", KEYS[1], "error")
   end
+  -- An earlier attempt's error is not the story of a task that ended done or canceled.
+  if st ~= "failed" then redis.call("HDEL", KEYS[1], "error") end
   return final(st)
 end
 if mode == "release" and h[4] then
@@ -60,6 +71,20 @@ if mode == "release" and h[4] then
   return 1
 end
 if status ~= "running" or h[4] then return 0 end
+if ARGV[7] and ARGV[7] ~= "" then
+  local u, old = cjson.decode(ARGV[7]), redis.call("HGET", KEYS[1], "usage")
+  if old then
+    local o = cjson.decode(old)
+    for _, f in ipairs({"prompt_tokens", "completion_tokens", "llm_ms", "calls", "attempts"}) do u[f] = (u[f] or 0) + (o[f] or 0) end
+  end
+  redis.call("HSET", KEYS[1], "usage", cjson.encode(u))
+end
+if mode == "canceled" or (h[6] and (mode == "done" or mode == "failed" or mode == "retry")) then
+  redis.call("HSET", KEYS[1], "status", "canceled", "outcome", "canceled", "finished_at", now, "updated_at", now)
+  redis.call("HDEL", KEYS[1], "back_at")
+  final("canceled")
+  return mode == "canceled" and 1 or 3
+end
 if mode == "done" then
   redis.call("HSET", KEYS[1], "outcome", "done", "result", ARGV[4], "updated_at", now)
   return 1

@@ -1,5 +1,5 @@
 --[[ The reaper asks about one task it found due in a bucket's stalled hints: is it stalled, i.e.
-  running or retrying (or with a result still to publish), yet not claimed again for STALLED_AFTER_MS
+  running or retrying (or with a result still to publish, a canceled one's included), yet not claimed again for STALLED_AFTER_MS
   after its lease or retry delay ended? Then its worker died and RocketMQ no longer holds its message
   (or holds it behind a long backlog): the caller re-publishes the request message returned here. A
   task is handed out at most once per STALLED_AFTER_MS (`reaped_at`), whichever reaper asks.
@@ -15,7 +15,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local after = tonumber(ARGV[1])
 local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "back_at", "message", "reaped_at", "outcome", "updated_at")
 local status = h[1]
-if not status or status == "done" or status == "rejected" or (status == "failed" and not h[7]) then return {0} end
+if not status or status == "done" or status == "rejected" or ((status == "failed" or status == "canceled") and not h[7]) then return {0} end
 if not h[5] or h[5] == "" then return {0} end
 local due
 if status == "queued" then

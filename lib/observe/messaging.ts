@@ -83,7 +83,7 @@ export function observeHandler(loop: "tasks" | "dead-letters", handler: Handler,
 
 function countOutcome(M: NonNullable<ReturnType<typeof metrics>>, loop: string, outcome: Outcome) {
   labelled(M.messages, loop, outcome).inc();
-  if (outcome === "done" || outcome === "failed") labelled(M.finished, outcome).inc();
+  if (outcome === "done" || outcome === "failed" || outcome === "canceled") labelled(M.finished, outcome).inc();
   else if (outcome === "retry") M.retries.inc();
   else if (outcome === "handed_back") M.handBacks.inc();
   if (outcome === "poison") labelled(M.deadLetters, "poison").inc();
@@ -129,7 +129,7 @@ export function observeAgentRun<T>(run: () => Promise<T>): Promise<T> {
 }
 
 /** The task marked finished after its result was published, in a span; observes its end-to-end time. */
-export function observeFinish<T>(m: MessageView, status: "done" | "failed", finish: () => Promise<T>): Promise<T> {
+export function observeFinish<T>(m: MessageView, status: "done" | "failed" | "canceled", finish: () => Promise<T>): Promise<T> {
   const M = metrics();
   const p = inSpan("finish", finish, { attributes: { "agent.status": status } });
   const c = M && claimed.get(m);

@@ -14,13 +14,17 @@ export const REDIS_COMMANDS = [
   "zadd", "zrem", "zcard", "zscore", "zrange", "zrangebyscore", "zpopmin", "unlink",
   "sadd", "smembers", "scard",
   "lpush", "ltrim", "lrange",
+  // cancellation notices: the API publishes, workers subscribe (lib/worker/cancel-watch.ts)
+  "publish", "subscribe", "unsubscribe",
   // Not here: SCAN (keyless: it would list every key name of the server), TYPE, PTTL, MEMORY. Only
-  // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them: run those as an admin.
+  // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them, and `scripts/tasks.ts
+  // stats` (SCAN, LLEN): run those as an admin.
 ] as const;
 
 /**
  * Arguments of `ACL SETUSER` for a user limited to `prefix`: `~prefix*` and `~{prefix*` (a key may
- * start with its Redis Cluster hash tag), no pub/sub channels, only REDIS_COMMANDS.
+ * start with its Redis Cluster hash tag), one pub/sub channel (`prefix` + "cancel", the cancel notices),
+ * only REDIS_COMMANDS.
  * The password is given as its SHA-256 (`#<hex>`), so the line holds no secret.
  */
 export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: string): string[] {
@@ -28,7 +32,7 @@ export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: 
   const glob = prefix.replace(/[*?[\]\\]/g, "\\$&");
   return [
     user, "reset", "on", `#${passwordSha256Hex}`,
-    `~${glob}*`, `~{${glob}*`, "resetchannels", "-@all",
+    `~${glob}*`, `~{${glob}*`, "resetchannels", `&${glob}cancel`, "-@all",
     ...REDIS_COMMANDS.map((c) => `+${c}`),
   ];
 }

@@ -10,10 +10,12 @@ import type { Config } from "../config.ts";
 import { PermanentAgentError, RetryableAgentError, toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { MessageView, Publisher } from "../mq.ts";
-import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage } from "../model.ts";
+import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage, type TaskUsage } from "../model.ts";
+import type { LlmCall } from "../agent/types.ts";
 import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
+import type { CancelWatch } from "./cancel-watch.ts";
 import { observeAgentRun, observeClaim, observeFinish } from "../observe/messaging.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
@@ -36,9 +38,11 @@ export interface WorkerContext {
   settler: Settler;
   agent: Agent;
   log: Logger;
+  /** cancellation notices (lib/worker/cancel-watch.ts); without it, a cancel reaches a run at its heartbeat */
+  cancels?: CancelWatch;
 }
 
-export type Outcome = "done" | "failed" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
+export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
@@ -56,6 +60,10 @@ class LeaseLost extends Error {
 }
 class TaskTimeout extends Error {
   override name = "TaskTimeout";
+}
+/** POST /tasks/:id/cancel asked for this task (lib/worker/cancel-watch.ts, or the heartbeat saw it). */
+class CancelAbort extends Error {
+  override name = "CancelAbort";
 }
 /** Redis or RocketMQ failed underneath a message: the consumer loop's breaker counts these. */
 export class DependencyError extends Error {
@@ -95,12 +103,15 @@ export async function publishResult(ctx: WorkerContext, r: ResultMessage): Promi
   }
 }
 
-export function resultMessage(msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string): ResultMessage {
+export function resultMessage(
+  msg: { task_id: string; user_id: string }, attempts: number, result: AgentResult | null, error?: string,
+  status: ResultMessage["status"] = result ? "done" : "failed",
+): ResultMessage {
   return {
     task_id: msg.task_id,
     user_id: msg.user_id,
     result,
-    status: result ? "done" : "failed",
+    status,
     ...(error !== undefined ? { error } : {}),
     attempts,
     finished_at: new Date().toISOString(),
@@ -160,10 +171,13 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
  */
 async function publishOutcome(
   m: MessageView, ctx: WorkerContext, msg: RequestMessage, token: string, attempts: number, result: AgentResult | null,
-  error: string | undefined, shutdown: AbortSignal,
+  error: string | undefined, shutdown: AbortSignal, opts: { withUsage?: boolean; canceled?: boolean } = {},
 ): Promise<Outcome> {
   const log = ctx.log.child({ task_id: msg.task_id });
-  const message = resultMessage(msg, attempts, result, error);
+  const message = resultMessage(msg, attempts, result, error, opts.canceled ? "canceled" : undefined);
+  // The usage summed over every attempt is in the record (finish.lua): read only when this run made LLM calls.
+  const usage = opts.withUsage ? await ctx.store.usage(msg.task_id).catch(() => undefined) : undefined;
+  if (usage) message.usage = usage;
   // The result topic refusing writes (read-only, full disk) must not spend the request message's
   // deliveries: a hide-and-redeliver per try dead-lettered whole backlogs in seconds. The message stays
   // in hand, kept hidden like a running task's, while only the publish is retried with backoff; at
@@ -190,12 +204,13 @@ async function publishOutcome(
     }
   }
   hold?.stop();
-  const w = await observeFinish(m, result ? "done" : "failed", () => ctx.store.published(msg.task_id, token));
+  const w = await observeFinish(m, opts.canceled ? "canceled" : result ? "done" : "failed", () => ctx.store.published(msg.task_id, token));
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
-  if (result) log.info("task done", { attempt: attempts });
+  if (opts.canceled) log.info("task canceled", { attempt: attempts });
+  else if (result) log.info("task done", { attempt: attempts });
   else log.warn("task failed", { attempt: attempts, error });
-  return result ? "done" : "failed";
+  return opts.canceled ? "canceled" : result ? "done" : "failed";
 }
 
 /**
@@ -276,6 +291,11 @@ async function claimAndRun(
   const token = crypto.randomUUID();
   const leaseMs = cfg.MQ_INVISIBLE_MS;
 
+  // Watched from before the claim: a cancellation announced while the claim is on its way is not missed.
+  const run = new AbortController();
+  const cancel = () => run.abort(new CancelAbort("its cancellation was asked (POST /tasks/:id/cancel)"));
+  const unwatch = ctx.cancels?.watch(msg.task_id, cancel) ?? (() => {});
+
   // The lease is measured from when the claim was *sent*: Redis started it no earlier (fencing, below).
   let leaseFrom = performance.now();
   let claim: Claim;
@@ -286,9 +306,11 @@ async function claimAndRun(
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
+    unwatch();
     if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
+  if (claim.kind !== "claimed") unwatch();
   if (claim.kind === "finished") {
     if (claim.status === "rejected") log.info("message of a task that was not accepted (the client got a 503): skipped");
     else log.info("duplicate delivery of a finished task: skipped", { status: claim.status, delivery: m.deliveryAttempt });
@@ -305,12 +327,14 @@ async function claimAndRun(
   if (claim.kind === "publish") {
     if (claim.exhausted) log.warn("task failed: its runs never finished", { error: claim.error, attempts: claim.attempts });
     else log.info("result recorded earlier but not published: publishing only", { outcome: claim.outcome });
-    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown);
+    return publishOutcome(m, ctx, msg, token, claim.attempts, claim.result ?? null, claim.error, shutdown, {
+      withUsage: true,
+      canceled: claim.outcome === "canceled",
+    });
   }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
 
-  const run = new AbortController();
   let ended = false;
   const onShutdown = () => run.abort(new ShutdownAbort("worker shutting down"));
   shutdown.addEventListener("abort", onShutdown, { once: true });
@@ -326,6 +350,7 @@ async function claimAndRun(
       (ours) => {
         if (ours) leaseFrom = Math.max(leaseFrom, sentAt);
         else run.abort(new LeaseLost("claim lost to another worker"));
+        if (ours === "cancel") cancel(); // the fallback when the cancel notice was lost
       },
       (e) => log.debug("heartbeat to Redis failed", { error: toError(e) }),
     );
@@ -341,22 +366,32 @@ async function claimAndRun(
 
   let result: AgentResult | undefined;
   let failure: Error | undefined;
+  // This run's LLM calls, recorded with its end (finish.lua sums them into the task's usage).
+  const meter = usageMeter();
+  /** How a canceled run's result goes out: as canceled, with the LLM usage it did spend. */
+  const canceledRun = { canceled: true, get withUsage() { return meter.total() !== undefined; } };
   // Hard deadline: once aborted, the agent has TASK_ABORT_GRACE_MS to stop; then its slot is freed anyway.
   // An agent still running after the grace ignored its signal and may run on in this process: such
   // a task is failed, never retried, since a retry would run it twice at the same time.
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   let deaf = false;
-  const ignored = new Promise<never>((_, reject) =>
-    run.signal.addEventListener("abort", () => {
+  const ignored = new Promise<never>((_, reject) => {
+    const arm = () => {
       graceTimer = setTimeout(() => {
         deaf = true;
         reject(run.signal.reason);
       }, cfg.TASK_ABORT_GRACE_MS);
-    }, { once: true }),
-  );
+    };
+    // Aborted already: a cancellation announced while the claim was on its way.
+    if (run.signal.aborted) arm();
+    else run.signal.addEventListener("abort", arm, { once: true });
+  });
   ignored.catch(() => {});
   try {
-    const agentRun = observeAgentRun(() => ctx.agent({ task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused }, run.signal));
+    const agentRun = observeAgentRun(() => ctx.agent(
+      { task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add },
+      run.signal,
+    ));
     result = await Promise.race([agentRun, ignored]);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);
@@ -367,6 +402,7 @@ async function claimAndRun(
     clock.stop();
     clearTimeout(graceTimer);
     shutdown.removeEventListener("abort", onShutdown);
+    unwatch();
   }
 
   if (failure instanceof ShutdownAbort) {
@@ -375,6 +411,15 @@ async function claimAndRun(
     await settler.hide(m, MIN_HIDE_MS);
     log.info("task handed back at shutdown");
     return "handed_back";
+  }
+  if (failure instanceof CancelAbort) {
+    if (deaf) log.warn("agent ignored its AbortSignal after a cancellation: slot freed, task canceled", { attempt });
+    const w = await store.cancelRun(msg.task_id, token, meter.total());
+    if (w !== "written") {
+      log.warn("canceled run not recorded: the claim was lost", { outcome: w });
+      return "lost";
+    }
+    return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
   }
   if (failure instanceof LeaseLost) {
     log.warn("task abandoned: its claim is lost or could not be renewed", { reason: failure.message });
@@ -386,12 +431,13 @@ async function claimAndRun(
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
-    const w = await store.recordResult(msg.task_id, token, result);
+    const w = await store.recordResult(msg.task_id, token, result, meter.total());
+    if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("result not recorded: the claim was lost; not published", { outcome: w });
       return "lost";
     }
-    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown);
+    return publishOutcome(m, ctx, msg, token, attempt, result, undefined, shutdown, { withUsage: meter.total() !== undefined });
   }
 
   const err = failure ?? new Error("agent returned nothing");
@@ -402,7 +448,8 @@ async function claimAndRun(
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS || deaf;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
-    const w = await store.retry(msg.task_id, token, err.message, delay);
+    const w = await store.retry(msg.task_id, token, err.message, delay, meter.total());
+    if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("attempt failed and the claim was lost meanwhile", { outcome: w, error: err.message });
       return "lost";
@@ -412,10 +459,27 @@ async function claimAndRun(
     return "retry";
   }
   const reason = `${err.name}: ${err.message}`;
-  const w = await store.fail(msg.task_id, token, reason);
+  const w = await store.fail(msg.task_id, token, reason, meter.total());
+  if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
   if (w !== "written") {
     log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
     return "lost";
   }
-  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown);
+  return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown, { withUsage: meter.total() !== undefined });
+}
+
+/** Sums one run's LLM calls (AgentTask.usage); `total()` is undefined when the agent made none. */
+function usageMeter() {
+  let u: TaskUsage | undefined;
+  return {
+    add: (c: LlmCall) => {
+      u ??= { model: c.model, prompt_tokens: 0, completion_tokens: 0, llm_ms: 0, calls: 0, attempts: 1 };
+      u.model = c.model;
+      u.prompt_tokens += c.prompt_tokens;
+      u.completion_tokens += c.completion_tokens;
+      u.llm_ms += c.ms;
+      u.calls++;
+    },
+    total: () => u,
+  };
 }

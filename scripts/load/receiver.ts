@@ -29,7 +29,17 @@ export async function startReceiver(
 ): Promise<Receiver> {
   // awaitDuration must be >= 5 s or the proxy answers ILLEGAL_POLLING_TIME.
   const consumer = createConsumer(cfg, silentLogger, group, topic, tag, 5_000);
-  await consumer.startup();
+  try {
+    await consumer.startup();
+  } catch (e) {
+    await closeClient(consumer, silentLogger).catch(() => {});
+    // The usual cause on a fresh stack: the topics were never created. Say so instead of a stack trace.
+    const why = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `cannot receive from topic ${topic} at ${cfg.MQ_ENDPOINT}: ${why}` +
+        (/route|not found|TOPIC_NOT_FOUND/i.test(why) ? " (run `bun scripts/provision.ts` first?)" : ""),
+    );
+  }
   let stopped = false;
   const acks = new Set<Promise<unknown>>();
   const r: Receiver = {

@@ -5,21 +5,19 @@ import { writeFileSync } from "node:fs";
 import { endpoint, redisAnswers, redisPing, redisReady, type Ports, waitFor } from "./ports";
 import { isAlive, isOurs, spawnDetached, type StackState, tail } from "./state";
 import { PartFailed, type PartStatus } from "./rocketmq";
+import { ensureDebianPackage } from "./apt";
 
 export function ensureRedisServer(log: (s: string) => void) {
-  if (Bun.which("redis-server")) return;
-  const isRoot = process.getuid?.() === 0;
-  const how = "apt-get update && apt-get install -y redis-server";
-  if (!isRoot)
-    throw new PartFailed("redis", `redis-server not found on PATH; install it (Debian/Ubuntu: sudo ${how}; macOS: brew install redis) or run one on the configured port`, []);
-  log(`  redis: redis-server missing, running: ${how}`);
-  for (const cmd of [["apt-get", "update"], ["apt-get", "install", "-y", "redis-server"]]) {
-    const r = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
-    if (r.exitCode !== 0) throw new PartFailed("redis", `\`${cmd.join(" ")}\` failed (exit ${r.exitCode})`, []);
+  let ok: boolean;
+  try {
+    ok = ensureDebianPackage("redis-server", "redis-server", (l) => log(`  redis:${l.slice(1)}`));
+  } catch (e) {
+    throw new PartFailed("redis", (e as Error).message, []);
   }
   // Debian's package starts a service on 6379 where an init system runs; that one is then simply
   // "a server already answering" if our port is 6379.
-  if (!Bun.which("redis-server")) throw new PartFailed("redis", "redis-server still not on PATH after apt-get install", []);
+  if (!ok)
+    throw new PartFailed("redis", "redis-server not found on PATH; install it (Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y redis-server; macOS: brew install redis) or run one on the configured port", []);
 }
 
 export async function upRedis(st: StackState, ports: Ports, log: (s: string) => void, timeoutMs = 30_000) {

@@ -2,12 +2,15 @@
 // its own folder and its own ports): Redis Cluster (3 masters + 3 replicas) and RocketMQ with
 // broker-a and broker-b behind one cluster-mode proxy. Tests crash its parts; the shared stack the
 // other tests use is never touched.
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { allClusterPorts, type ClusterPorts, clusterPorts } from "../../scripts/stack/cluster-ports.ts";
 import { clusterNodes } from "../../scripts/stack/cluster-redis.ts";
 import { ephemeralLow, portBindable } from "../../scripts/stack/ports.ts";
 import { isOurs, type ProcRecord } from "../../scripts/stack/state.ts";
+import { createNamespace, type TestNamespace } from "../helpers.ts";
+import { stopAll } from "../support/processes.ts";
 
 const STACK = join(import.meta.dir, "..", "..", "scripts", "stack.ts");
 
@@ -96,3 +99,26 @@ export async function clusterStack() {
   };
 }
 export type ClusterStack = Awaited<ReturnType<typeof clusterStack>>;
+
+/**
+ * The hooks of a test file that owns a private cluster stack: up (with a namespace of `queues` queues
+ * per topic) before the first test; API and workers stopped after each test, so a failing test leaves
+ * none to take the next test's tasks; everything down after the last.
+ */
+export function onClusterStack(queues: number) {
+  const ctx = { stack: undefined as unknown as ClusterStack, ns: undefined as unknown as TestNamespace, queues };
+  beforeAll(async () => {
+    ctx.stack = await clusterStack();
+    const started = Date.now();
+    await ctx.stack.up();
+    console.log(`[cluster stack] up in ${((Date.now() - started) / 1000).toFixed(1)} s (${ctx.stack.dir})`);
+    ctx.ns = await createNamespace({ env: ctx.stack.endpoints, queues });
+  }, 300_000);
+  afterEach(() => stopAll(), 60_000);
+  afterAll(async () => {
+    await stopAll();
+    ctx.ns?.admin().close();
+    await ctx.stack?.destroy();
+  }, 120_000);
+  return ctx;
+}

@@ -2,35 +2,18 @@
 // API and workers run as child processes with the recording agent while Redis is killed, refuses
 // connections for longer than RocketMQ's redeliveries last, or hangs (SIGSTOP). Every test checks the
 // three invariants over its whole history (tests/support/fault-system.ts).
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { createClient } from "redis";
 import { parseConfig } from "../../lib/config.ts";
 import { drive } from "../../scripts/load/driver.ts";
-import { faultSystem, report, type FaultSystem } from "../support/fault-system.ts";
-import { stopAll, waitFor } from "../support/processes.ts";
-import { privateStack } from "../support/private-stack.ts";
+import { faultSystem, onPrivateStack, report } from "../support/fault-system.ts";
+import { waitFor } from "../support/processes.ts";
 
-let stack: Awaited<ReturnType<typeof privateStack>>;
-let sys: FaultSystem | undefined;
-
-beforeAll(async () => {
-  stack = await privateStack();
-  await stack.up();
-}, 180_000);
-
-afterEach(async () => {
-  await sys?.close();
-  sys = undefined;
-}, 120_000);
-
-afterAll(async () => {
-  await stopAll();
-  await stack?.destroy();
-}, 180_000);
+const ctx = onPrivateStack();
 
 /** Stops Redis as an operator or a failing host does (SIGTERM: it writes its append-only file and exits). */
 async function stopRedis() {
-  const pid = stack.pid("redis");
+  const pid = ctx.stack.pid("redis");
   process.kill(pid, "SIGTERM");
   for (let i = 0; i < 100; i++) {
     try {
@@ -40,7 +23,7 @@ async function stopRedis() {
     }
     await Bun.sleep(100);
   }
-  await stack.crash("redis");
+  await ctx.stack.crash("redis");
 }
 
 /**
@@ -49,7 +32,7 @@ async function stopRedis() {
  * instead of a sleep guessing that a second has passed.
  */
 async function onDisk() {
-  const c = createClient({ url: stack.endpoints.REDIS_URL });
+  const c = createClient({ url: ctx.stack.endpoints.REDIS_URL });
   c.on("error", () => {});
   await c.connect();
   try {
@@ -71,51 +54,51 @@ async function onDisk() {
 }
 
 test("Redis crashes mid-run and comes back (append-only file): every accepted task ends done", async () => {
-  sys = await faultSystem({ endpoints: stack.endpoints, env: { MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000" } });
-  await sys.startApi();
-  await sys.startWorker();
-  await Promise.all(Array.from({ length: 8 }, (_, i) => sys!.submit(`crash ${i}`)));
-  await sys.running();
+  ctx.sys = await faultSystem({ endpoints: ctx.stack.endpoints, env: { MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000" } });
+  await ctx.sys!.startApi();
+  await ctx.sys!.startWorker();
+  await Promise.all(Array.from({ length: 8 }, (_, i) => ctx.sys!.submit(`crash ${i}`)));
+  await ctx.sys!.running();
   await onDisk(); // what was accepted is in the append-only file, whatever appendfsync's timing
   const crashAt = Date.now();
-  await stack.crash("redis");
+  await ctx.stack.crash("redis");
   // README: "POSTs answer 503 meanwhile"; checkInvariants then checks that this refused task never runs.
-  const down = await sys.post("during the outage");
+  const down = await ctx.sys!.post("during the outage");
   expect({ status: down.status, error: down.error, retryAfter: Number(down.retryAfter) > 0 }).toEqual({
     status: 503,
     error: "redis_unavailable",
     retryAfter: true,
   });
-  await stack.up();
+  await ctx.stack.up();
   // While the API reconnects: 503 until it is back, then 202; a POST left unanswered fails the test.
-  await sys.submit("after Redis came back", 180_000, { answered: true });
-  await sys.settled(150_000);
-  expect(report(await sys.checkInvariants())).toBe("");
-  expect(sys.runningAt(crashAt).length, "agent runs in progress when Redis died").toBeGreaterThan(0);
+  await ctx.sys!.submit("after Redis came back", 180_000, { answered: true });
+  await ctx.sys!.settled(150_000);
+  expect(report(await ctx.sys!.checkInvariants())).toBe("");
+  expect(ctx.sys!.runningAt(crashAt).length, "agent runs in progress when Redis died").toBeGreaterThan(0);
 }, 300_000);
 
 test("a. Redis refusing connections longer than (MQ_RETRY_MAX_TIMES + 1) x MQ_INVISIBLE_MS with a backlog of 500: all done; workers receive and log only a few times a second", async () => {
   const settings = { MQ_RETRY_MAX_TIMES: "2", MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "50", LOG_LEVEL: "debug" };
-  sys = await faultSystem({ endpoints: stack.endpoints, env: settings });
-  await sys.startApi();
+  ctx.sys = await faultSystem({ endpoints: ctx.stack.endpoints, env: settings });
+  await ctx.sys!.startApi();
   // The backlog: accepted while no worker runs.
-  await drive(500, { concurrency: 32 }, async (i) => void (await sys!.submit(`backlog ${i}`)));
+  await drive(500, { concurrency: 32 }, async (i) => void (await ctx.sys!.submit(`backlog ${i}`)));
   await stopRedis();
-  const workers = await Promise.all([sys.startWorker(), sys.startWorker()]);
+  const workers = await Promise.all([ctx.sys!.startWorker(), ctx.sys!.startWorker()]);
   const outageMs = (2 + 1) * 10_000 + 10_000;
   const from = Date.now();
   await Bun.sleep(outageMs);
   const to = Date.now();
-  await stack.up();
+  await ctx.stack.up();
   const problems: string[] = [];
-  await sys.settled(240_000).catch((e: Error) => problems.push(e.message));
-  problems.push(...(await sys.checkInvariants()));
+  await ctx.sys!.settled(240_000).catch((e: Error) => problems.push(e.message));
+  problems.push(...(await ctx.sys!.checkInvariants()));
 
   const inOutage = (l: Record<string, unknown>) => {
     const t = Date.parse(String(l.time));
     return t >= from && t <= to;
   };
-  const topic = sys.ns.requestTopic;
+  const topic = ctx.sys!.ns.requestTopic;
   const seconds = (to - from) / 1000;
   for (const w of workers) {
     const lines = w.lines.filter(inOutage);
@@ -136,25 +119,25 @@ test("b. Redis hanging (SIGSTOP 20 s) under load: every POST and GET answers wit
   const settings = { MQ_INVISIBLE_MS: "10000", AGENT_DELAY_MS: "2000", REDIS_TIMEOUT_MS: "2000" };
   // REDIS_TIMEOUT_MS is the command timeout of lib/config.ts (read back, so a renamed default shows here).
   const timeoutMs = Number((parseConfig({ ...process.env, ...settings }) as Record<string, unknown>).REDIS_TIMEOUT_MS ?? settings.REDIS_TIMEOUT_MS);
-  sys = await faultSystem({ endpoints: stack.endpoints, env: settings });
-  await sys.startApi();
-  await Promise.all([sys.startWorker(), sys.startWorker()]);
-  const load = sys.load(10, "hang");
+  ctx.sys = await faultSystem({ endpoints: ctx.stack.endpoints, env: settings });
+  await ctx.sys!.startApi();
+  await Promise.all([ctx.sys!.startWorker(), ctx.sys!.startWorker()]);
+  const load = ctx.sys!.load(10, "hang");
   await Bun.sleep(10_000);
   const problems: string[] = [];
   const from = Date.now();
-  stack.pause("redis");
+  ctx.stack.pause("redis");
   try {
     await Bun.sleep(20_000);
   } finally {
-    stack.resume("redis");
+    ctx.stack.resume("redis");
   }
   const to = Date.now();
   await Bun.sleep(10_000);
   const { gets, posts } = await load.stop();
   // Generous: after the hang, results recorded meanwhile are published on their next deliveries.
-  await sys.settled(300_000).catch((e: Error) => problems.push(e.message));
-  problems.push(...(await sys.checkInvariants()));
+  await ctx.sys!.settled(300_000).catch((e: Error) => problems.push(e.message));
+  problems.push(...(await ctx.sys!.checkInvariants()));
 
   const slow = [...posts.map((p) => ({ what: "POST", ...p })), ...gets.map((g) => ({ what: "GET", ...g }))].filter(
     (a) => a.ms > timeoutMs + 1_000 || a.status === 0 || ![200, 202, 503].includes(a.status),

@@ -6,12 +6,14 @@
 //   (ii)  the agent never runs one task twice at the same time;
 //   (iii) every done task has at least one result message.
 // Plus what a client can see of a refused submit: a task whose POST was answered 503 never runs.
+import { afterAll, afterEach, beforeAll } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describeRun, overlaps, readEvents, runsByTask, type Run } from "../../scripts/chaos/history.ts";
 import { createNamespace, type TestNamespace } from "../helpers.ts";
-import { freePort, Service, waitFor } from "./processes.ts";
+import { freePort, Service, stopAll, waitFor } from "./processes.ts";
+import { privateStack, type PrivateStack } from "./private-stack.ts";
 import { collectResults } from "./results.ts";
 
 export interface FaultSystemOptions {
@@ -341,3 +343,24 @@ export type FaultSystem = Awaited<ReturnType<typeof faultSystem>>;
 
 /** Formats violations for an assertion message. */
 export const report = (problems: string[]) => (problems.length ? `${problems.length} violation(s):\n${problems.slice(0, 20).join("\n")}` : "");
+
+/**
+ * The hooks of a fault suite that owns a private stack: the stack started before the first test, each
+ * test's system (`ctx.sys`) closed after it, everything stopped after the last. Returns the context.
+ */
+export function onPrivateStack() {
+  const ctx = { stack: undefined as unknown as PrivateStack, sys: undefined as FaultSystem | undefined };
+  beforeAll(async () => {
+    ctx.stack = await privateStack();
+    await ctx.stack.up();
+  }, 180_000);
+  afterEach(async () => {
+    await ctx.sys?.close();
+    ctx.sys = undefined;
+  }, 120_000);
+  afterAll(async () => {
+    await stopAll();
+    await ctx.stack?.destroy();
+  }, 180_000);
+  return ctx;
+}

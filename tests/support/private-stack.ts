@@ -115,3 +115,4 @@ export async function privateStack() {
     },
   };
 }
+export type PrivateStack = Awaited<ReturnType<typeof privateStack>>;

@@ -1,0 +1,159 @@
+// The operators' dashboard (lib/http/dashboard.ts): its access rules in-process (app.handle), then the
+// real thing in headless Chromium (Debian's `chromium`, driven by puppeteer-core) against a running
+// API and worker: log in through the form, the page loads, its numbers move during a load run of 50
+// tasks without a reload, and the Retry button turns a failed task into a done one. A screenshot is
+// kept in tests/artifacts/dashboard.png (gitignored). Without chromium the browser test is skipped,
+// saying so, except in CI (CI=true), where it must run: .ci/run installs chromium.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { COOKIE } from "../lib/http/dashboard.ts";
+import { createApp } from "../lib/http/app.ts";
+import { silentLogger } from "../lib/log.ts";
+import { freePort, Service, stopAll } from "./support/processes.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
+import { ensureDebianPackage } from "../scripts/stack/apt.ts";
+
+const TOKEN = "dashboard-test-token-0123456789abcdef";
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = join(import.meta.dir, "artifacts");
+
+let sys: TestSystem;
+beforeAll(async () => {
+  sys = await testSystem();
+}, 60_000);
+afterAll(async () => {
+  await stopAll();
+  await sys?.close();
+}, 60_000);
+
+describe("access (in-process)", () => {
+  const app = (token?: string) =>
+    createApp({ cfg: { ...sys.ns.config, ADMIN_TOKEN: token }, store: sys.store, tasks: sys.tasks, log: silentLogger });
+  const get = (a: ReturnType<typeof app>, path: string, headers: Record<string, string> = {}) =>
+    a.handle(new Request(`http://localhost${path}`, { headers }));
+
+  test("off (404 JSON) without ADMIN_TOKEN, and never in /docs/json", async () => {
+    for (const path of ["/dashboard", "/dashboard/login", "/dashboard/data"]) {
+      const r = await get(app(), path);
+      expect(r.status).toBe(404);
+      expect(((await r.json()) as { error: string }).error).toBe("not_found");
+    }
+    const doc = (await (await get(app(TOKEN), "/docs/json")).json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(doc.paths).filter((p) => p.includes("dashboard"))).toEqual([]);
+  });
+
+  test("a Bearer token or the login cookie opens it; anything else is a 401 (or, for a browser, the login page)", async () => {
+    const a = app(TOKEN);
+    const no = await get(a, "/dashboard/data");
+    expect(no.status).toBe(401);
+    expect(await no.json()).toMatchObject({ error: "unauthorized" });
+    expect((await get(a, "/dashboard/data", { authorization: "Bearer wrong" })).status).toBe(401);
+    const browser = await get(a, "/dashboard", { accept: "text/html" });
+    expect(browser.status).toBe(303);
+    expect(browser.headers.get("location")).toBe("/dashboard/login");
+
+    const data = await get(a, "/dashboard/data", { authorization: `Bearer ${TOKEN}` });
+    expect(data.status).toBe(200);
+    const d = (await data.json()) as { overview: { counts: object; hour: { minutes: unknown[] } }; html: string };
+    expect(d.overview.counts).toMatchObject({ running: 0, done_last_hour: 0 });
+    expect(d.overview.hour.minutes).toHaveLength(60);
+    expect(d.html).toContain('id="n-done"');
+
+    const form = (token: string) =>
+      a.handle(new Request("http://localhost/dashboard/login", {
+        method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ token }),
+      }));
+    const bad = await form("nope");
+    expect(bad.status).toBe(401);
+    expect(await bad.text()).toContain("wrong token");
+    const ok = await form(TOKEN);
+    expect(ok.status).toBe(303);
+    const setCookie = ok.headers.get("set-cookie")!;
+    expect(setCookie).toContain("HttpOnly");
+    expect(setCookie).toContain("SameSite=Strict");
+    expect(setCookie).not.toContain(TOKEN); // an HMAC of the token, never the token
+    const cookie = setCookie.split(";")[0]!;
+    expect(cookie.startsWith(`${COOKIE}=`)).toBe(true);
+
+    const page = await get(a, "/dashboard", { cookie });
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'sha256-");
+    expect(await page.text()).toContain("Live workers");
+
+    // The one state change wants the CSRF header when authorised by the cookie.
+    const retry = (headers: Record<string, string>, id: string = crypto.randomUUID()) =>
+      a.handle(new Request(`http://localhost/dashboard/retry/${id}`, { method: "POST", headers }));
+    expect((await retry({ cookie })).status).toBe(403);
+    expect((await retry({ cookie, "x-dashboard": "1" })).status).toBe(404); // unknown task
+    expect((await retry({})).status).toBe(401);
+    expect((await retry({ authorization: `Bearer ${TOKEN}` }, "x")).status).toBe(400);
+  });
+});
+
+// As root (CI, a fresh machine) `npm test` installs Debian's chromium as the stack installs redis-server.
+const haveChromium =
+  existsSync(CHROMIUM) || (!process.env.CHROMIUM_PATH && ensureDebianPackage("chromium", "chromium", (l) => console.log(`[dashboard]${l}`)));
+if (!haveChromium && !process.env.CI)
+  console.warn(`dashboard browser test skipped: no chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH); CI runs it`);
+
+test.skipIf(!haveChromium && !process.env.CI)("in Chromium: log in, numbers update during a load run, Retry turns a failed task done, screenshot", async () => {
+  const puppeteer = (await import("puppeteer-core")).default;
+  const { ns } = sys;
+  // A task that fails for good first (the recording agent fails on #fail; one attempt allowed).
+  const failing = new Service("worker.ts", {
+    ...ns.env, AGENT: "record", AGENT_RECORD_DIR: mkdtempSync(join(tmpdir(), "dashboard-")), AGENT_DELAY_MS: "0", MAX_ATTEMPTS: "1",
+  });
+  const { task_id: failed } = await sys.tasks.submit({ user_id: "dash", content: "broken for now #fail" });
+  await sys.waitStatus(failed, "failed", 60_000);
+  expect(await failing.stop()).toBe(0);
+
+  const port = freePort();
+  const api = new Service("api.ts", { ...ns.env, API_PORT: String(port), ADMIN_TOKEN: TOKEN });
+  const worker = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "200" });
+  await Promise.all([api.waitForLog("api listening", 60_000), worker.waitForLog("worker running", 60_000)]);
+  const base = `http://127.0.0.1:${port}`;
+
+  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1100, height: 1400 });
+    await page.goto(`${base}/dashboard`);
+    expect(new URL(page.url()).pathname).toBe("/dashboard/login");
+    await page.type("input[name=token]", TOKEN);
+    await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+    expect(new URL(page.url()).pathname).toBe("/dashboard");
+    // Page-side checks as strings: they run in the browser (this project's TypeScript has no DOM types).
+    const text = (sel: string) => page.$eval(sel, (e: { textContent: string | null }) => e.textContent ?? "");
+    await page.waitForFunction(`document.getElementById("n-workers")?.textContent === "1"`, { timeout: 30_000 });
+    expect(await text(`#failures tr[data-task="${failed}"] .status`)).toBe("failed");
+    const doneBefore = Number(await text("#n-done"));
+
+    // A load run of 50 tasks through the API; the page polls, it is never reloaded.
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i += 10)
+      ids.push(...(await Promise.all(Array.from({ length: 10 }, async (_, j) => {
+        const r = await fetch(`${base}/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "dash", content: `load ${i + j}` }) });
+        expect(r.status).toBe(202);
+        return ((await r.json()) as { task_id: string }).task_id;
+      }))));
+    await page.waitForFunction(`Number(document.getElementById("n-done")?.textContent) >= ${doneBefore + 50}`, { timeout: 90_000, polling: 250 });
+
+    // Retry from the page: the failed task runs again on the (now healthy) worker.
+    await page.click(`button[data-retry="${failed}"]`);
+    await sys.waitStatus(failed, "done", 60_000);
+    await page.waitForFunction(`document.querySelector('#failures tr[data-task="${failed}"] .status')?.textContent === "done"`, { timeout: 30_000 });
+    for (const id of ids) expect(await sys.statusOf(id)).toBe("done");
+
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = join(ARTIFACTS, "dashboard.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot: ${shot}`);
+    expect(existsSync(shot)).toBe(true);
+  } finally {
+    await browser.close();
+  }
+  expect(await worker.stop()).toBe(0);
+  expect(await api.stop()).toBe(0);
+}, 240_000);

@@ -1,0 +1,133 @@
+// The operator CLI (scripts/tasks.ts) against a real stack, run as an operator runs it: a child
+// process with the services' environment. A task that failed for good is retried to done; a task
+// whose message RocketMQ dead-lettered is replayed to done from the dead-letters list; inspect and
+// stats show them; bad arguments and an unreachable Redis give their exit codes, never a stack trace.
+// The group allows one delivery (MQ_RETRY_MAX_TIMES=0), so a message taken and never acked is
+// dead-lettered on its next delivery (as in tests/dead-letter.test.ts).
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { silentLogger } from "../lib/log.ts";
+import { closeClient, createConsumer } from "../lib/mq.ts";
+import { Service, stopAll, waitFor } from "./support/processes.ts";
+import { testSystem, type TestSystem } from "./support/system.ts";
+
+const ROOT = join(import.meta.dir, "..");
+let sys: TestSystem;
+beforeAll(async () => {
+  sys = await testSystem({ env: { MQ_RETRY_MAX_TIMES: "0" } });
+}, 60_000);
+afterEach(async () => {
+  expect(await stopAll()).toBe(0);
+});
+afterAll(() => sys?.close(), 60_000);
+
+async function cli(args: string[], env: Record<string, string> = sys.ns.env) {
+  const p = Bun.spawn(["bun", join(ROOT, "scripts/tasks.ts"), ...args], { cwd: ROOT, env, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { stdout, stderr, code };
+}
+const json = async (args: string[]) => {
+  const r = await cli([...args, "--json"]);
+  return { ...r, doc: JSON.parse(r.stdout) };
+};
+
+/** Takes the first delivery of the message keyed `taskId` and never acks it (hidden 1 s), as a stuck worker would. */
+async function takeAndDrop(taskId: string) {
+  const { ns } = sys;
+  const bare = createConsumer(ns.config, silentLogger, ns.group, ns.requestTopic, "*", 5_000);
+  await bare.startup();
+  let taken = false;
+  try {
+    for (let i = 0; i < 10 && !taken; i++)
+      for (const m of await bare.receive(8, 10_000))
+        if (m.keys[0] === taskId) {
+          await bare.changeInvisibleDuration(m, 1_000);
+          taken = true;
+        }
+  } finally {
+    await closeClient(bare, silentLogger);
+  }
+  expect(taken).toBe(true);
+}
+
+test("usage, bad arguments and an unreachable Redis: exit codes 0, 2, 3 and no stack trace", async () => {
+  const help = await cli(["--help"]);
+  expect(help.code).toBe(0);
+  expect(help.stdout).toContain("usage: bun scripts/tasks.ts inspect");
+  for (const args of [[], ["frobnicate"], ["inspect"], ["inspect", "not-a-uuid"], ["stats", "--limit", "3"], ["dead-letters", "--limit", "0"], ["stats", "--nope"]]) {
+    const r = await cli(args);
+    expect(r.code, args.join(" ")).toBe(2);
+    expect(r.stderr).toContain("usage:");
+    expect(r.stderr).not.toContain("    at ");
+  }
+  const down = await cli(["stats"], { ...sys.ns.env, REDIS_URL: "redis://127.0.0.1:1" });
+  expect(down.code).toBe(3);
+  expect(down.stderr).toContain("Redis is not reachable");
+  expect(down.stderr).not.toContain("    at ");
+}, 60_000);
+
+test("retry: a failed task runs again to done; a done task is not retried (exit 1); a dead letter is replayed to done", async () => {
+  const { ns } = sys;
+  // A task that fails for good: the recording agent fails on #fail, and one attempt is allowed.
+  const failing = new Service("worker.ts", {
+    ...ns.env, AGENT: "record", AGENT_RECORD_DIR: mkdtempSync(join(tmpdir(), "ops-cli-")), AGENT_DELAY_MS: "0", MAX_ATTEMPTS: "1",
+  });
+  const { task_id: failed } = await sys.tasks.submit({ user_id: "ops", content: "broken for now #fail" });
+  await sys.waitStatus(failed, "failed", 60_000);
+  expect(await failing.stop()).toBe(0);
+
+  // A task whose message is dead-lettered: its first delivery taken and dropped, no worker running.
+  const { task_id: dead } = await sys.tasks.submit({ user_id: "ops", content: "dead-lettered" });
+  await takeAndDrop(dead);
+
+  // The fixed fleet: the demo agent, which succeeds. It reads the dead-letter topic and fails `dead`.
+  const w = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });
+  await sys.waitStatus(dead, "failed", 60_000);
+
+  const insp = await json(["inspect", failed]);
+  expect(insp.code).toBe(0);
+  expect(insp.doc).toMatchObject({ task_id: failed, status: "failed", attempts: 1, user_id: "ops" });
+  expect(insp.doc.error).toContain("#fail asked for a failure");
+  expect(insp.doc.message_bytes).toBeGreaterThan(0); // kept, so it can be sent again
+
+  const retried = await json(["retry", failed]);
+  expect(retried.code, retried.stderr).toBe(0);
+  expect(retried.doc).toMatchObject({ ok: true, task_id: failed, published: true });
+  await sys.waitStatus(failed, "done", 60_000);
+  expect((await json(["inspect", failed])).doc).toMatchObject({ status: "done", attempts: 1, requeued: 1 });
+
+  const again = await cli(["retry", failed]);
+  expect(again.code).toBe(1);
+  expect(again.stdout).toContain("it is done: only a failed task can be retried");
+  const unknown = await cli(["inspect", crypto.randomUUID()]);
+  expect(unknown.code).toBe(1);
+
+  const listed = await json(["dead-letters"]);
+  expect(listed.code).toBe(0);
+  expect(listed.doc).toContainEqual(expect.objectContaining({ task_id: dead, status: "failed" }));
+  const replay = await json(["dead-letters", "--replay"]);
+  expect(replay.code, replay.stdout + replay.stderr).toBe(0);
+  expect(replay.doc.replayed).toBe(1);
+  await sys.waitStatus(dead, "done", 60_000);
+  expect((await cli(["dead-letters", "--replay"])).code).toBe(1); // nothing left to replay
+
+  // Results: a failure, then a success, for each task (downstream sees the retry as a second result).
+  await waitFor(() => sys.results.for(dead).some((r) => r.body.status === "done") && sys.results.for(failed).some((r) => r.body.status === "done"), 30_000, "the retried tasks' results");
+
+  // stats: exact counts by status (a scan), the worker's counters, the live worker.
+  await waitFor(async () => (await json(["stats"])).doc.hour.done >= 2, 30_000, "the worker's per-minute counters");
+  const stats = await json(["stats"]);
+  expect(stats.code).toBe(0);
+  expect(stats.doc.statuses).toMatchObject({ complete: true, counts: { done: 2 } });
+  expect(stats.doc.workers).toHaveLength(1);
+  expect(stats.doc.workers[0]).toMatchObject({ pid: w.proc.pid, in_flight: 0, capacity: 64 });
+  expect(typeof stats.doc.backlog).toBe("number"); // read from the broker (its exact value depends on pop offsets)
+  expect(stats.doc.dead_letters).toBeGreaterThanOrEqual(1);
+  const human = await cli(["stats"]);
+  expect(human.stdout).toContain("live workers: 1");
+  expect(await w.stop()).toBe(0);
+  // A clean stop withdraws the announcement at once.
+  expect((await json(["stats"])).doc.workers).toHaveLength(0);
+}, 240_000);
