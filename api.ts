@@ -7,6 +7,7 @@ import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { TaskService } from "./lib/submit.ts";
+import { closeTaskNotices } from "./lib/tasks/notices.ts";
 import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { ApiKeys } from "./lib/tenancy/api-keys.ts";
@@ -37,6 +38,8 @@ async function main() {
 
   handleSignals(log, () => [
     ["stop sweeper", () => clearInterval(sweeper)],
+    // Before the server stops: it waits for open requests, and a wait or an event stream would hold it.
+    ["end waits and event streams", () => closeTaskNotices(redis)],
     ["stop http", () => app.stop()],
     ["close rocketmq", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],

@@ -8,7 +8,8 @@ import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
-import { deadLetterGroup, deadLetterTopic } from "./lib/provision.ts";
+import { deadLetterGroup, deadLetterTopic, delayGroup, delayTopic } from "./lib/provision.ts";
+import { DELAY_LOOP_CONCURRENCY, forwardDue } from "./lib/worker/delayed.ts";
 import { handleDeadLetter } from "./lib/worker/dead-letter.ts";
 import { ConsumerLoop, workerShutdownBudgetMs } from "./lib/worker/loop.ts";
 import { stalledCheckEveryMs, TaskService } from "./lib/submit.ts";
@@ -49,6 +50,11 @@ async function main() {
   const dlqLog = log.child({ loop: "dead-letters" });
   const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog },
     observeHandler("dead-letters", ops.count(handleDeadLetter), 16));
+  // Delayed tasks: due messages of the delay topic, forwarded to the request topic (lib/worker/delayed.ts).
+  const delayConsumer = createConsumer(cfg, log, delayGroup(cfg.MQ_GROUP_AGENT), delayTopic(cfg.MQ_TOPIC_REQUEST), REQUEST_TAG, 5_000);
+  const delayLoop = new ConsumerLoop(delayConsumer, {
+    cfg: { ...cfg, WORKER_CONCURRENCY: DELAY_LOOP_CONCURRENCY }, store, publisher, agent, log: log.child({ loop: "delayed" }),
+  }, observeHandler("delayed", forwardDue, DELAY_LOOP_CONCURRENCY));
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
@@ -56,10 +62,12 @@ async function main() {
 
   handleSignals(log, () => [
     ["stop stalled-task checks", () => (clearInterval(reaper), clearInterval(tenancyReaper))],
-    ["stop consumer loops", () => Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
+    ["stop consumer loops", () =>
+      Promise.all([loop.stop(cfg.SHUTDOWN_TIMEOUT_MS), dlqLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS), delayLoop.stop(cfg.SHUTDOWN_TIMEOUT_MS)]).then(() => {})],
     // At most 2 s: with Redis away these are lost (the announcement expires by itself).
     ["withdraw the announcement, flush counters", () => Promise.race([Promise.all([announcer.stop(), ops.stop()]), Bun.sleep(2_000)]).then(() => {})],
-    ["close consumers", () => Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log)]).then(() => {})],
+    ["close consumers", () =>
+      Promise.all([closeClient(consumer, log), closeClient(dlqConsumer, log), closeClient(delayConsumer, log)]).then(() => {})],
     ["close producer", () => publisher.close()],
     ["close cancel subscriber", () => cancels.close()],
     ["close redis", () => closeRedis(redis)],
@@ -80,6 +88,8 @@ async function main() {
   announcer.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.
   void dlqLoop.start();
+  // The same for the delay topic (a deployment provisioned before delayed tasks existed lacks it).
+  void delayLoop.start();
   log.info("worker running", {
     group: cfg.MQ_GROUP_AGENT, topic: cfg.MQ_TOPIC_REQUEST, concurrency: cfg.WORKER_CONCURRENCY, agent: name,
   });

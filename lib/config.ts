@@ -50,6 +50,9 @@ export const ConfigSchema = Type.Object({
   }),
   MAX_CONTENT_BYTES: Int(32_768, 1, 4_194_304, "largest task content, UTF-8 bytes"),
   RETRY_AFTER_SECONDS: Int(5, 1, 3600, "Retry-After sent with a 503"),
+  MAX_DELAY_SECONDS: Int(86_400, 1, 31_536_000,
+    "longest delay of a delayed task (delay_ms, run_at; 422 past it): RocketMQ's timer limit, the smaller of the proxy's maxDelayTimeMills (1 day by default) and the broker's timerMaxDelaySec (3 days)"),
+  USER_TASKS_MAX: Int(10_000, 1, 1_000_000, "tasks kept in one user's listing index (GET /tasks); the oldest are trimmed past it"),
 
   WORKER_CONCURRENCY: Int(64, 1, 10_000, "tasks run at once by one worker process"),
   MAX_ATTEMPTS: Int(3, 1, 100, "runs of a task before it is marked failed"),

@@ -15,6 +15,14 @@ export interface Keys {
   task(id: string): string;
   /** STRING: the status alone, as the original Python service kept it (`P task:<id>:status`). */
   legacyStatus(id: string): string;
+  /**
+   * LIST: the task's events (`status` per transition, `progress` per report) as `<n> <type> <data>`,
+   * capped, expiring with the task; written by the transition scripts (lib/lua/include/events.lua),
+   * read by SSE (lib/lua/events-read.lua).
+   */
+  events(id: string): string;
+  /** pub/sub channel on which every event's task id is announced (`P events`; lib/tasks/notices.ts) */
+  eventsChannel: string;
   /** The bucket a task's hints go to. */
   bucketOf(id: string): number;
   /** ZSET id -> accepted at (ms, Redis clock): hints of tasks whose request message may be unsent. */
@@ -43,7 +51,16 @@ export interface Keys {
   idempotency(scope: string): string;
   /** pub/sub channel: ids of running tasks whose cancellation was asked (lib/worker/cancel-watch.ts) */
   cancelChannel: string;
+  /**
+   * ZSET task id -> created at (ms): one user's tasks, for GET /tasks (lib/state/user-index.ts). Its
+   * own hash tag per user, `{P user:<tenant>:<user_id>}` (braces in the names escaped): a hint
+   * written beside the task's create (another slot), checked against the task on every read.
+   */
+  userTasks(tenant: string, userId: string): string;
 }
+
+/** `{`, `}` (which would cut a hash tag short) and `%` itself, percent-encoded. */
+const escapeTag = (s: string) => s.replace(/[%{}]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** Hash tags are cut at the first `{`/`}`: a prefix with braces would split a task's keys over slots. */
 export function checkPrefix(prefix: string): string | undefined {
@@ -70,6 +87,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     tag,
     task: (id) => `${tag(id)}:task`,
     legacyStatus: (id) => `${prefix}task:${id}:status`,
+    events: (id) => `${tag(id)}:events`,
+    eventsChannel: `${prefix}events`,
     bucketOf: (id) => fnv1a(id) % n,
     outbox: (b) => `${bucketTag(b)}:outbox`,
     stalled: (b) => `${bucketTag(b)}:stalled`,
@@ -82,6 +101,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     recentFailures: `${prefix}ops:failures`,
     idempotency: (scope) => `{${prefix}idem:${scope}}`,
     cancelChannel: `${prefix}cancel`,
+    // Tenant names have no `:` (TENANT_PATTERN), so tenant and user id cannot run into each other.
+    userTasks: (tenant, userId) => `{${prefix}user:${escapeTag(tenant)}:${escapeTag(userId)}}:tasks`,
   };
 }
 

@@ -7,6 +7,8 @@ export const TaskStatus = Type.Union([
   Type.Literal("queued"), Type.Literal("running"), Type.Literal("done"), Type.Literal("failed"),
   // final: POST /tasks/:id/cancel (lib/tasks/cancel.ts)
   Type.Literal("canceled"),
+  // A delayed task (delay_ms / run_at) until it is due and claimed (lib/worker/delayed.ts).
+  Type.Literal("scheduled"),
 ]);
 export type TaskStatus = Static<typeof TaskStatus>;
 
@@ -39,6 +41,10 @@ export const TaskInput = Type.Object(
       description: `who the task is for: 1 to ${USER_ID_MAX} characters, not only whitespace`,
     }),
     content: Type.String({ minLength: 1, description: "text the agent works on" }),
+    // Delayed tasks (lib/http/schedule.ts): at most one of the two; the limit (MAX_DELAY_SECONDS) is
+    // written into the served document by lib/http/openapi.ts.
+    delay_ms: Type.Optional(Type.Integer({ minimum: 0, description: "run the task this many ms from now (0: at once)" })),
+    run_at: Type.Optional(Type.String({ format: "date-time", description: "run the task at this time (RFC 3339); in the past: at once" })),
   },
   // Unknown fields are ignored (stripped), as the original FastAPI/pydantic model did.
 );
@@ -55,11 +61,17 @@ export type AgentResult = Static<typeof AgentResult>;
 /** Body of a message on MQ_TOPIC_REQUEST (tag ProfileGen, key = task id). */
 export const RequestMessage = Type.Object({
   task_id: TaskId,
-  user_id: Type.String({ minLength: 1, maxLength: USER_ID_MAX }),
+  // TypeBox counts UTF-16 units, the API code points (lib/http/body.ts): 128 code points are up to
+  // 256 units. At 128 units, a task with 65-128 astral characters (emoji) was accepted by the API and
+  // set aside by every worker as an invalid message: queued forever (found by schemathesis through
+  // GET ?wait and the event stream, which wait for the end).
+  user_id: Type.String({ minLength: 1, maxLength: 2 * USER_ID_MAX }),
   payload: Type.String(),
   action: Type.Literal(ACTION),
   /** Added: the tenant whose API key submitted the task (absent without keys). */
   tenant: Type.Optional(Type.String({ maxLength: 64 })),
+  /** Added: when a delayed task is due (RFC 3339); absent for a task to run at once. */
+  run_at: Type.Optional(Type.String()),
 });
 export type RequestMessage = Static<typeof RequestMessage>;
 
@@ -91,6 +103,17 @@ export const ResultMessage = Type.Object({
 });
 export type ResultMessage = Static<typeof ResultMessage>;
 
+/**
+ * An agent's progress report (its context's `progress()`, lib/agent/types.ts): the latest one is the
+ * task's `progress` while it runs, and each one written is a `progress` event (GET /tasks/:id/events).
+ */
+export const TaskProgress = Type.Object({
+  pct: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: "percent done" })),
+  message: Type.Optional(Type.String({ description: "what the agent is doing" })),
+  partial: Type.Optional(Type.String({ description: "the output so far (streamed LLM text), whole, not a delta" })),
+});
+export type TaskProgress = Static<typeof TaskProgress>;
+
 /** GET /tasks/:id answer. */
 export const TaskView = Type.Object({
   task_id: TaskId,
@@ -104,12 +127,28 @@ export const TaskView = Type.Object({
   started_at: Type.Optional(Type.String()),
   finished_at: Type.Optional(Type.String()),
   usage: Type.Optional(TaskUsage),
+  /** a delayed task's due time */
+  run_at: Type.Optional(Type.String()),
+  progress: Type.Optional(TaskProgress),
 });
 export type TaskView = Static<typeof TaskView>;
 
-export const Accepted = Type.Object({ task_id: TaskId, status: Type.Literal("queued") });
+export const Accepted = Type.Object({
+  task_id: TaskId,
+  status: Type.Union([Type.Literal("queued"), Type.Literal("scheduled")]),
+  /** with status scheduled: when it is due */
+  run_at: Type.Optional(Type.String({ format: "date-time" })),
+});
+export type Accepted = Static<typeof Accepted>;
 /** POST /tasks replayed for an Idempotency-Key already used with the same body: the first task, as it is now. */
 export const Replayed = Type.Object({ task_id: TaskId, status: TaskStatus });
+
+/** GET /tasks answer: one page of a user's tasks, newest first. */
+export const TaskPage = Type.Object({
+  tasks: Type.Array(TaskView),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: "pass as `cursor` for the next page; null: no more" }),
+});
+export type TaskPage = Static<typeof TaskPage>;
 export const ErrorBody = Type.Object({
   error: Type.String({ description: "machine-readable code" }),
   message: Type.String({ description: "what was wrong" }),

@@ -51,6 +51,7 @@ export async function closeClient(client: { shutdown(): Promise<void> } | undefi
 const toOptions = (m: OutgoingMessage) => ({
   topic: m.topic, tag: m.tag, keys: [m.key], body: m.body,
   ...(m.properties ? { properties: new Map(Object.entries(m.properties)) } : {}),
+  ...(m.deliverAt !== undefined ? { deliveryTimestamp: new Date(m.deliverAt) } : {}),
 });
 
 export interface OutgoingMessage {
@@ -60,6 +61,12 @@ export interface OutgoingMessage {
   body: Buffer;
   /** user properties (the trace context: lib/observe/tracing.ts); consumers that do not know them ignore them */
   properties?: Record<string, string>;
+  /**
+   * A timer message (ms since the epoch): the broker delivers it then. Its topic must be of type DELAY
+   * (lib/provision.ts delayTopic). Always sent alone through the gRPC producer: the remoting batch
+   * path would drop the timestamp and store it as a normal message.
+   */
+  deliverAt?: number;
 }
 
 /**
@@ -126,7 +133,10 @@ export class Publisher {
   /** Sends one message; resolves with its message id once the broker has accepted it. */
   send(m: OutgoingMessage): Promise<string> {
     // Traced: a producer span, whose context the message carries in its properties.
-    return tracedSend(m, (properties) => this.#batcher.send(properties ? { ...m, properties: { ...m.properties, ...properties } } : m));
+    return tracedSend(m, (properties) => {
+      const out = properties ? { ...m, properties: { ...m.properties, ...properties } } : m;
+      return out.deliverAt !== undefined ? this.#sendOne(out) : this.#batcher.send(out);
+    });
   }
 
   async #sendOne(m: OutgoingMessage): Promise<string> {

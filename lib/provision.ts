@@ -76,6 +76,26 @@ export const deadLetterTopic = (group: string) => `%DLQ%${group}`;
 export const deadLetterGroup = (group: string) => `${group}-dlq`;
 
 /**
+ * Delayed tasks' topic. RocketMQ 5 gives each topic one message type and the gRPC proxy refuses a
+ * timer message on a NORMAL topic (and a normal one on a DELAY topic); a MIXED topic needs the broker
+ * setting enableMixedMessageType (off by default, AdminBrokerProcessor refuses it otherwise). So
+ * delayed messages get a DELAY topic of their own, and the request topic stays NORMAL, as the
+ * original's producers and consumers expect. When due, a worker forwards each to the request topic
+ * (lib/worker/delayed.ts).
+ */
+export const delayTopic = (requestTopic: string) => `${requestTopic}-delay`;
+/** The group that reads the delay topic (workers forward what it delivers). */
+export const delayGroup = (group: string) => `${group}-delay`;
+/**
+ * How much earlier than run_at a delayed message is given to the broker's timer. The 5.3.3 timer
+ * rounds a delivery time down to its slot (timerPrecisionMs, 1 s by default) and hands a slot's
+ * messages out once the slot has passed (measured here: ~0.15 s after its end), so a message sent
+ * for run_at arrived 0.15-1.15 s after it. Sent a slot early it arrives up to ~0.85 s before run_at,
+ * and the worker holds it until run_at (lib/worker/delayed.ts): late by the forward alone.
+ */
+export const TIMER_LEAD_MS = 1_000;
+
+/**
  * The request and result topics, the workers' group (plus extra groups on the result topic), and the
  * workers' dead-letter topic with the group that reads it. The broker would create the topic itself on
  * the first dead letter; creating it here (offsets at the start) lets workers read it from the start,
@@ -89,10 +109,12 @@ export function specFromConfig(cfg: Config, o: SpecOptions = {}): ProvisionSpec 
     { topic: cfg.MQ_TOPIC_REQUEST, queues, perm: 6, messageType: "NORMAL" },
     { topic: cfg.MQ_TOPIC_RESULT, queues, perm: 6, messageType: "NORMAL" },
     { topic: dlq, queues: 1, perm: 6, messageType: "NORMAL" },
+    { topic: delayTopic(cfg.MQ_TOPIC_REQUEST), queues, perm: 6, messageType: "DELAY" },
   ];
   const groups: GroupProvision[] = [
     { group: cfg.MQ_GROUP_AGENT, ...retry, topics: [cfg.MQ_TOPIC_REQUEST] },
     { group: deadLetterGroup(cfg.MQ_GROUP_AGENT), retryMaxTimes: cfg.MQ_RETRY_MAX_TIMES + 16, retryPolicy: retry.retryPolicy, topics: [dlq] },
+    { group: delayGroup(cfg.MQ_GROUP_AGENT), ...retry, topics: [delayTopic(cfg.MQ_TOPIC_REQUEST)] },
   ];
   for (const g of o.extraGroups ?? [])
     if (!groups.some((x) => x.group === g)) groups.push({ group: g, ...retry, topics: [cfg.MQ_TOPIC_RESULT] });

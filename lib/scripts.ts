@@ -15,7 +15,7 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle";
+  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle" | "user-index" | "progress" | "events-read";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;
@@ -65,11 +65,19 @@ interface Script {
   sha: string;
 }
 
+/**
+ * A line `--- @include "name"` is replaced by lib/lua/include/name.lua: helpers several scripts share
+ * (as BullMQ's includes), such as the task events every transition writes (include/events.lua).
+ */
+function withIncludes(source: string): string {
+  return source.replace(/^--- @include "([\w-]+)"$/gm, (_, name: string) => readFileSync(join(import.meta.dir, "lua", "include", `${name}.lua`), "utf8"));
+}
+
 const cache = new Map<ScriptName, Script>();
 function load(name: ScriptName): Script {
   let s = cache.get(name);
   if (!s) {
-    const source = readFileSync(join(import.meta.dir, "lua", `${name}.lua`), "utf8");
+    const source = withIncludes(readFileSync(join(import.meta.dir, "lua", `${name}.lua`), "utf8"));
     const sha = new Bun.CryptoHasher("sha1").update(source).digest("hex");
     s = { name, source, sha };
     cache.set(name, s);

@@ -4,7 +4,7 @@
 // them and verified against the task by the sweeper and the reaper, so the same calls work on one
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
-import type { AgentResult, TaskStatus, TaskUsage, TaskView } from "./model.ts";
+import type { AgentResult, TaskProgress, TaskStatus, TaskUsage, TaskView } from "./model.ts";
 import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
@@ -99,8 +99,9 @@ export class TaskStore {
     });
   }
 
+  /** KEYS of every per-task script: the hash, the legacy status and the events stream (one slot). */
   private taskKeys(id: string) {
-    return [this.keys.task(id), this.keys.legacyStatus(id)];
+    return [this.keys.task(id), this.keys.legacyStatus(id), this.keys.events(id)];
   }
   outboxKey(id: string) {
     return this.keys.outbox(this.keys.bucketOf(id));
@@ -119,17 +120,23 @@ export class TaskStore {
    * Records a queued task (with its request message) and, first, its outbox hint. False if the id
    * exists already. Throws CreateError if either write failed; unless it says the task was certainly
    * not written, the caller must abandon() the id (the create may still land). `tenant`: the API
-   * key's tenant, recorded in the same script (the task's owner for GET, lib/http/auth.ts).
+   * key's tenant, recorded in the same script (the task's owner for GET, lib/http/auth.ts). `runAt`
+   * (ms): a delayed task, recorded `scheduled` (create.lua).
    */
-  async create(id: string, userId: string, body: string, tenant = ""): Promise<boolean> {
+  async create(id: string, userId: string, body: string, tenant = "", runAt?: number): Promise<boolean> {
+    return (await this.createAt(id, userId, body, tenant, runAt)) > 0;
+  }
+
+  /** create(), answering the task's created_at (ms, Redis time), or 0 if the id exists already. */
+  async createAt(id: string, userId: string, body: string, tenant = "", runAt?: number): Promise<number> {
     // Sent together: on one node they share the connection, so the hint is applied first.
     const [h, c] = await Promise.allSettled([
       this.hint(this.outboxKey(id), "add", id, 0),
-      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant]),
+      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant, runAt ?? ""]),
     ]);
     if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
     if (h.status === "rejected") throw new CreateError("yes", h.reason);
-    return c.value === 1;
+    return Number(c.value);
   }
 
   /**
@@ -182,18 +189,18 @@ export class TaskStore {
   }
 
   /**
-   * Outbox hints older than `olderThanMs` whose task is still unsent, with the message to send;
-   * hints of tasks that say otherwise are dropped on the way.
+   * Outbox hints older than `olderThanMs` whose task is still unsent, with the message to send (and a
+   * delayed task's due time, ms); hints of tasks that say otherwise are dropped on the way.
    */
-  async dueOutbox(olderThanMs: number, limit = 100): Promise<{ id: string; body: string }[]> {
-    const out: { id: string; body: string }[] = [];
+  async dueOutbox(olderThanMs: number, limit = 100): Promise<{ id: string; body: string; runAt?: number }[]> {
+    const out: { id: string; body: string; runAt?: number }[] = [];
     for (let b = 0; b < this.keys.buckets && out.length < limit; b++) {
       const zset = this.keys.outbox(b);
       const flat = (await runScript(this.redis, "due", [zset], [limit - out.length, olderThanMs])) as string[];
       for (let i = 0; i + 1 < flat.length; i += 2) {
         const id = flat[i]!;
-        const r = (await runScript(this.redis, "outbox-check", [this.keys.task(id)], [])) as [number, string?];
-        if (r[0] === 1 && r[1]) out.push({ id, body: r[1] });
+        const r = (await runScript(this.redis, "outbox-check", [this.keys.task(id)], [])) as [number, string?, string?];
+        if (r[0] === 1 && r[1]) out.push({ id, body: r[1], ...(r[2] ? { runAt: Number(r[2]) } : {}) });
         else await this.hint(zset, "drop", id, flat[i + 1]!);
       }
     }
@@ -242,6 +249,11 @@ export class TaskStore {
       default:
         throw new Error(`claim.lua returned ${JSON.stringify(r)}`);
     }
+  }
+
+  /** The agent's progress under the claim (latest in the task, and an event); false: not our running claim. */
+  async progress(id: string, token: string, progress: TaskProgress): Promise<boolean> {
+    return (await runScript(this.redis, "progress", this.taskKeys(id), [token, JSON.stringify(progress)])) === 1;
   }
 
   /**
@@ -380,6 +392,8 @@ export class TaskStore {
     };
     if (h.error) view.error = h.error;
     if (h.usage) view.usage = JSON.parse(h.usage) as TaskUsage;
+    if (h.run_at) view.run_at = iso(h.run_at);
+    if (h.progress) view.progress = JSON.parse(h.progress) as TaskProgress;
     return view;
   }
 
@@ -408,7 +422,7 @@ export class TaskStore {
   }
 }
 
-const RANK: Record<string, number> = { queued: 0, running: 1, done: 2, failed: 2, canceled: 2 };
+const RANK: Record<string, number> = { queued: 0, scheduled: 0, running: 1, done: 2, failed: 2, canceled: 2 };
 /** The status of the two (ours, the original's) that is further along; ours on a tie. */
 function furtherAlong(ours: string | undefined, legacy: string | null): TaskStatus | undefined {
   const theirs = legacy !== null && legacy in RANK ? legacy : undefined;

@@ -7,11 +7,17 @@
 // Stalled tasks: a task is watched while it runs or waits for a retry (lib/lua/reap.lua). If its
 // worker died and RocketMQ no longer has its message (an unflushed broker crash, a message deleted by
 // hand, a group reset), nothing would run it again: workers re-publish it (republishStalled).
+// Delayed tasks (a `runAt`): recorded `scheduled`, their message sent to the delay topic with its
+// delivery time (a RocketMQ timer message), from where workers forward it when due
+// (lib/worker/delayed.ts); the outbox re-sends it the same way. Every task is also added to its
+// user's listing index (lib/state/user-index.ts), a hint beside the create.
 import type { Config } from "./config.ts";
 import { UnavailableError, toError } from "./errors.ts";
 import type { Logger } from "./log.ts";
-import { ACTION, encodeJson, REQUEST_TAG, type RequestMessage, type TaskInput } from "./model.ts";
+import { ACTION, encodeJson, REQUEST_TAG, type Accepted, type RequestMessage, type TaskInput } from "./model.ts";
 import type { Publisher } from "./mq.ts";
+import { delayTopic, TIMER_LEAD_MS } from "./provision.ts";
+import { UserIndex } from "./state/user-index.ts";
 import { CreateError, type Requeue, type TaskStore } from "./store.ts";
 import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
 
@@ -24,6 +30,7 @@ export class TaskService {
   /** ids told 503 whose tombstone Redis has not confirmed yet -> since when (ms) */
   readonly #abandoning = new Map<string, number>();
   #abandonTimer?: ReturnType<typeof setInterval>;
+  readonly index: UserIndex;
 
   constructor(
     private readonly cfg: Config,
@@ -31,23 +38,41 @@ export class TaskService {
     /** the process's producer (POST /tasks/:id/cancel publishes canceled results through it) */
     readonly publisher: Publisher,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.index = UserIndex.fromConfig(store, cfg);
+  }
 
-  private publish(id: string, body: Buffer) {
+  /**
+   * Sends a task's request message: to the request topic, or, for a delayed task not yet due, to the
+   * delay topic as a timer message due a timer slot before `runAt` (ms; TIMER_LEAD_MS), which the
+   * worker holds until `runAt`. (A delivery time already past is stored for delivery at once.)
+   */
+  private publish(id: string, body: Buffer, runAt?: number) {
+    if (runAt !== undefined && runAt > Date.now())
+      return this.publisher.send({
+        topic: delayTopic(this.cfg.MQ_TOPIC_REQUEST), tag: REQUEST_TAG, key: id, body, deliverAt: runAt - TIMER_LEAD_MS,
+      });
     return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
   }
 
   /**
-   * `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. `task_id`: an
-   * id chosen beforehand (an Idempotency-Key reserved for it, lib/tasks/idempotency.ts).
+   * `tenant`: the API key's tenant (AUTH_MODE=keys), kept in the task and its message. `taskId`: an
+   * id chosen beforehand (an Idempotency-Key reserved for it, lib/tasks/idempotency.ts). `runAt` (ms):
+   * a delayed task (lib/http/schedule.ts checked it), `scheduled` until a worker claims it when due.
    */
-  async submit(input: TaskInput, tenant?: string, task_id: string = crypto.randomUUID()): Promise<{ task_id: string; status: "queued" }> {
-    const message: RequestMessage = { task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}) };
+  async submit(input: TaskInput, tenant?: string, opts: { taskId?: string; runAt?: number } = {}): Promise<Accepted> {
+    const { taskId: task_id = crypto.randomUUID(), runAt } = opts;
+    const run_at = runAt !== undefined ? new Date(runAt).toISOString() : undefined;
+    const message: RequestMessage = {
+      task_id, user_id: input.user_id, payload: input.content, action: ACTION, ...(tenant ? { tenant } : {}), ...(run_at ? { run_at } : {}),
+    };
     const body = encodeJson(message);
     const retry = this.cfg.RETRY_AFTER_SECONDS;
+    const accepted: Accepted = run_at ? { task_id, status: "scheduled", run_at } : { task_id, status: "queued" };
+    let createdAt: number;
     try {
       // The owner (for GET, lib/http/auth.ts) is written by the same script as the task.
-      await this.store.create(task_id, input.user_id, body.toString("utf8"), tenant);
+      createdAt = await this.store.createAt(task_id, input.user_id, body.toString("utf8"), tenant, runAt);
     } catch (e) {
       // The create may still land (a timeout): a tombstone, once Redis answers, keeps it from running.
       // Not needed when the client refused to send it (not connected): the common case in an outage.
@@ -55,9 +80,15 @@ export class TaskService {
       if (!(e instanceof CreateError && e.written === "no")) this.#abandonLater(task_id);
       throw new UnavailableError("redis", retry, { cause: e });
     }
+    // The listing index (another slot), beside the send: a hint, so a failure only leaves the task
+    // unlisted and is logged, never the client's problem.
+    const indexed = (createdAt > 0 ? this.index.add(tenant ?? "", input.user_id, task_id, createdAt) : Promise.resolve()).catch((e) =>
+      this.log.warn("task not added to its user's listing index", { task_id, error: toError(e) }),
+    );
     try {
-      await this.publish(task_id, body);
+      await this.publish(task_id, body, runAt);
     } catch (e) {
+      await indexed;
       // Refused, or timed out: the broker may have stored it anyway. Either way the client may only
       // hear 503 if the task can never run: a tombstone makes a late message a no-op.
       let abandoned: boolean | undefined;
@@ -70,7 +101,7 @@ export class TaskService {
         // A worker claimed it already: the message did get through. Accepted.
         this.log.info("send reported a failure, but a worker already has the task: accepted", { task_id });
         await this.store.markSent(task_id).catch(() => {});
-        return { task_id, status: "queued" };
+        return accepted;
       }
       if (abandoned === undefined) this.#abandonLater(task_id);
       this.log.warn("task not accepted: RocketMQ refused it or did not answer", { task_id, error: toError(e) });
@@ -79,7 +110,8 @@ export class TaskService {
     await this.store.markSent(task_id).catch((e) =>
       this.log.warn("send confirmed but not recorded; the outbox may send it twice", { task_id, error: toError(e) }),
     );
-    return { task_id, status: "queued" };
+    await indexed;
+    return accepted;
   }
 
   /**
@@ -155,10 +187,11 @@ export class TaskService {
   async sweepOutbox(olderThanMs = 30_000): Promise<number> {
     if (!(await this.store.lockOutbox())) return 0;
     let n = 0;
-    for (const { id, body } of await this.store.dueOutbox(olderThanMs)) {
+    for (const { id, body, runAt } of await this.store.dueOutbox(olderThanMs)) {
       if (this.#abandoning.has(id)) continue; // told 503: its tombstone is on its way
       try {
-        await this.publish(id, Buffer.from(body, "utf8"));
+        // A delayed task keeps its delivery time (to the request topic once it is due).
+        await this.publish(id, Buffer.from(body, "utf8"), runAt);
         await this.store.markSent(id);
         n++;
         countOutboxResent();

@@ -18,8 +18,8 @@ const store = new TaskStore(redis, cfg.TASK_TTL_SECONDS, prefix, cfg.STALLED_AFT
 const mem = async (k: string) => Number((await send(redis, k, ["MEMORY", "USAGE", k, "SAMPLES", "0"])) ?? 0);
 
 async function bytes(id: string) {
-  const per = { hash: await mem(store.keys.task(id)), status: await mem(store.keys.legacyStatus(id)) };
-  return { ...per, total: per.hash + per.status };
+  const per = { hash: await mem(store.keys.task(id)), status: await mem(store.keys.legacyStatus(id)), events: await mem(store.keys.events(id)) };
+  return { ...per, total: per.hash + per.status + per.events };
 }
 const id = crypto.randomUUID();
 const body = encodeJson({ task_id: id, user_id: "user123", payload: "x".repeat(contentBytes), action: ACTION }).toString("utf8");
@@ -39,7 +39,7 @@ await store.claim(id, crypto.randomUUID(), 60_000, "user123").then(async (c) => 
 });
 rows.push(["done (shrunk)", await bytes(id)]);
 console.log(`content ${contentBytes} B, request body ${Buffer.byteLength(body)} B; Redis ${String(await send(redis, undefined, ["INFO", "server"])).match(/redis_version:(\S+)/)?.[1]}`);
-for (const [state, b] of rows) console.log(`${state.padEnd(40)} hash ${b.hash} B + status ${b.status} B = ${b.total} B`);
+for (const [state, b] of rows) console.log(`${state.padEnd(40)} hash ${b.hash} B + status ${b.status} B + events ${b.events} B = ${b.total} B`);
 console.log(`a bucket zset holding one hint (stalled, while running): ${hint} B`);
 for await (const batch of scanKeys(redis, `*${prefix}*`)) await unlinkKeys(redis, batch);
 await closeRedis(redis);

@@ -117,7 +117,7 @@ describe("GET /tasks/:id", () => {
     expect(((await res.json()) as { error: string }).error).toBe("task_not_found");
   });
   test("a known path with another method -> 405 JSON with Allow", async () => {
-    for (const [method, path, allow] of [["PUT", "/tasks", "POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"], ["GET", `/tasks/${crypto.randomUUID()}/cancel`, "POST"]] as const) {
+    for (const [method, path, allow] of [["PUT", "/tasks", "GET, HEAD, POST"], ["DELETE", `/tasks/${crypto.randomUUID()}`, "GET, HEAD"], ["POST", "/healthz", "GET, HEAD"], ["GET", `/tasks/${crypto.randomUUID()}/cancel`, "POST"]] as const) {
       const res = await sys.app.handle(new Request(`http://local${path}`, { method }));
       expect(res.status).toBe(405);
       expect(res.headers.get("allow")).toBe(allow);
@@ -139,7 +139,7 @@ describe("health and docs", () => {
     const spec = await sys.app.handle(new Request("http://local/docs/json"));
     expect(spec.status).toBe(200);
     const doc = (await spec.json()) as { paths: Record<string, any> };
-    expect(Object.keys(doc.paths).sort()).toEqual(["/healthz", "/readyz", "/tasks", "/tasks/{id}", "/tasks/{id}/cancel"]);
+    expect(Object.keys(doc.paths).sort()).toEqual(["/healthz", "/readyz", "/tasks", "/tasks/{id}", "/tasks/{id}/cancel", "/tasks/{id}/events"]);
     // What issue 9 found untrue: form bodies we refuse, a plain-string id, undocumented errors.
     expect(Object.keys(doc.paths["/tasks"].post.requestBody.content)).toEqual(["application/json"]);
     expect(doc.paths["/tasks/{id}"].get.parameters[0].schema).toEqual({ type: "string", format: "uuid" });

@@ -77,6 +77,19 @@ describe("openAiAgent against a realistic OpenAI-compatible server", () => {
     await waitFor(() => llm.for("hang")[0]!.ended === "client_aborted", 10_000, "the server to see the client leave");
   });
 
+  test("a streamed answer is read chunk by chunk; one cut short (no finish_reason) is retryable, not repaired", async () => {
+    llm.script("streamed", steps.streamed(GOOD, 10, 5));
+    const partials: string[] = [];
+    expect(await agent({ ...task("streamed"), progress: (p) => partials.push(p.partial!) }, new AbortController().signal)).toEqual(GOOD);
+    expect(llm.for("streamed")[0]!.body).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    expect(partials.at(-1)).toBe(JSON.stringify(GOOD));
+    llm.script("cut", { kind: "answer", content: JSON.stringify(GOOD), pieces: 5, cutAfter: 2 });
+    const e = await run("cut").catch((x) => x);
+    expect(e).toBeInstanceOf(RetryableAgentError);
+    expect(e.message).toContain("no finish_reason");
+    expect(llm.for("cut")).toHaveLength(1); // not sent back for a repair
+  });
+
   test("an unreachable service is retryable; an abort before the call is passed through", async () => {
     const dead = openAiAgent({ baseUrl: "http://127.0.0.1:1/v1", apiKey: "k", model: "m" });
     expect(await dead(task("x"), new AbortController().signal).catch((x) => x)).toBeInstanceOf(RetryableAgentError);

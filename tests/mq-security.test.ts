@@ -71,11 +71,21 @@ test("a user limited to our topics and groups runs a task end to end, over TLS",
   });
   expect(res.status).toBe(202);
   const { task_id } = (await res.json()) as { task_id: string };
-  await waitFor(
-    async () => ((await (await fetch(`http://127.0.0.1:${port}/tasks/${task_id}`)).json()) as { status: string }).status === "done",
-    90_000,
-    () => `task done\n${worker.raw.slice(-15).join("\n")}`,
-  );
+  // A delayed task too: the user's ACL covers the delay topic and the group that forwards from it.
+  const delayed = await fetch(`http://127.0.0.1:${port}/tasks`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user_id: "u", content: "c", delay_ms: 1_500 }),
+  });
+  expect(delayed.status).toBe(202);
+  const later = (await delayed.json()) as { task_id: string; status: string };
+  expect(later.status).toBe("scheduled");
+  for (const id of [task_id, later.task_id])
+    await waitFor(
+      async () => ((await (await fetch(`http://127.0.0.1:${port}/tasks/${id}`)).json()) as { status: string }).status === "done",
+      90_000,
+      () => `task done\n${worker.raw.slice(-15).join("\n")}`,
+    );
   await Promise.all([api.stop(), worker.stop()]);
 }, 240_000);
 

@@ -16,6 +16,7 @@ import { TaskStore } from "../lib/store.ts";
 import { IdempotencyRecords } from "../lib/state/idempotency.ts";
 import { announceCancel } from "../lib/state/cancel-channel.ts";
 import { CancelWatch } from "../lib/worker/cancel-watch.ts";
+import { UserIndex } from "../lib/state/user-index.ts";
 import { testEnv } from "./helpers.ts";
 import { freePort, waitFor } from "./support/processes.ts";
 
@@ -123,6 +124,49 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect((await store.get(gone))).toBeNull(); // still a tombstone: GET says unknown
     const due = (await store.dueOutbox(0)).map((e) => e.id);
     for (const t of ids) expect(due).not.toContain(t);
+  });
+
+  test("a delayed task: scheduled with run_at, TTL past its due time; the outbox keeps run_at; abandon and claim take it as queued", async () => {
+    const t = id();
+    const runAt = (await redisNow()) + 7_200_000;
+    expect(await store.createAt(t, "u", "{}", "", runAt)).toBeGreaterThan(0);
+    const v = await store.get(t);
+    expect(v).toMatchObject({ status: "scheduled", run_at: new Date(runAt).toISOString(), attempts: 0 });
+    expect(await redis.get(store.keys.legacyStatus(t))).toBe("scheduled");
+    expect(await redis.ttl(store.keys.task(t))).toBeGreaterThan(3600 + 7_100);
+    expect(await redis.ttl(store.keys.legacyStatus(t))).toBeGreaterThan(3600 + 7_100);
+    expect(await store.dueOutbox(0)).toContainEqual({ id: t, body: "{}", runAt });
+    const c = await store.claim(t, "w", 10_000, "u");
+    expect(c).toEqual({ kind: "claimed", attempt: 1 });
+    expect((await store.get(t))?.status).toBe("running");
+    const u = id();
+    await store.create(u, "u", "{}", "", runAt);
+    expect(await store.abandon(u)).toBe(true);
+    expect(await store.get(u)).toBeNull();
+  });
+
+  test("a user's listing index: its own slot, newest first, paged by cursor, capped, gone tasks dropped", async () => {
+    const index = new UserIndex(store, 5, 3600);
+    const user = `u{${id().slice(0, 4)}}%`; // braces and % in a user id stay inside the user's hash tag
+    const k = index.key("acme", user);
+    expect(k.startsWith(`{${prefix}user:acme:u%7B`)).toBe(true);
+    expect(k.indexOf("}")).toBe(k.lastIndexOf("}"));
+    const ids = [id(), id(), id(), id(), id(), id()];
+    for (const t of ids) {
+      await store.create(t, user, "{}", "acme");
+      await index.add("acme", user, t, (await redisNow()) + ids.indexOf(t)); // distinct, increasing scores
+    }
+    expect(await redis.zCard(k)).toBe(5); // the oldest trimmed
+    expect(await redis.ttl(k)).toBeGreaterThan(3500);
+    const p1 = await index.page("acme", user, { limit: 2 });
+    expect(p1.tasks.map((v) => v.task_id)).toEqual([ids[5]!, ids[4]!]);
+    const p2 = await index.page("acme", user, { limit: 2, after: p1.next });
+    expect(p2.tasks.map((v) => v.task_id)).toEqual([ids[3]!, ids[2]!]);
+    await unlinkKeys(redis, [store.keys.task(ids[1]!), store.keys.legacyStatus(ids[1]!)]); // expired
+    const p3 = await index.page("acme", user, { limit: 2, after: p2.next });
+    expect(p3).toEqual({ tasks: [], next: undefined });
+    expect(await redis.zScore(k, ids[1]!)).toBeNull();
+    expect((await index.page("other", user, { limit: 10 })).tasks).toEqual([]);
   });
 
   test("the outbox sweep re-sends only what is still unsent, and drops hints the task contradicts", async () => {

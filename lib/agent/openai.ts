@@ -7,6 +7,8 @@
 //   times, then the attempt fails as retryable; a 4xx stays final; each call has LLM_TIMEOUT_MS.
 // - at most `slots` calls in flight per process (LLM_MAX_CONCURRENCY); a task holds its slot for the
 //   whole attempt (call and repairs), and its run clock is paused while it waits for one.
+// - streamed (`stream: true`, usage asked for with `stream_options.include_usage`): the answer's text so
+//   far is the task's progress `partial`, reported at most every PARTIAL_EVERY_MS and once complete.
 import { RetryableAgentError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { AgentResult } from "../model.ts";
@@ -39,6 +41,9 @@ export interface OpenAiOptions {
   budget?: { turn(requestBody: string, signal?: AbortSignal): Promise<(res: Response) => void> };
 }
 
+/** Partial text is reported at most this often (and the worker writes progress no more often either). */
+export const PARTIAL_EVERY_MS = 250;
+
 /** Runs a wait with the task's run clock stopped (lib/agent/clock.ts), or just runs it. */
 type Pause = <T>(wait: () => Promise<T>) => Promise<T>;
 
@@ -60,14 +65,17 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
   /** Index into FORMATS: per agent, and there is one agent per worker process. */
   let format = 0;
 
-  async function call(messages: ChatMessage[], signal: AbortSignal, taskId: string, pause: Pause): Promise<ChatAnswer> {
+  async function call(messages: ChatMessage[], signal: AbortSignal, taskId: string, pause: Pause, onText?: (text: string) => void): Promise<ChatAnswer> {
     for (;;) {
       const used = format;
-      const body = { model: opts.model, messages, response_format: FORMATS[used]!.value, ...(opts.maxTokens ? { max_tokens: opts.maxTokens } : {}) };
+      const body = {
+        model: opts.model, messages, response_format: FORMATS[used]!.value, ...(opts.maxTokens ? { max_tokens: opts.maxTokens } : {}),
+        stream: true, stream_options: { include_usage: true },
+      };
       const budget = opts.budget;
       const answered = budget ? await pause(() => budget.turn(JSON.stringify(body), signal)) : undefined;
       try {
-        return await observeLlmCall(opts.model, () => chatCall(chat, body, signal, answered));
+        return await observeLlmCall(opts.model, () => chatCall(chat, body, signal, answered, onText));
       } catch (e) {
         if (!(e instanceof FormatRejected)) throw e;
         if (used === FORMATS.length - 1) throw e.final;
@@ -82,14 +90,27 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
     }
   }
 
-  async function converse(content: string, signal: AbortSignal, taskId: string, pause: Pause, report?: AgentTask["usage"]): Promise<AgentResult> {
+  async function converse(
+    content: string, signal: AbortSignal, taskId: string, pause: Pause, report?: AgentTask["usage"], progress?: AgentTask["progress"],
+  ): Promise<AgentResult> {
+    // The text so far, at most every PARTIAL_EVERY_MS; the whole answer once it is in.
+    let lastReport = -Infinity;
+    const onText = progress
+      ? (text: string) => {
+          const now = performance.now();
+          if (now - lastReport < PARTIAL_EVERY_MS) return;
+          lastReport = now;
+          progress({ partial: text });
+        }
+      : undefined;
     const messages: ChatMessage[] = [
       { role: "system", content: SYSTEM_PROMPT },
       { role: "user", content },
     ];
     for (let repair = 0; ; repair++) {
       const t0 = performance.now();
-      const answer = await call(messages, signal, taskId, pause);
+      const answer = await call(messages, signal, taskId, pause, onText);
+      if (progress && answer.content !== undefined) progress({ partial: answer.content });
       report?.({
         model: opts.model, prompt_tokens: answer.usage?.prompt_tokens ?? 0, completion_tokens: answer.usage?.completion_tokens ?? 0,
         ms: Math.round(performance.now() - t0),
@@ -117,11 +138,11 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
 
   const agent: Agent = async (task, signal) => {
     const pause: Pause = task.paused ? (w) => task.paused!(w) : (w) => w();
-    if (!opts.slots) return converse(task.content, signal, task.task_id, pause, task.usage);
+    if (!opts.slots) return converse(task.content, signal, task.task_id, pause, task.usage, task.progress);
     const slots = opts.slots;
     const release = await pause(() => slots.acquire(signal));
     try {
-      return await converse(task.content, signal, task.task_id, pause, task.usage);
+      return await converse(task.content, signal, task.task_id, pause, task.usage, task.progress);
     } finally {
       release();
     }

@@ -1,4 +1,4 @@
-import type { AgentResult } from "../model.ts";
+import type { AgentResult, TaskProgress } from "../model.ts";
 
 export interface AgentTask {
   task_id: string;
@@ -10,6 +10,13 @@ export interface AgentTask {
    * resource, such as a slot toward the LLM (LLM_MAX_CONCURRENCY). Absent when nothing can be paused.
    */
   paused?: <T>(wait: () => Promise<T>) => Promise<T>;
+  /**
+   * Reports progress: `pct` (0-100), `message`, `partial` (the output so far, whole). Merged into the
+   * task's latest `progress` (GET /tasks/:id) and sent as a `progress` event (GET /tasks/:id/events);
+   * written at most every 250 ms, the last report always. Returns at once; never throws. Absent when
+   * nothing records it (an agent called outside a worker).
+   */
+  progress?: (p: TaskProgress) => void;
   /** Reports one answered LLM call (the worker sums them into the task's `usage`). Absent: nobody counts. */
   usage?: (call: LlmCall) => void;
 }

@@ -18,6 +18,9 @@ import { openapiDocument } from "./openapi.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
 import { dashboardPlugin } from "./dashboard.ts";
+import { listRoutes } from "./list.ts";
+import { dueAt } from "./schedule.ts";
+import { isFinal, taskEventsPlugin, waitForTask, waitSeconds } from "./task-events.ts";
 import { observePlugin } from "./observe.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
@@ -110,34 +113,42 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
         checkJsonType(request);
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
         // With an Idempotency-Key: one task per (tenant, user, key); a repeat replays it (lib/tasks/idempotency.ts).
-        const r = key ? await once.submit(key, input, tenant) : undefined;
+        const runAt = dueAt(input, Date.now(), cfg.MAX_DELAY_SECONDS);
+        const r = key ? await once.submit(key, input, tenant, runAt) : undefined;
         if (r?.replayed) {
           set.headers["idempotent-replayed"] = "true";
           return r.body;
         }
-        const accepted = r?.body ?? (await tasks.submit(input, tenant));
+        const accepted = r?.body ?? (await tasks.submit(input, tenant, { runAt }));
         set.status = 202;
         return accepted;
       },
       { detail: { summary: "Submit a task; answers at once with its id" } },
     )
+    .use(listRoutes({ index: tasks.index, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get(
       "/tasks/:id",
-      async ({ params }) => {
+      async ({ params, request, server }) => {
         if (!isTaskId(params.id))
           throw new ApiError("invalid_task_id", `task id must be a UUID, got ${JSON.stringify(params.id.slice(0, 64))}`);
-        let view;
-        try {
-          view = await store.get(params.id);
-        } catch (e) {
-          throw new ApiError("redis_unavailable", "Redis is unavailable; retry later", undefined, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
-        }
+        const wait = waitSeconds(request);
+        const read = async () => {
+          try {
+            return await store.get(params.id);
+          } catch (e) {
+            throw new ApiError("redis_unavailable", "Redis is unavailable; retry later", undefined, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
+          }
+        };
+        let view = await read();
+        // ?wait=N: answered once the task is final, or after N s as it is then (lib/http/task-events.ts).
+        if (view && wait && !isFinal(view.status)) view = await waitForTask(store, params.id, wait, read, { request, server, log });
         if (!view) throw new ApiError("task_not_found", `no task ${params.id}`);
         return view;
       },
       { detail: { summary: "A task's status, result or error, attempts and timestamps" } },
     )
     .use(cancelRoutes({ cfg, cancel: new CancelService(cfg, store, tasks.publisher, log) }))
+    .use(taskEventsPlugin({ store, log, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .get("/healthz", () => ({ status: "ok" }), { detail: { summary: "The process lives" } })
     .get(
       "/readyz",

@@ -75,5 +75,42 @@ export function parseTaskInput(bytes: Buffer, maxContentBytes: number): TaskInpu
   const size = Buffer.byteLength(content, "utf8");
   if (size > maxContentBytes)
     throw new ApiError("content_too_large", `content is ${size} bytes; the limit is ${maxContentBytes}`);
-  return { user_id, content };
+  return { user_id, content, ...parseScheduleFields(obj) };
+}
+
+/** RFC 3339 date-time (section 5.6): full date, T (or t, or a space), time, offset or Z. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** Milliseconds since the epoch of an RFC 3339 date-time (NaN for a day or time that does not exist). */
+export function parseRfc3339(s: string): number {
+  // Date.parse reads ISO 8601's form; RFC 3339 also allows a space or a lower-case t and z, and a
+  // leap second (:60), which JavaScript's clock does not have: read as the second after :59.
+  const [y, m, d] = [Number(s.slice(0, 4)), Number(s.slice(5, 7)), Number(s.slice(8, 10))];
+  const day = new Date(0);
+  day.setUTCFullYear(y, m - 1, d); // Date.parse would roll 2023-02-30 over to March 2
+  if (m < 1 || m > 12 || day.getUTCDate() !== d) return NaN;
+  const time = s.slice(11).replace(/z$/, "Z");
+  if (Number(time.slice(0, 2)) > 23 || Number(time.slice(3, 5)) > 59 || Number(time.slice(6, 8)) > 60) return NaN;
+  const leap = time.slice(6, 8) === "60";
+  const ms = Date.parse(`${s.slice(0, 10)}T${leap ? `${time.slice(0, 6)}59${time.slice(8)}` : time}`);
+  return leap ? ms + 1_000 : ms;
+}
+
+/** delay_ms and run_at, each checked alone; both at once is a 400 naming run_at (lib/http/schedule.ts has the limit). */
+function parseScheduleFields(obj: Record<string, unknown>): Pick<TaskInput, "delay_ms" | "run_at"> {
+  const { delay_ms, run_at } = obj;
+  if (delay_ms !== undefined && run_at !== undefined)
+    throw new ApiError("conflicting_fields", "run_at: give delay_ms or run_at, not both", "run_at");
+  if (delay_ms !== undefined) {
+    if (typeof delay_ms !== "number" || !Number.isSafeInteger(delay_ms) || delay_ms < 0)
+      throw new ApiError("invalid_body", `delay_ms: expected an integer of 0 or more, got ${JSON.stringify(delay_ms)?.slice(0, 40)}`, "delay_ms");
+    return { delay_ms };
+  }
+  if (run_at !== undefined) {
+    if (typeof run_at !== "string") throw new ApiError("invalid_body", `run_at: expected an RFC 3339 date-time string, got ${typeName(run_at)}`, "run_at");
+    if (!RFC3339.test(run_at) || !Number.isFinite(parseRfc3339(run_at)))
+      throw new ApiError("invalid_body", `run_at: not an RFC 3339 date-time (e.g. 2026-12-01T09:30:00Z): ${JSON.stringify(run_at.slice(0, 40))}`, "run_at");
+    return { run_at };
+  }
+  return {};
 }

@@ -5,9 +5,13 @@
 // against the running server.
 import type { ElysiaOpenAPIConfig } from "@elysiajs/openapi";
 import type { Config } from "../config.ts";
-import { Accepted, ErrorBody, Replayed, TaskInput, TaskView } from "../model.ts";
+import { Accepted, ErrorBody, Replayed, TaskInput, TaskPage, TaskView, USER_ID_MAX, USER_ID_PATTERN } from "../model.ts";
+import { CURSOR_PATTERN } from "../state/user-index.ts";
+import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from "./list.ts";
 import { ERRORS, type ErrorCode } from "./errors.ts";
 import { IDEMPOTENCY_KEY_PATTERN } from "./idempotency-key.ts";
+import { WAIT_MAX_SECONDS } from "./task-events.ts";
+import { EVENT_ID_PATTERN } from "../tasks/events.ts";
 
 /** A TypeBox schema as plain JSON Schema (its symbol keys dropped). */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, any>;
@@ -15,6 +19,11 @@ const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<
 /** Task ids as the document states them: UUIDs (the pattern stays: it is what the server checks). */
 function withUuid(schema: Record<string, any>) {
   if (schema.properties?.task_id) schema.properties.task_id.format = "uuid";
+  return schema;
+}
+/** The same for the tasks of a page. */
+function withUuidItems(schema: Record<string, any>) {
+  withUuid(schema.properties.tasks.items);
   return schema;
 }
 
@@ -68,6 +77,8 @@ function errors(codes: ErrorCode[], headers: Partial<Record<number, object>> = {
   return out;
 }
 
+const taskIdParam = { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } };
+
 const json = (description: string, schema: object, example?: unknown) => ({
   description,
   content: { "application/json": { schema, ...(example !== undefined ? { example } : {}) } },
@@ -86,6 +97,19 @@ export function openapiDocument(cfg: Config): Documentation {
   // JSON Schema cannot count UTF-8 bytes: maxLength in characters is the bound for ASCII content.
   input.properties.content.maxLength = cfg.MAX_CONTENT_BYTES;
   input.properties.content.description = `text the agent works on: at most ${cfg.MAX_CONTENT_BYTES} bytes in UTF-8 (413 content_too_large past it)`;
+  // Delayed tasks (lib/http/schedule.ts): the limit as a maximum for delay_ms; for run_at no schema
+  // can say "within MAX_DELAY_SECONDS from now", so its description does (422 delay_too_long).
+  input.properties.delay_ms.maximum = cfg.MAX_DELAY_SECONDS * 1000;
+  input.properties.delay_ms.description = `run the task this many ms from now (0: at once); at most ${cfg.MAX_DELAY_SECONDS * 1000} (MAX_DELAY_SECONDS). Not with run_at (400 conflicting_fields)`;
+  input.properties.run_at.description =
+    `run the task at this time (RFC 3339); in the past: at once; more than ${cfg.MAX_DELAY_SECONDS} s ahead: 422 delay_too_long. Not with delay_ms (400 conflicting_fields)`;
+  input.not = { required: ["delay_ms", "run_at"] };
+  const listParams = [
+    { name: "user_id", in: "query", required: true, schema: { type: "string", minLength: 1, maxLength: USER_ID_MAX, pattern: USER_ID_PATTERN }, description: "whose tasks (with API keys: a user of the key's tenant)" },
+    { name: "status", in: "query", required: false, schema: { type: "string", enum: plain(TaskView).properties.status.anyOf.map((s: { const: string }) => s.const) }, description: "only tasks in this status" },
+    { name: "limit", in: "query", required: false, schema: { type: "integer", minimum: 1, maximum: LIST_LIMIT_MAX, default: LIST_LIMIT_DEFAULT }, description: "tasks per page" },
+    { name: "cursor", in: "query", required: false, schema: { type: "string", pattern: CURSOR_PATTERN }, description: "the previous page's next_cursor, unchanged" },
+  ];
   const example = { task_id: "3f0c2a4e-8b1d-4c55-9a0e-2f1b7c9d4e61" };
   const readiness = {
     type: "object",
@@ -117,27 +141,85 @@ export function openapiDocument(cfg: Config): Documentation {
               links: taskLinks,
             },
             202: {
-              ...json("accepted: the task is queued in Redis and its message is in RocketMQ", withUuid(plain(Accepted)), { ...example, status: "queued" }),
+              ...json("accepted: the task is queued (or scheduled, when delayed) in Redis and its message is in RocketMQ", withUuid(plain(Accepted)), { ...example, status: "queued" }),
               links: taskLinks,
             },
             ...errors(
               [
-                "malformed_json", "invalid_idempotency_key", "unauthorized", "invalid_api_key", "idempotency_conflict", "idempotency_in_progress",
-                "content_too_large", "body_too_large", "unsupported_media_type", "invalid_body", "rate_limited", "redis_unavailable", "rocketmq_unavailable",
+                "malformed_json", "conflicting_fields", "invalid_idempotency_key", "unauthorized", "invalid_api_key", "idempotency_conflict", "idempotency_in_progress",
+                "content_too_large", "body_too_large", "unsupported_media_type", "invalid_body", "delay_too_long", "rate_limited", "redis_unavailable", "rocketmq_unavailable",
               ],
               { 401: challenge, 409: maybeRetryAfter, 429: rateLimited, 503: retryAfter },
             ),
+          },
+        },
+        get: {
+          operationId: "listTasks",
+          summary: "One user's tasks, newest first, a page at a time",
+          parameters: listParams,
+          responses: {
+            200: json("a page of tasks; next_cursor null when nothing follows", withUuidItems(plain(TaskPage)), { tasks: [], next_cursor: null }),
+            ...errors(["invalid_query", "unauthorized", "invalid_api_key", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
           },
         },
       },
       "/tasks/{id}": {
         get: {
           operationId: "getTask",
-          summary: "A task's status, result or error, attempts and timestamps",
-          parameters: [{ name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
+          summary: "A task's status, result or error, attempts, timestamps and latest progress",
+          parameters: [
+            taskIdParam,
+            {
+              name: "wait", in: "query", required: false,
+              description: "answer once the task is final (done, failed), or after this many seconds with its state then; no polling: woken by the task's events",
+              schema: { type: "integer", minimum: 1, maximum: WAIT_MAX_SECONDS },
+            },
+          ],
           responses: {
             200: json("the task", withUuid(plain(TaskView))),
-            ...errors(["invalid_task_id", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
+            ...errors(["invalid_task_id", "invalid_parameter", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
+          },
+        },
+      },
+      "/tasks/{id}/events": {
+        get: {
+          operationId: "getTaskEvents",
+          summary: "The task's events as Server-Sent Events; the stream ends after the final status",
+          description:
+            "One `status` event per transition (data: {status, at, attempt?, error?, result?}) and one `progress` event per " +
+            "progress report written (data: {pct?, message?, partial?}), JSON, each with `id:` (its number, counting up from 1). " +
+            "Resume with Last-Event-ID (or ?last_event_id= where the header cannot be set): the events after it, none lost. " +
+            "A comment line every 15 s keeps an idle stream open.",
+          parameters: [
+            taskIdParam,
+            {
+              name: "Last-Event-ID", in: "header", required: false, description: "resume after this event",
+              // blanks around a header value are HTTP's (RFC 9110 OWS), dropped before the value is read
+              schema: { type: "string", pattern: "^[ \t]*[0-9]{1,15}[ \t]*$" },
+            },
+            { name: "last_event_id", in: "query", required: false, description: "resume after this event (for clients that cannot set the header; the header wins)", schema: { type: "string", pattern: EVENT_ID_PATTERN } },
+          ],
+          responses: {
+            200: {
+              description: "the events so far, then each as it happens, until the final status",
+              content: {
+                "text/event-stream": {
+                  // One event (OpenAPI 3.0/3.1: the schema of each event, as OpenAPI 3.2's itemSchema).
+                  schema: {
+                    type: "object",
+                    required: ["event", "data"],
+                    properties: {
+                      event: { type: "string", enum: ["status", "progress"] },
+                      id: { type: "string", pattern: EVENT_ID_PATTERN, description: "its number; absent on a status made from the task record" },
+                      data: { type: "string", contentMediaType: "application/json", description: "status: {status, at, attempt?, error?, result?}; progress: {at, pct?, message?, partial?}" },
+                    },
+                  },
+                  example: 'id: 1\nevent: status\ndata: {"status":"queued","at":"2026-12-01T03:00:00.000Z"}\n\n',
+                },
+              },
+            },
+            204: { description: "resumed after the final status: nothing more will come (EventSource stops reconnecting)" },
+            ...errors(["invalid_task_id", "invalid_parameter", "unauthorized", "invalid_api_key", "task_not_found", "redis_unavailable"], { 401: challenge, 503: retryAfter }),
           },
         },
       },

@@ -6,7 +6,7 @@
   runs so far all began and never ended (attempts = max: each run's worker died or lost its lease)
   is failed instead of run again.
   The caller wrote the stalled hint for this id first (hint.lua, another slot).
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] claim token   ARGV[2] lease (ms)   ARGV[3] ttl (s)   ARGV[4] user_id   ARGV[5] max attempts
   ARGV[6] request message body, kept when adopting   ARGV[7] "probe": the body was left out (the usual
   case needs none), so for an unknown task return 4 instead of adopting it; "adopt": adopt it
@@ -20,7 +20,8 @@
   without recording it (its worker died, or handed it back), is canceled here instead of run:
   {5, attempts, "canceled", ""}.
   Returns: {1, attempt, waited_ms}       claimed; attempt counts runs, this one included; waited_ms:
-                                         ms since the task was created (metrics: queue wait)
+                                         ms since the task was created, or was due (run_at), for
+                                         the queue-wait metric
            {2, status}                   finished (done, failed or canceled) or rejected: ack and skip
            {3, lease_left_ms}            another runner holds a live lease: come back later
            {4, 0}                        unknown task and no body given: call again with the body
@@ -29,11 +30,13 @@
            {6, attempts, error}          claimed, and failed now: its runs never finished; publish
                                          the failure like a {5, .., "failed", error}
            {7, crashes}                  a suspect, and ARGV[8] is not "isolated": nothing claimed
+  Events: `running` on a claim, `failed` when exhausted, `canceled` (include/events.lua).
 ]]
+--- @include "events"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "cancel_at",
-  "created_at")
+  "created_at", "run_at")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
@@ -63,6 +66,7 @@ if h[9] then
   redis.call("HDEL", KEYS[1], "back_at")
   redis.call("EXPIRE", KEYS[1], ttl)
   redis.call("SET", KEYS[2], "canceled", "EX", ttl)
+  status_event(KEYS[1], KEYS[3], "canceled", now)
   return {5, tonumber(h[5] or "0"), "canceled", ""}
 end
 local attempts = tonumber(h[5] or "0")
@@ -73,6 +77,7 @@ if attempts >= tonumber(ARGV[5]) then
     "lease_until", lease_until, "finished_at", now, "updated_at", now)
   redis.call("EXPIRE", KEYS[1], ttl)
   redis.call("SET", KEYS[2], "failed", "EX", ttl)
+  status_event(KEYS[1], KEYS[3], "failed", now, ',"error":' .. cjson.encode(err))
   return {6, attempts, err}
 end
 -- Past the busy check, a foreign owner means its lease ran out: that run died.
@@ -83,7 +88,10 @@ if died then redis.call("HINCRBY", KEYS[1], "crashes", 1) end
 attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until", lease_until,
   "updated_at", now, "started_at", now)
-redis.call("HDEL", KEYS[1], "back_at")
+redis.call("HDEL", KEYS[1], "back_at", "progress")
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], "running", "EX", ttl)
-return {1, attempts, now - (tonumber(h[10] or now) or now)}
+status_event(KEYS[1], KEYS[3], "running", now, ',"attempt":' .. attempts)
+-- Waited since accepted, or since due for a delayed task (its run_at).
+local since = math.max(tonumber(h[10] or now) or now, tonumber(h[11] or 0) or 0)
+return {1, attempts, math.max(0, now - since)}

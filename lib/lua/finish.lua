@@ -1,5 +1,5 @@
 --[[ Record the end of a claimed run, or what happens to a task without a claim. Times are Redis's.
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] claim token ("" for "force" and "dead")   ARGV[2] ttl (s)   ARGV[3] mode   ARGV[4] data
   ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
   ARGV[7] this run's LLM usage, JSON ("" or absent: none), added to the task's `usage` by "done",
@@ -22,19 +22,32 @@
   recorded canceled instead (returns 3): the client was told 202, so the task ends canceled.
   Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written);
            3 recorded canceled instead (publish the canceled result, then "published")
+  Events: a `status` event for every change of status (include/events.lua): done with its result,
+  failed and queued (a retry) with their error, canceled.
 ]]
+--- @include "events"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at", "cancel_at")
 local status, mode, ttl = h[1], ARGV[3], ARGV[2]
 -- A failed task keeps its request message until it expires: an operator may re-queue it (requeue.lua).
 local function shrink(st)
-  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at")
+  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress")
   if st ~= "failed" then redis.call("HDEL", KEYS[1], "message") end
 end
 local function final(st)
   redis.call("EXPIRE", KEYS[1], ttl)
   redis.call("SET", KEYS[2], st, "EX", ttl)
+  if st ~= status then
+    local extra
+    if st == "done" then
+      extra = ',"result":' .. (redis.call("HGET", KEYS[1], "result") or "null")
+    elseif st == "failed" or mode == "retry" then
+      local err = redis.call("HGET", KEYS[1], "error")
+      if err then extra = ',"error":' .. cjson.encode(err) end
+    end
+    status_event(KEYS[1], KEYS[3], st, now, extra)
+  end
   return 1
 end
 if status == "rejected" then return 0 end

@@ -4,7 +4,7 @@
   message (sent.lua): the caller wrote the outbox hint first (hint.lua), so the API's outbox sweeper
   sends it if the caller dies before it could. A task Redis no longer knows (expired) is recorded
   anew from the body given, as create.lua would.
-  KEYS[1] task hash   KEYS[2] legacy status (same slot)
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] ttl (s)   ARGV[2] request message body to use when the task kept none ("" none)
   ARGV[3] user_id, for a task Redis no longer knows
   Returns: {1, body}     re-queued: publish `body`, then mark it sent
@@ -12,7 +12,9 @@
                          failure result still to publish): nothing written
            {2, ""}       unknown (expired, never recorded) and no body given: nothing written
            {3, ""}       failed, but no request message kept and none given: nothing written
+  Events: `queued` (include/events.lua), with "requeued": true.
 ]]
+--- @include "events"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call("HMGET", KEYS[1], "status", "outcome", "message")
@@ -33,4 +35,5 @@ redis.call("HSET", KEYS[1], "status", "queued", "attempts", 0, "sent", 0, "messa
 redis.call("HINCRBY", KEYS[1], "requeued", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[1])
 redis.call("SET", KEYS[2], "queued", "EX", ARGV[1])
+status_event(KEYS[1], KEYS[3], "queued", now, ',"requeued":true')
 return {1, body}

@@ -3,7 +3,7 @@
 // span of each message (a child of the context its properties carry), the task's steps inside it
 // (claim, agent run, finish), and the per-message counts and timings (docs/observability.md).
 import type { MessageView } from "rocketmq-client-nodejs";
-import { deadLetterGroup } from "../provision.ts";
+import { deadLetterGroup, delayGroup } from "../provision.ts";
 import type { Claim } from "../store.ts";
 import type { Outcome, Settler, WorkerContext } from "../worker/handle.ts";
 import { labelled, metrics, timeMq } from "./metrics.ts";
@@ -31,6 +31,9 @@ export function tracedSend(m: { topic: string; tag: string; key: string }, send:
   });
 }
 
+/** The group each consumer loop of a worker reads as. */
+const GROUP_OF = { tasks: (g: string) => g, "dead-letters": deadLetterGroup, delayed: delayGroup };
+
 /** Per message: the time from claim to finish, for the end-to-end histogram. */
 const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
 
@@ -39,7 +42,7 @@ const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
  * its properties), in-flight gauge, outcome counts, and timed acks and hides. Unchanged when metrics
  * and tracing are both off.
  */
-export function observeHandler(loop: "tasks" | "dead-letters", handler: Handler, concurrency: number): Handler {
+export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handler: Handler, concurrency: number): Handler {
   const M = metrics();
   if (!M && !tracingOn()) return handler;
   M && labelled(M.capacity, loop).set(concurrency);
@@ -57,7 +60,7 @@ export function observeHandler(loop: "tasks" | "dead-letters", handler: Handler,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
             "messaging.destination.name": m.topic,
-            "messaging.consumer.group.name": loop === "tasks" ? ctx.cfg.MQ_GROUP_AGENT : deadLetterGroup(ctx.cfg.MQ_GROUP_AGENT),
+            "messaging.consumer.group.name": GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT),
             "messaging.message.id": m.messageId,
             "messaging.rocketmq.message.tag": m.tag ?? "",
             "messaging.rocketmq.message.keys": m.keys,

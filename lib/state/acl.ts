@@ -14,17 +14,19 @@ export const REDIS_COMMANDS = [
   "zadd", "zrem", "zcard", "zscore", "zrange", "zrangebyscore", "zpopmin", "unlink",
   "sadd", "smembers", "scard",
   "lpush", "ltrim", "lrange",
-  // cancellation notices: the API publishes, workers subscribe (lib/worker/cancel-watch.ts)
-  "publish", "subscribe", "unsubscribe",
-  // Not here: SCAN (keyless: it would list every key name of the server), TYPE, PTTL, MEMORY. Only
+  // cancellation notices: the API publishes, workers subscribe (lib/worker/cancel-watch.ts); task
+  // events (lib/lua/include/events.lua, lib/tasks/): the capped list per task, its TTL copied from the
+  // task's, the notice on the `P events` channel, and the API's one subscriber
+  "publish", "subscribe", "unsubscribe", "rpush", "lindex", "pttl",
+  // Not here: SCAN (keyless: it would list every key name of the server), TYPE, MEMORY. Only
   // the one-shot scripts/migrate-keys.ts and scripts/redis-memory.ts send them, and `scripts/tasks.ts
   // stats` (SCAN, LLEN): run those as an admin.
 ] as const;
 
 /**
  * Arguments of `ACL SETUSER` for a user limited to `prefix`: `~prefix*` and `~{prefix*` (a key may
- * start with its Redis Cluster hash tag), one pub/sub channel (`prefix` + "cancel", the cancel notices),
- * only REDIS_COMMANDS.
+ * start with its Redis Cluster hash tag), two pub/sub channels (`prefix` + "cancel", the cancel notices;
+ * `prefix` + "events", the task events), only REDIS_COMMANDS.
  * The password is given as its SHA-256 (`#<hex>`), so the line holds no secret.
  */
 export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: string): string[] {
@@ -32,7 +34,7 @@ export function aclSetUserArgs(user: string, passwordSha256Hex: string, prefix: 
   const glob = prefix.replace(/[*?[\]\\]/g, "\\$&");
   return [
     user, "reset", "on", `#${passwordSha256Hex}`,
-    `~${glob}*`, `~{${glob}*`, "resetchannels", `&${glob}cancel`, "-@all",
+    `~${glob}*`, `~{${glob}*`, "resetchannels", `&${glob}cancel`, `&${glob}events`, "-@all",
     ...REDIS_COMMANDS.map((c) => `+${c}`),
   ];
 }

@@ -47,7 +47,8 @@ export class IdempotentSubmit {
     this.records = new IdempotencyRecords(store.redis, store.keys, cfg.IDEMPOTENCY_TTL_SECONDS);
   }
 
-  async submit(idempotencyKey: string, input: TaskInput, tenant?: string): Promise<SubmitAnswer> {
+  /** `runAt` (ms): a delayed task's due time, as for TaskService.submit. */
+  async submit(idempotencyKey: string, input: TaskInput, tenant?: string, runAt?: number): Promise<SubmitAnswer> {
     const key = this.records.keyOf(tenant ?? "", input.user_id, idempotencyKey);
     const fp = fingerprint(input);
     const deadline = Date.now() + WAIT_MS;
@@ -58,7 +59,7 @@ export class IdempotentSubmit {
       takeOverFrom = "";
       if (r.kind === "conflict")
         throw new HttpError(409, "idempotency_conflict", `Idempotency-Key ${JSON.stringify(idempotencyKey)} was used with another body by this user`);
-      if (r.kind === "reserved") return { replayed: false, body: await this.#first(key, taskId, input, tenant) };
+      if (r.kind === "reserved") return { replayed: false, body: await this.#first(key, taskId, input, tenant, runAt) };
 
       const mine = this.#inflight.get(key);
       if (mine && mine.taskId === r.taskId) {
@@ -84,11 +85,11 @@ export class IdempotentSubmit {
   }
 
   /** The request holding the reservation submits; a 503 frees the key, a 202 marks it accepted. */
-  async #first(key: string, taskId: string, input: TaskInput, tenant: string | undefined) {
+  async #first(key: string, taskId: string, input: TaskInput, tenant: string | undefined, runAt: number | undefined) {
     const done = (async () => {
       let accepted;
       try {
-        accepted = await this.tasks.submit(input, tenant, taskId);
+        accepted = await this.tasks.submit(input, tenant, { taskId, runAt });
       } catch (e) {
         // 503: the task never runs (a tombstone, lib/submit.ts). The client's retry makes a new one; if
         // the release is lost, the retry finds the tombstone and takes the key over.

@@ -16,6 +16,7 @@ import { neverSent } from "../scripts.ts";
 import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
 import type { CancelWatch } from "./cancel-watch.ts";
+import { progressReporter } from "./progress.ts";
 import { observeAgentRun, observeClaim, observeFinish } from "../observe/messaging.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
@@ -42,7 +43,9 @@ export interface WorkerContext {
   cancels?: CancelWatch;
 }
 
-export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked";
+export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked"
+  /** a due delayed task's message, sent on to the request topic (lib/worker/delayed.ts) */
+  | "forwarded";
 
 /**
  * How long a handed-back message stays hidden. The proxy accepts 1 s for changeInvisibleDuration
@@ -387,9 +390,13 @@ async function claimAndRun(
     else run.signal.addEventListener("abort", arm, { once: true });
   });
   ignored.catch(() => {});
+  const progress = progressReporter(store, msg.task_id, token, log);
   try {
     const agentRun = observeAgentRun(() => ctx.agent(
-      { task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add },
+      {
+        task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add,
+        progress: progress.report,
+      },
       run.signal,
     ));
     result = await Promise.race([agentRun, ignored]);
@@ -403,6 +410,7 @@ async function claimAndRun(
     clearTimeout(graceTimer);
     shutdown.removeEventListener("abort", onShutdown);
     unwatch();
+    if (!result) progress.stop(); // no more progress writes for a run that ended without a result
   }
 
   if (failure instanceof ShutdownAbort) {
@@ -428,6 +436,8 @@ async function claimAndRun(
     return "lost";
   }
 
+  // The last report is written before the result is recorded (progress.lua refuses it after).
+  if (result) await progress.flush();
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.

@@ -199,8 +199,11 @@ export async function upLlm(st: StackState, log: Log, env = process.env, timeout
   // on a busy box one descheduled thread stalls the others: with 2 threads on 2 shared cores a call
   // took 9x longer than with 1 (docs/performance.md).
   const threads = env.STACK_LLM_THREADS || String(Math.max(1, Math.floor(availableParallelism() / 2)));
+  // --interrupt_requests false: by default llama-cpp-python cuts a streamed answer short (it sends
+  // [DONE]) as soon as another request waits for the model, so with two calls in flight
+  // (LLM_MAX_CONCURRENCY=2) the streaming agent got truncated or empty answers; requests now queue.
   const cmd = [c.python, "-m", "llama_cpp.server", "--model", c.gguf, "--model_alias", MODEL_ALIAS, "--host", HOST, "--port", String(port),
-    "--n_ctx", "2048", "--n_threads", threads, "--n_threads_batch", threads];
+    "--n_ctx", "2048", "--n_threads", threads, "--n_threads_batch", threads, "--interrupt_requests", "false"];
   const rec = spawnDetached("llm", cmd, { cwd: repoRoot, out: st.path("logs", "llm.out"), match: `--port ${port}` });
   st.write(rec);
   writeFileSync(st.path("conf", "llm.json"), JSON.stringify({ port, model: MODEL_ALIAS } satisfies LlmConf) + "\n");
