@@ -12,11 +12,14 @@ import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { ApiKeys } from "./lib/tenancy/api-keys.ts";
 import { RateLimiter } from "./lib/tenancy/rate-limit.ts";
+import { startObservability } from "./lib/observe/index.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "api" });
   const auth = resolveAuthMode(cfg, log);
+  // Before the app is built: it asks once whether metrics or tracing are on (lib/http/observe.ts).
+  const obs = await startObservability(cfg, "api", log);
   const redis = createRedis(cfg, log);
   if (!(await connectRedis(redis))) log.warn("Redis not reachable yet; POST /tasks answers 503 until it is");
   // The result topic too: POST /tasks/:id/cancel publishes the canceled result of a task that never ran.
@@ -40,6 +43,7 @@ async function main() {
     ["stop http", () => app.stop()],
     ["close rocketmq", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
+    ["flush telemetry", () => obs.stop()],
   ], 15_000);
 }
 

@@ -21,10 +21,13 @@ import { handleMessage } from "./lib/worker/handle.ts";
 import { OpsRecorder } from "./lib/ops/recorder.ts";
 import { WorkerAnnouncer } from "./lib/ops/workers.ts";
 import { CancelWatch } from "./lib/worker/cancel-watch.ts";
+import { observeHandler, startObservability } from "./lib/observe/index.ts";
 
 async function main() {
   const cfg = loadConfig();
   const log = createLogger({ level: cfg.LOG_LEVEL, format: cfg.LOG_FORMAT }, { service: "worker" });
+  // Metrics (WORKER_METRICS_PORT) and tracing first: the handlers below are wrapped only if they are on.
+  const obs = await startObservability(cfg, "worker", log);
   const redis = createRedis(cfg, log);
   // The request topic too: stalled tasks are re-published there (TaskService.republishStalled).
   const publisher = new Publisher(cfg, log, [cfg.MQ_TOPIC_RESULT, cfg.MQ_TOPIC_REQUEST]);
@@ -40,16 +43,18 @@ async function main() {
   const announcer = new WorkerAnnouncer(redis, store.keys, () => ({ in_flight: ops.inFlight, capacity: cfg.WORKER_CONCURRENCY, finished: ops.finished }));
   // POST /tasks/:id/cancel reaches the run at once through Redis pub/sub (lib/worker/cancel-watch.ts).
   const cancels = new CancelWatch(redis, store.keys.cancelChannel, log);
-  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log, cancels }, ops.wrap(withTenantLimits(handleMessage, slots)));
+  const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log, cancels },
+    observeHandler("tasks", ops.wrap(withTenantLimits(handleMessage, slots)), cfg.WORKER_CONCURRENCY));
   // The workers' dead-letter topic, read through its own group (lib/worker/dead-letter.ts, lib/provision.ts).
   const dlqConsumer = createConsumer(cfg, log, deadLetterGroup(cfg.MQ_GROUP_AGENT), deadLetterTopic(cfg.MQ_GROUP_AGENT), "*", 5_000);
   const dlqLog = log.child({ loop: "dead-letters" });
-  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog }, ops.count(handleDeadLetter));
+  const dlqLoop = new ConsumerLoop(dlqConsumer, { cfg: { ...cfg, WORKER_CONCURRENCY: 16 }, store, publisher, agent, log: dlqLog },
+    observeHandler("dead-letters", ops.count(handleDeadLetter), 16));
   // Delayed tasks: due messages of the delay topic, forwarded to the request topic (lib/worker/delayed.ts).
   const delayConsumer = createConsumer(cfg, log, delayGroup(cfg.MQ_GROUP_AGENT), delayTopic(cfg.MQ_TOPIC_REQUEST), REQUEST_TAG, 5_000);
   const delayLoop = new ConsumerLoop(delayConsumer, {
     cfg: { ...cfg, WORKER_CONCURRENCY: DELAY_LOOP_CONCURRENCY }, store, publisher, agent, log: log.child({ loop: "delayed" }),
-  }, forwardDue);
+  }, observeHandler("delayed", forwardDue, DELAY_LOOP_CONCURRENCY));
 
   const tasks = new TaskService(cfg, store, publisher, log);
   const reaper = setInterval(() => void tasks.republishStalled(), stalledCheckEveryMs(cfg));
@@ -66,6 +71,7 @@ async function main() {
     ["close producer", () => publisher.close()],
     ["close cancel subscriber", () => cancels.close()],
     ["close redis", () => closeRedis(redis)],
+    ["stop metrics, flush spans", () => obs.stop()],
   ], workerShutdownBudgetMs(cfg));
   // Connect only once a signal can stop us: with RocketMQ or Redis unreachable these waits take
   // seconds, and a SIGINT meanwhile must still shut down cleanly (exit 0).

@@ -85,6 +85,17 @@ export const ConfigSchema = Type.Object({
   LLM_RPM: Int(0, 0, 10_000_000, "LLM requests per minute for LLM_MODEL across all workers (0: no budget)"),
   LLM_TPM: Int(0, 0, 1_000_000_000, "LLM tokens per minute for LLM_MODEL across all workers (0: no budget)"),
 
+  // Observability (docs/observability.md): Prometheus metrics and OpenTelemetry traces.
+  METRICS_ENABLED: Type.Boolean({ default: true, description: "record metrics and serve GET /metrics on the API (false: no recording, no route)" }),
+  METRICS_TOKEN: Opt("set: GET /metrics (API and worker) needs Authorization: Bearer <this> (secret); unset: served without a key, like /healthz"),
+  WORKER_METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: "a worker serves GET /metrics on this port (unset: no metrics in workers)" })),
+  WORKER_METRICS_HOST: Str("127.0.0.1", "bind address of the worker's metrics port"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Opt("OTLP/HTTP collector base URL (spans go to <it>/v1/traces as JSON); unset: no tracing, no SDK loaded"),
+  OTEL_SERVICE_NAME: Opt("service.name of the spans (default agent-prod-api / agent-prod-worker)"),
+  OTEL_TRACES_SAMPLER_ARG: Type.Number({ default: 1, minimum: 0, maximum: 1,
+    description: "share of new traces recorded (parent-based: a POST's traceparent decides for its own trace); 1: all" }),
+  OTEL_BSP_SCHEDULE_DELAY: Int(5_000, 1, 600_000, "ms between two exports of finished spans (OpenTelemetry's batch span processor)"),
+
   LOG_LEVEL: Type.Union([Type.Literal("debug"), Type.Literal("info"), Type.Literal("warn"), Type.Literal("error")], {
     default: "info",
   }),
@@ -93,7 +104,7 @@ export const ConfigSchema = Type.Object({
 export type Config = Static<typeof ConfigSchema>;
 
 /** Names whose values must never be printed. */
-export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL", "ADMIN_TOKEN"] as const;
+export const SECRET_KEYS = ["REDIS_PASSWORD", "MQ_SECRET_KEY", "LLM_API_KEY", "REDIS_URL", "ADMIN_TOKEN", "METRICS_TOKEN"] as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

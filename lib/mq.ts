@@ -11,6 +11,8 @@ import type { Logger } from "./log.ts";
 import { RemotingBatchSender } from "./mq/remoting-batch.ts";
 import { BATCH_PAUSE_MS, MAX_BATCH_BYTES, SendBatcher, type SendCounters } from "./mq/send-batch.ts";
 import { withTimeout } from "./time.ts";
+import { timeMq } from "./observe/metrics.ts";
+import { tracedSend } from "./observe/messaging.ts";
 
 /** The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. */
 export function clientLogger(log: Logger) {
@@ -48,6 +50,7 @@ export async function closeClient(client: { shutdown(): Promise<void> } | undefi
 
 const toOptions = (m: OutgoingMessage) => ({
   topic: m.topic, tag: m.tag, keys: [m.key], body: m.body,
+  ...(m.properties ? { properties: new Map(Object.entries(m.properties)) } : {}),
   ...(m.deliverAt !== undefined ? { deliveryTimestamp: new Date(m.deliverAt) } : {}),
 });
 
@@ -56,6 +59,8 @@ export interface OutgoingMessage {
   tag: string;
   key: string;
   body: Buffer;
+  /** user properties (the trace context: lib/observe/tracing.ts); consumers that do not know them ignore them */
+  properties?: Record<string, string>;
   /**
    * A timer message (ms since the epoch): the broker delivers it then. Its topic must be of type DELAY
    * (lib/provision.ts delayTopic). Always sent alone through the gRPC producer: the remoting batch
@@ -127,19 +132,23 @@ export class Publisher {
 
   /** Sends one message; resolves with its message id once the broker has accepted it. */
   send(m: OutgoingMessage): Promise<string> {
-    return m.deliverAt !== undefined ? this.#sendOne(m) : this.#batcher.send(m);
+    // Traced: a producer span, whose context the message carries in its properties.
+    return tracedSend(m, (properties) => {
+      const out = properties ? { ...m, properties: { ...m.properties, ...properties } } : m;
+      return out.deliverAt !== undefined ? this.#sendOne(out) : this.#batcher.send(out);
+    });
   }
 
   async #sendOne(m: OutgoingMessage): Promise<string> {
     const p = await this.producer();
-    const receipt = await withTimeout(p.send(toOptions(m)), this.#sendTimeoutMs(), "rocketmq send");
+    const receipt = await timeMq("send", withTimeout(p.send(toOptions(m)), this.#sendTimeoutMs(), "rocketmq send"));
     return receipt.messageId;
   }
 
   #sendMany(ms: OutgoingMessage[]): Promise<string[]> {
     if (this.#closed) return Promise.reject(new Error("publisher is closed"));
     this.#remoting ??= new RemotingBatchSender(this.cfg, this.log);
-    return withTimeout(this.#remoting.send(ms[0]!.topic, ms), this.#sendTimeoutMs(), "rocketmq batch send");
+    return timeMq("send_batch", withTimeout(this.#remoting.send(ms[0]!.topic, ms), this.#sendTimeoutMs(), "rocketmq batch send"));
   }
 
   /** The client tries twice (maxAttempts), each bounded by the request timeout. */

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClientClosedError, ClientOfflineError, RootNodesUnavailableError, type RedisClientType, type RedisClusterType } from "redis";
+import { timeRedis } from "./observe/metrics.ts";
 
 export type SingleRedis = RedisClientType<any, any, any, any, any>;
 export type ClusterRedis = RedisClusterType<any, any, any, any, any>;
@@ -41,8 +42,12 @@ export function setCommandTimeout(redis: Redis, ms: number | undefined) {
 }
 export const commandTimeout = (redis: Redis) => timeouts.get(redis);
 
-/** Sends one raw command; on a cluster it is routed by `key` (the command's first key). */
+/** Sends one raw command; on a cluster it is routed by `key` (the command's first key). Timed (metrics). */
 export function send<T = unknown>(redis: Redis, key: string | undefined, args: string[]): Promise<T> {
+  return timeRedis(args[0]!, sendUntimed<T>(redis, key, args));
+}
+
+function sendUntimed<T>(redis: Redis, key: string | undefined, args: string[]): Promise<T> {
   const p = (isCluster(redis) ? redis.sendCommand(key, false, args) : redis.sendCommand(args)) as Promise<T>;
   const ms = timeouts.get(redis);
   if (!ms) return p;
@@ -83,15 +88,20 @@ function load(name: ScriptName): Script {
 /** Every script call passes here: tests use it to check that all KEYS of each call share one slot. */
 export const scriptCalls: { observe?: (name: ScriptName, keys: string[]) => void } = {};
 
-export async function runScript(redis: Redis, name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+/** Runs a script (timed as `script:<name>`, EVALSHA and a fallback EVAL together). */
+export function runScript(redis: Redis, name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
+  return timeRedis(`script:${name}`, runScriptUntimed(redis, name, keys, args));
+}
+
+async function runScriptUntimed(redis: Redis, name: ScriptName, keys: string[], args: (string | number)[]): Promise<unknown> {
   const s = load(name);
   scriptCalls.observe?.(name, keys);
   const tail = [String(keys.length), ...keys, ...args.map(String)];
   try {
-    return await send(redis, keys[0], ["EVALSHA", s.sha, ...tail]);
+    return await sendUntimed(redis, keys[0], ["EVALSHA", s.sha, ...tail]);
   } catch (e) {
     // The reply's error code, not its prose: Redis starts this reply with the word NOSCRIPT.
-    if (e instanceof Error && e.message.startsWith("NOSCRIPT")) return await send(redis, keys[0], ["EVAL", s.source, ...tail]);
+    if (e instanceof Error && e.message.startsWith("NOSCRIPT")) return await sendUntimed(redis, keys[0], ["EVAL", s.source, ...tail]);
     throw e;
   }
 }

@@ -13,7 +13,8 @@ import type { Config } from "./config.ts";
 const SENT_BATCH_MAX = 256;
 
 export type Claim =
-  | { kind: "claimed"; attempt: number }
+  /** waitedMs: since the task was created, on Redis's clock (absent from an older claim.lua) */
+  | { kind: "claimed"; attempt: number; waitedMs?: number }
   | { kind: "finished"; status: "done" | "failed" | "canceled" | "rejected" }
   | { kind: "busy"; leaseLeftMs: number }
   /**
@@ -231,7 +232,7 @@ export class TaskStore {
     if (r[0] === 4) r = await run(opts.message ?? "", "adopt");
     switch (r[0]) {
       case 1:
-        return { kind: "claimed", attempt: Number(r[1]) };
+        return { kind: "claimed", attempt: Number(r[1]), ...(r[2] !== undefined ? { waitedMs: Number(r[2]) } : {}) };
       case 2:
         return { kind: "finished", status: r[1] as "done" | "failed" | "canceled" | "rejected" };
       case 3:

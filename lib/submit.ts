@@ -19,6 +19,7 @@ import type { Publisher } from "./mq.ts";
 import { delayTopic, TIMER_LEAD_MS } from "./provision.ts";
 import { UserIndex } from "./state/user-index.ts";
 import { CreateError, type Requeue, type TaskStore } from "./store.ts";
+import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
@@ -193,6 +194,7 @@ export class TaskService {
         await this.publish(id, Buffer.from(body, "utf8"), runAt);
         await this.store.markSent(id);
         n++;
+        countOutboxResent();
         this.log.info("outbox: task re-published", { task_id: id });
       } catch (e) {
         this.log.warn("outbox: re-publish failed; will try again", { task_id: id, error: toError(e) });
@@ -220,6 +222,7 @@ export class TaskService {
       try {
         await this.publish(id, Buffer.from(body, "utf8"));
         n++;
+        countStalledRepublished();
         this.log.warn("stalled task re-published", {
           task_id: id,
           reason: `no claim for ${this.cfg.STALLED_AFTER_MS} ms after its lease or retry delay ended`,

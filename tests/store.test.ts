@@ -137,7 +137,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await redis.ttl(store.keys.legacyStatus(t))).toBeGreaterThan(3600 + 7_100);
     expect(await store.dueOutbox(0)).toContainEqual({ id: t, body: "{}", runAt });
     const c = await store.claim(t, "w", 10_000, "u");
-    expect(c).toEqual({ kind: "claimed", attempt: 1 });
+    expect(c).toMatchObject({ kind: "claimed", attempt: 1 });
     expect((await store.get(t))?.status).toBe("running");
     const u = id();
     await store.create(u, "u", "{}", "", runAt);
@@ -207,7 +207,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     const t = id();
     await store.create(t, "u", "{}");
     const before = await redisNow();
-    expect(await store.claim(t, "w1", 800, "u")).toEqual({ kind: "claimed", attempt: 1 });
+    expect(await store.claim(t, "w1", 800, "u")).toMatchObject({ kind: "claimed", attempt: 1 });
     const leaseUntil = Number(await field(t, "lease_until"));
     expect(leaseUntil).toBeGreaterThanOrEqual(before + 800);
     expect(leaseUntil).toBeLessThanOrEqual((await redisNow()) + 800);
@@ -215,7 +215,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(busy.kind).toBe("busy");
     expect(await store.heartbeat(t, "w1", 800)).toBe(true);
     // w1 died: its lease runs out, w2 takes over, w1's late writes are refused
-    expect(await claimWhenFree(store, t, "w2", 10_000, false)).toEqual({ kind: "claimed", attempt: 2 });
+    expect(await claimWhenFree(store, t, "w2", 10_000, false)).toMatchObject({ kind: "claimed", attempt: 2 });
     expect(await store.heartbeat(t, "w1", 800)).toBe(false);
     expect(await store.recordResult(t, "w1", { tags: [], score: 0, reason: "late" })).toBe("not_owner");
     expect(await store.complete(t, "w2", { tags: ["a"], score: 1, reason: "ok" })).toBe("written");
@@ -364,10 +364,10 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
   test("a task whose runs never finish (its worker dies each time) is failed at the claim after MAX_ATTEMPTS (issue 8 #6)", async () => {
     const t = id();
     await store.create(t, "u", "{}");
-    for (let i = 1; i <= 2; i++) expect(await claimWhenFree(store, t, `w${i}`, 300, false)).toEqual({ kind: "claimed", attempt: i });
+    for (let i = 1; i <= 2; i++) expect(await claimWhenFree(store, t, `w${i}`, 300, false)).toMatchObject({ kind: "claimed", attempt: i });
     // Its run died with its worker, and this would be its last attempt: only run alone (isolated).
     expect(await claimWhenFree(store, t, "w3", 300, false)).toEqual({ kind: "suspect", crashes: 2 });
-    expect(await store.claim(t, "w3", 300, "u", { isolated: true })).toEqual({ kind: "claimed", attempt: 3 });
+    expect(await store.claim(t, "w3", 300, "u", { isolated: true })).toMatchObject({ kind: "claimed", attempt: 3 });
     const c = await claimWhenFree(store, t, "w4", 10_000);
     expect(c).toMatchObject({ kind: "publish", outcome: "failed", exhausted: true, attempts: 3 });
     expect((await store.get(t))?.status).toBe("failed");
@@ -377,7 +377,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
 
   test("a message for a task this system never recorded is adopted", async () => {
     const t = id();
-    expect(await store.claim(t, "w", 10_000, "python-user", { message: "{}" })).toEqual({ kind: "claimed", attempt: 1 });
+    expect(await store.claim(t, "w", 10_000, "python-user", { message: "{}" })).toMatchObject({ kind: "claimed", attempt: 1 });
     expect((await store.get(t))?.user_id).toBe("python-user");
   });
 

@@ -220,7 +220,7 @@ describe("worker", () => {
     await quick.create(task_id, "stalled", body);
     await quick.markSent(task_id);
     // A worker claimed it (1 s lease), then died.
-    expect(await quick.claim(task_id, "dead-worker", 1_000, "stalled")).toEqual({ kind: "claimed", attempt: 1 });
+    expect(await quick.claim(task_id, "dead-worker", 1_000, "stalled")).toMatchObject({ kind: "claimed", attempt: 1 });
     await waitStatus(task_id, "done", 30_000);
     expect(await w.stop()).toBe(0);
     // The reaper checks every second: on a slow box it may re-publish once more before the claim; the

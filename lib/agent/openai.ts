@@ -16,6 +16,7 @@ import { type ChatAnswer, type ChatMessage, chatCall, FormatRejected } from "./c
 import { checkAnswer, PROFILE_SCHEMA, repairMessage, SYSTEM_PROMPT } from "./profile.ts";
 import type { Semaphore } from "./semaphore.ts";
 import type { Agent, AgentTask } from "./types.ts";
+import { observeLlmCall } from "../observe/llm.ts";
 
 export { retryAfterMs } from "./chat.ts";
 
@@ -74,7 +75,7 @@ export function openAiAgent(opts: OpenAiOptions): Agent & { format(): string } {
       const budget = opts.budget;
       const answered = budget ? await pause(() => budget.turn(JSON.stringify(body), signal)) : undefined;
       try {
-        return await chatCall(chat, body, signal, answered, onText);
+        return await observeLlmCall(opts.model, () => chatCall(chat, body, signal, answered, onText));
       } catch (e) {
         if (!(e instanceof FormatRejected)) throw e;
         if (used === FORMATS.length - 1) throw e.final;

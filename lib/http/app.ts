@@ -21,6 +21,7 @@ import { dashboardPlugin } from "./dashboard.ts";
 import { listRoutes } from "./list.ts";
 import { dueAt } from "./schedule.ts";
 import { isFinal, taskEventsPlugin, waitForTask, waitSeconds } from "./task-events.ts";
+import { observePlugin } from "./observe.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 import { CancelService } from "../tasks/cancel.ts";
@@ -78,6 +79,7 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
     .use(openapi({ path: "/docs", documentation: doc }))
     .use(authPlugin({ mode: tenancy?.auth ?? "none", apiKeys: tenancy?.apiKeys, store, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .use(rateLimitPlugin({ limiter: tenancy?.limiter, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
+    .use(observePlugin(cfg))
     .onError(({ code, error, request }) => {
       if (error instanceof HttpError) return errorResponse(error);
       const url = new URL(request.url);

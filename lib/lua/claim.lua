@@ -19,7 +19,9 @@
   A task whose cancellation was asked (`cancel_at`, cancel.lua) while it ran, and whose run ended
   without recording it (its worker died, or handed it back), is canceled here instead of run:
   {5, attempts, "canceled", ""}.
-  Returns: {1, attempt}                  claimed; attempt counts runs, this one included
+  Returns: {1, attempt, waited_ms}       claimed; attempt counts runs, this one included; waited_ms:
+                                         ms since the task was created, or was due (run_at), for
+                                         the queue-wait metric
            {2, status}                   finished (done, failed or canceled) or rejected: ack and skip
            {3, lease_left_ms}            another runner holds a live lease: come back later
            {4, 0}                        unknown task and no body given: call again with the body
@@ -33,7 +35,8 @@
 --- @include "events"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "cancel_at")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "cancel_at",
+  "created_at", "run_at")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
@@ -89,4 +92,6 @@ redis.call("HDEL", KEYS[1], "back_at", "progress")
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], "running", "EX", ttl)
 status_event(KEYS[1], KEYS[3], "running", now, ',"attempt":' .. attempts)
-return {1, attempts}
+-- Waited since accepted, or since due for a delayed task (its run_at).
+local since = math.max(tonumber(h[10] or now) or now, tonumber(h[11] or 0) or 0)
+return {1, attempts, math.max(0, now - since)}

@@ -21,6 +21,8 @@ export interface BatchEntry {
   tag: string;
   key: string;
   body: Buffer;
+  /** user properties (the trace context), stored beside the system ones as the gRPC path stores them */
+  properties?: Record<string, string>;
 }
 
 /** How long a topic's route is used before it is asked for again. */
@@ -48,8 +50,14 @@ export class UnbatchableMessageError extends TypeError {
 
 /** Encodes one message as MessageDecoder.encodeMessage does: sizes, flag, body, properties. */
 export function encodeBatchEntry(e: BatchEntry, id: string): Buffer {
+  let user = "";
+  for (const [k, v] of Object.entries(e.properties ?? {})) {
+    // The separators cannot be escaped in this format: such a message goes through gRPC instead.
+    if (/[\u0001\u0002]/.test(k + v)) throw new UnbatchableMessageError(`message property ${JSON.stringify(k)} holds a separator character`);
+    user += `${k}${NAME_VALUE}${v}${PROPERTY_END}`;
+  }
   const props = Buffer.from(
-    `KEYS${NAME_VALUE}${e.key}${PROPERTY_END}TAGS${NAME_VALUE}${e.tag}${PROPERTY_END}UNIQ_KEY${NAME_VALUE}${id}${PROPERTY_END}`,
+    `KEYS${NAME_VALUE}${e.key}${PROPERTY_END}TAGS${NAME_VALUE}${e.tag}${PROPERTY_END}UNIQ_KEY${NAME_VALUE}${id}${PROPERTY_END}${user}`,
     "utf8",
   );
   if (props.length > 0x7fff) throw new UnbatchableMessageError(`message properties of ${props.length} bytes exceed 32767`);

@@ -283,6 +283,19 @@ export class Admin {
     return Number(r.extFields?.offset);
   }
 
+  /**
+   * GET_CONSUME_STATS (208) on one broker: per queue of each topic in `topics` (those the broker does not
+   * have are skipped), the queue's max offset and the group's committed offset. With a topic list the
+   * broker skips its subscription check (pop consumers through the proxy need none).
+   */
+  async consumeStats(brokerAddr: string, group: string, topics: string[]): Promise<QueueOffsets[]> {
+    const r = await this.client(brokerAddr).request(RequestCode.GET_CONSUME_STATS, {
+      consumerGroup: group,
+      topicList: topics.map((t) => `${t};`).join(""),
+    });
+    return parseConsumeStats(text(r.body));
+  }
+
   close(): void {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
@@ -307,4 +320,34 @@ export function groupConfigFor(spec: GroupSpec, current: GroupConfig | null): Gr
     retryMaxTimes: spec.retryMaxTimes,
     groupRetryPolicy: spec.retryPolicy,
   };
+}
+
+export interface QueueOffsets {
+  topic: string;
+  brokerName: string;
+  queueId: number;
+  brokerOffset: number;
+  consumerOffset: number;
+}
+
+/**
+ * ConsumeStats as the broker writes it (fastjson): `{"offsetTable":{{"brokerName":..,"queueId":..,"topic":..}:
+ * {"brokerOffset":..,"consumerOffset":..,..},..},"consumeTps":..}`. Its map keys are objects, which
+ * JSON does not allow, so each key:value pair of flat objects is read on its own.
+ */
+export function parseConsumeStats(body: string): QueueOffsets[] {
+  const out: QueueOffsets[] = [];
+  for (const m of body.matchAll(/(\{[^{}]*\})\s*:\s*(\{[^{}]*\})/g)) {
+    const key = parseLooseJson(m[1]!) as { topic?: string; brokerName?: string; queueId?: number };
+    const val = parseLooseJson(m[2]!) as { brokerOffset?: number; consumerOffset?: number };
+    if (typeof key?.topic !== "string" || val?.brokerOffset === undefined) continue;
+    out.push({
+      topic: key.topic,
+      brokerName: String(key.brokerName ?? ""),
+      queueId: Number(key.queueId),
+      brokerOffset: Number(val.brokerOffset),
+      consumerOffset: Number(val.consumerOffset ?? 0),
+    });
+  }
+  return out;
 }

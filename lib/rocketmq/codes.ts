@@ -8,6 +8,8 @@ export const RequestCode = {
   GET_MAX_OFFSET: 30,
   GET_MIN_OFFSET: 31,
   GET_ROUTEINFO_BY_TOPIC: 105,
+  /** Read-only: a group's offsets against the queues' (consumer lag, lib/observe/lag.ts). */
+  GET_CONSUME_STATS: 208,
   GET_BROKER_CLUSTER_INFO: 106,
   UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: 200,
   /** Read-only. GET_SUBSCRIPTIONGROUP_CONFIG (352) is not: it auto-creates the group it is asked about

@@ -17,6 +17,7 @@ import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
 import type { CancelWatch } from "./cancel-watch.ts";
 import { progressReporter } from "./progress.ts";
+import { observeAgentRun, observeClaim, observeFinish } from "../observe/messaging.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -206,7 +207,7 @@ async function publishOutcome(
     }
   }
   hold?.stop();
-  const w = await ctx.store.published(msg.task_id, token);
+  const w = await observeFinish(m, opts.canceled ? "canceled" : result ? "done" : "failed", () => ctx.store.published(msg.task_id, token));
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
   if (opts.canceled) log.info("task canceled", { attempt: attempts });
@@ -302,9 +303,9 @@ async function claimAndRun(
   let leaseFrom = performance.now();
   let claim: Claim;
   try {
-    claim = await store.claim(msg.task_id, token, leaseMs, msg.user_id, {
+    claim = await observeClaim(m, msg.task_id, () => store.claim(msg.task_id, token, leaseMs, msg.user_id, {
       message: m.body.toString("utf8"), maxAttempts: cfg.MAX_ATTEMPTS, isolated,
-    });
+    }));
   } catch (e) {
     // The claim may still land (a timeout, not a refusal): give it back once Redis answers, so a run
     // that never happened does not count as an attempt (finish.lua "release" needs this token).
@@ -391,13 +392,13 @@ async function claimAndRun(
   ignored.catch(() => {});
   const progress = progressReporter(store, msg.task_id, token, log);
   try {
-    const agentRun = ctx.agent(
+    const agentRun = observeAgentRun(() => ctx.agent(
       {
         task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add,
         progress: progress.report,
       },
       run.signal,
-    );
+    ));
     result = await Promise.race([agentRun, ignored]);
   } catch (e) {
     failure = run.signal.aborted ? toError(run.signal.reason) : toError(e);

@@ -15,6 +15,8 @@ export interface Received {
   tag: string | undefined;
   body: Record<string, unknown>;
   raw: Buffer;
+  /** user properties (the trace context: lib/observe/tracing.ts) */
+  properties: Map<string, string>;
 }
 
 /** Messages stored in `topic` (max - min offset over every queue of every broker). */
@@ -61,7 +63,7 @@ export async function collectResults(ns: TestNamespace) {
         }
         // A redelivery to this collector (its ack was lost) is the same message, not a second result.
         if (!byId.has(m.messageId)) {
-          const r = { messageId: m.messageId, key: m.keys[0], tag: m.tag, body, raw: m.body };
+          const r = { messageId: m.messageId, key: m.keys[0], tag: m.tag, body, raw: m.body, properties: m.properties };
           byId.set(m.messageId, r);
           received.push(r);
         }

@@ -1,0 +1,144 @@
+// RocketMQ sends and receives seen by metrics and traces: the producer span of every send (whose
+// context travels in the message's properties), and the consumer side of a worker: the `process`
+// span of each message (a child of the context its properties carry), the task's steps inside it
+// (claim, agent run, finish), and the per-message counts and timings (docs/observability.md).
+import type { MessageView } from "rocketmq-client-nodejs";
+import { deadLetterGroup, delayGroup } from "../provision.ts";
+import type { Claim } from "../store.ts";
+import type { Outcome, Settler, WorkerContext } from "../worker/handle.ts";
+import { labelled, metrics, timeMq } from "./metrics.ts";
+import { contextOfMessage, inSpan, SpanKind, traceProperties, tracingOn } from "./tracing.ts";
+
+type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
+
+/**
+ * Sends through `send` inside a producer span `send <topic>`, giving it the span's trace context as
+ * message properties. Tracing off: `send(undefined)` at once.
+ */
+export function tracedSend(m: { topic: string; tag: string; key: string }, send: (properties?: Record<string, string>) => Promise<string>): Promise<string> {
+  if (!tracingOn()) return send(undefined);
+  return inSpan(`send ${m.topic}`, () => send(traceProperties()), {
+    kind: SpanKind.PRODUCER,
+    attributes: {
+      "messaging.system": "rocketmq",
+      "messaging.operation.type": "send",
+      "messaging.operation.name": "send",
+      "messaging.destination.name": m.topic,
+      "messaging.rocketmq.message.tag": m.tag,
+      "messaging.rocketmq.message.keys": [m.key],
+    },
+    onResult: (s, id) => s.setAttribute("messaging.message.id", id),
+  });
+}
+
+/** The group each consumer loop of a worker reads as. */
+const GROUP_OF = { tasks: (g: string) => g, "dead-letters": deadLetterGroup, delayed: delayGroup };
+
+/** Per message: the time from claim to finish, for the end-to-end histogram. */
+const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
+
+/**
+ * A consumer loop's handler, observed: the message's `process` span (parent: the trace context in
+ * its properties), in-flight gauge, outcome counts, and timed acks and hides. Unchanged when metrics
+ * and tracing are both off.
+ */
+export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handler: Handler, concurrency: number): Handler {
+  const M = metrics();
+  if (!M && !tracingOn()) return handler;
+  M && labelled(M.capacity, loop).set(concurrency);
+  const inflight = M && labelled(M.inflight, loop);
+  return (m, ctx, shutdown) => {
+    inflight?.inc();
+    const run = () => handler(m, M ? { ...ctx, settler: timedSettler(ctx.settler) } : ctx, shutdown);
+    const p = !tracingOn()
+      ? run()
+      : inSpan(`process ${m.topic}`, run, {
+          kind: SpanKind.CONSUMER,
+          parent: contextOfMessage(m.properties),
+          attributes: {
+            "messaging.system": "rocketmq",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": m.topic,
+            "messaging.consumer.group.name": GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT),
+            "messaging.message.id": m.messageId,
+            "messaging.rocketmq.message.tag": m.tag ?? "",
+            "messaging.rocketmq.message.keys": m.keys,
+            "messaging.rocketmq.message.delivery_attempt": m.deliveryAttempt ?? 0,
+          },
+          onResult: (s, outcome) => s.setAttribute("agent.outcome", outcome),
+        });
+    if (!M) return p;
+    return p.then(
+      (outcome) => {
+        inflight!.dec();
+        countOutcome(M, loop, outcome);
+        return outcome;
+      },
+      (e) => {
+        inflight!.dec();
+        labelled(M.messages, loop, "error").inc();
+        throw e;
+      },
+    );
+  };
+}
+
+function countOutcome(M: NonNullable<ReturnType<typeof metrics>>, loop: string, outcome: Outcome) {
+  labelled(M.messages, loop, outcome).inc();
+  if (outcome === "done" || outcome === "failed" || outcome === "canceled") labelled(M.finished, outcome).inc();
+  else if (outcome === "retry") M.retries.inc();
+  else if (outcome === "handed_back") M.handBacks.inc();
+  if (outcome === "poison") labelled(M.deadLetters, "poison").inc();
+  else if (loop === "dead-letters") labelled(M.deadLetters, "broker").inc();
+}
+
+function timedSettler(s: Settler): Settler {
+  return {
+    ack: (m) => timeMq("ack", s.ack(m)),
+    hide: (m, ms, onlyIf) => timeMq("change_invisible", s.hide(m, ms, onlyIf)),
+  };
+}
+
+/** The claim, in a span; notes the queue wait (first attempt) and the claim time for the end-to-end time. */
+export function observeClaim(m: MessageView, taskId: string, claim: () => Promise<Claim>): Promise<Claim> {
+  const M = metrics();
+  const p = inSpan("claim", claim, {
+    attributes: { "agent.task_id": taskId },
+    onResult: (s, c) => s.setAttributes({ "agent.claim": c.kind, ...(c.kind === "claimed" ? { "agent.attempt": c.attempt } : {}) }),
+  });
+  if (!M) return p;
+  return p.then((c) => {
+    const waitedMs = c.kind === "claimed" ? c.waitedMs : undefined;
+    if (waitedMs !== undefined) {
+      if (c.kind === "claimed" && c.attempt === 1) M.queueWait.observe(waitedMs / 1000);
+      claimed.set(m, { waitedMs, at: performance.now() });
+    }
+    return c;
+  });
+}
+
+/** One run of the agent, in a span, timed by outcome. */
+export function observeAgentRun<T>(run: () => Promise<T>): Promise<T> {
+  const M = metrics();
+  const t0 = M ? performance.now() : 0;
+  const p = inSpan("agent run", run);
+  if (!M) return p;
+  p.then(
+    () => labelled(M.run, "ok").observe((performance.now() - t0) / 1000),
+    () => labelled(M.run, "error").observe((performance.now() - t0) / 1000),
+  );
+  return p;
+}
+
+/** The task marked finished after its result was published, in a span; observes its end-to-end time. */
+export function observeFinish<T>(m: MessageView, status: "done" | "failed" | "canceled", finish: () => Promise<T>): Promise<T> {
+  const M = metrics();
+  const p = inSpan("finish", finish, { attributes: { "agent.status": status } });
+  const c = M && claimed.get(m);
+  if (!c) return p;
+  return p.then((r) => {
+    M!.e2e.labels(status).observe((c.waitedMs + performance.now() - c.at) / 1000);
+    return r;
+  });
+}

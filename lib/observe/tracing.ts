@@ -1,0 +1,130 @@
+// OpenTelemetry traces, exported over OTLP/HTTP (JSON) when OTEL_EXPORTER_OTLP_ENDPOINT is set. With it
+// unset the SDK is never imported and every helper here calls its function straight away: tracing
+// off costs one `if` per span site.
+// The W3C trace context (`traceparent`, `tracestate`) comes from the POST's headers (or a new trace
+// starts), travels in the request message's user properties to the worker, and from the worker's
+// span in the result message's properties, so one trace id runs HTTP -> RocketMQ -> worker -> LLM ->
+// result. Span names and attributes follow the semantic conventions for messaging (RocketMQ) and
+// GenAI; task ids are span attributes, never metric labels.
+import {
+  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
+  type Attributes, type Context, type Span, type TextMapGetter, type Tracer,
+} from "@opentelemetry/api";
+import type { Logger } from "../log.ts";
+
+let tracer: Tracer | undefined;
+let provider: { forceFlush(): Promise<void>; shutdown(): Promise<void> } | undefined;
+
+export const tracingOn = () => tracer !== undefined;
+
+/**
+ * Loads the SDK and starts exporting to `<endpoint>/v1/traces` (OTLP/HTTP, JSON). No-op without an
+ * endpoint. Spans leave in batches every `scheduleDelayMs` (OTEL_BSP_SCHEDULE_DELAY); `ratio` of the new
+ * traces are recorded (OTEL_TRACES_SAMPLER_ARG); an unrecorded one still carries its context along.
+ */
+export async function initTracing(
+  endpoint: string | undefined, serviceName: string, log?: Logger, opts: { scheduleDelayMs?: number; ratio?: number } = {},
+): Promise<void> {
+  if (!endpoint || tracer) return;
+  const [{ TracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] =
+    await Promise.all([
+      // sdk-trace 3 is sdk-trace-base's successor (2.x re-exports it); the exporter 0.301 is built on it.
+      import("@opentelemetry/sdk-trace"),
+      import("@opentelemetry/exporter-trace-otlp-http"),
+      import("@opentelemetry/resources"),
+      import("@opentelemetry/context-async-hooks"),
+      import("@opentelemetry/core"),
+    ]);
+  const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
+  const p = new TracerProvider({
+    resource: resourceFromAttributes({ "service.name": serviceName }),
+    // A trace the caller started keeps the caller's decision; a new one is recorded with probability `ratio`.
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.ratio ?? 1) }),
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: opts.scheduleDelayMs ?? 5_000 })],
+  });
+  // The active span follows async calls (AsyncLocalStorage): the agent's LLM calls find their run's span.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(p);
+  provider = p;
+  tracer = trace.getTracer("agent-prod");
+  log?.info("tracing on: spans exported over OTLP/HTTP", { url, service: serviceName, sampled: opts.ratio ?? 1 });
+}
+
+/** Exports the spans ended so far (benchmarks; shutdown flushes by itself). */
+export async function flushTracing(): Promise<void> {
+  await provider?.forceFlush();
+}
+
+/** Flushes and stops the exporter (shutdown). */
+export async function shutdownTracing(): Promise<void> {
+  const p = provider;
+  tracer = undefined;
+  provider = undefined;
+  await p?.shutdown();
+}
+
+function failed(s: Span, e: unknown) {
+  const err = e instanceof Error ? e : new Error(String(e));
+  s.recordException(err);
+  s.setStatus({ code: SpanStatusCode.ERROR, message: err.message.slice(0, 200) });
+}
+
+/**
+ * Runs `fn` in a span (a child of the active one, or of `parent`); the span ends when its promise
+ * settles, with an error status if it rejected. `onResult` may add attributes from the result.
+ */
+export function inSpan<T>(
+  name: string,
+  fn: () => Promise<T>,
+  opts: { kind?: SpanKind; attributes?: Attributes; parent?: Context; onResult?: (s: Span, r: T) => void } = {},
+): Promise<T> {
+  if (!tracer) return fn();
+  const parent = opts.parent ?? context.active();
+  // In a trace that is not recorded (sampled out here or by the caller) a child would not be recorded
+  // either: skip making it. The parent's context stays active, so messages still carry the trace id.
+  const within = trace.getSpanContext(parent);
+  if (within && (within.traceFlags & TraceFlags.SAMPLED) === 0) return opts.parent ? context.with(parent, fn) : fn();
+  const s = tracer.startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);
+  return context.with(trace.setSpan(parent, s), async () => {
+    try {
+      const r = await fn();
+      opts.onResult?.(s, r);
+      return r;
+    } catch (e) {
+      failed(s, e);
+      throw e;
+    } finally {
+      s.end();
+    }
+  });
+}
+
+/** The active context as message properties (`traceparent`, maybe `tracestate`); undefined when off. */
+export function traceProperties(): Record<string, string> | undefined {
+  if (!tracer) return undefined;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return Object.keys(carrier).length ? carrier : undefined;
+}
+
+const mapGetter: TextMapGetter<Map<string, string> | undefined> = {
+  keys: (c) => (c ? [...c.keys()] : []),
+  get: (c, k) => c?.get(k),
+};
+const headersGetter: TextMapGetter<Headers> = {
+  keys: (h) => [...h.keys()],
+  get: (h, k) => h.get(k) ?? undefined,
+};
+
+/** The context carried by a received message's properties (a new trace when none). */
+export function contextOfMessage(properties: Map<string, string> | undefined): Context {
+  return propagation.extract(ROOT_CONTEXT, properties, mapGetter);
+}
+
+/** The context of an incoming HTTP request's `traceparent` (a new trace when none). */
+export function contextOfHeaders(headers: Headers): Context {
+  return propagation.extract(ROOT_CONTEXT, headers, headersGetter);
+}
+
+export { SpanKind, SpanStatusCode };
