@@ -129,13 +129,18 @@ export class TaskStore {
 
   /** create(), answering the task's created_at (ms, Redis time), or 0 if the id exists already. */
   async createAt(id: string, userId: string, body: string, tenant = "", runAt?: number): Promise<number> {
-    // Sent together: on one node they share the connection, so the hint is applied first.
-    const [h, c] = await Promise.allSettled([
-      this.hint(this.outboxKey(id), "add", id, 0),
+    // Sent together: on one node they share the connection, so the hints are applied first. A delayed
+    // task is also watched from its due time on (reap.lua): if its timer message never comes through
+    // (a forward dead-lettered, a broker lost it), the reaper sends it again.
+    const hints = [this.hint(this.outboxKey(id), "add", id, 0)];
+    if (runAt !== undefined) hints.push(this.hint(this.stalledKey(id), "at", id, runAt + this.stalledAfterMs));
+    const [c, ...h] = await Promise.allSettled([
       runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant, runAt ?? ""]),
+      ...hints,
     ]);
-    if (c.status === "rejected") throw new CreateError(neverSent(c.reason) ? "no" : "maybe", c.reason);
-    if (h.status === "rejected") throw new CreateError("yes", h.reason);
+    if (c!.status === "rejected") throw new CreateError(neverSent(c!.reason) ? "no" : "maybe", c!.reason);
+    const lost = h.find((r) => r.status === "rejected");
+    if (lost) throw new CreateError("yes", lost.reason);
     return Number(c.value);
   }
 

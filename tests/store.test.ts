@@ -429,6 +429,23 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect((await quick.stalled(100)).map((s) => s.id)).not.toContain(running);
   });
 
+  test("stalled: a delayed task not claimed STALLED_AFTER_MS after its run_at (its timer message lost) is returned with its message", async () => {
+    const quick = new TaskStore(redis, 3600, prefix, 500, { buckets: 4 });
+    const [lost, claimed] = [id(), id()];
+    const runAt = (await redisNow()) + 200;
+    for (const t of [lost, claimed]) await quick.create(t, "u", `{"task_id":"${t}"}`, "", runAt);
+    expect((await quick.stalled(100)).map((s) => s.id)).not.toContain(lost); // not due yet
+    await waitFor(async () => (await redisNow()) > runAt, 5_000, "run_at to pass");
+    await quick.claim(claimed, "w", 60_000, "u");
+    const seen: string[] = [];
+    await waitFor(async () => {
+      for (const s of await quick.stalled(100)) if (s.id === lost || s.id === claimed) seen.push(s.id);
+      return seen.includes(lost);
+    }, 10_000, "the scheduled task to be stalled");
+    expect(seen).toEqual([lost]);
+    expect((await quick.stalled(100)).map((s) => s.id)).not.toContain(lost); // once a period
+  });
+
   test("dead letters are kept newest first, capped, with a TTL", async () => {
     await store.deadLetter({ reason: "r1", body: "b1", at: "t" });
     await store.deadLetter({ reason: "r2", body: "b2", at: "t" });
