@@ -4,11 +4,10 @@
 // The group here allows one delivery (MQ_RETRY_MAX_TIMES=0), and a bare consumer plays a worker
 // that took the message and never finished it.
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import { silentLogger } from "../lib/log.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
-import { closeClient, createConsumer } from "../lib/mq.ts";
 import { TaskStore } from "../lib/store.ts";
 import { Service, stopAll, waitFor } from "./support/processes.ts";
+import { takeAndDrop } from "./support/stuck-worker.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
 let sys: TestSystem;
@@ -20,24 +19,6 @@ afterEach(async () => {
 });
 afterAll(() => sys?.close(), 60_000);
 
-/** Takes the first delivery of the message keyed `taskId` and never acks it (hidden 1 s), as a stuck worker would. */
-async function takeAndDrop(taskId: string) {
-  const { ns } = sys;
-  const bare = createConsumer(ns.config, silentLogger, ns.group, ns.requestTopic, "*", 5_000);
-  await bare.startup();
-  let taken = false;
-  try {
-    for (let i = 0; i < 10 && !taken; i++)
-      for (const m of await bare.receive(8, 10_000))
-        if (m.keys[0] === taskId) {
-          await bare.changeInvisibleDuration(m, 1_000);
-          taken = true;
-        }
-  } finally {
-    await closeClient(bare, silentLogger);
-  }
-  expect(taken).toBe(true);
-}
 
 const copyOf = (task_id: string, content: string) =>
   sys.publisher.send({ topic: sys.ns.requestTopic, tag: REQUEST_TAG, key: task_id, body: encodeJson({ task_id, user_id: "dlq", payload: content, action: ACTION }) });
@@ -48,7 +29,7 @@ test("a dead-lettered task ends failed with the reason and a failure result", as
   void ns;
   const { task_id } = await sys.tasks.submit({ user_id: "dlq", content: "lost cause" });
   // First delivery: taken and never acked, as by a worker that kept failing underneath.
-  await takeAndDrop(task_id);
+  await takeAndDrop(sys.ns, task_id);
 
   // The next delivery would be the second: the proxy moves it to %DLQ%<group>, where the worker reads it.
   const w = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });
@@ -68,7 +49,7 @@ test("a dead letter of a finished task is acked and changes nothing", async () =
   expect(await a.stop()).toBe(0);
   // A late copy of its message (a producer retry, an outbox re-send) is dead-lettered.
   await copyOf(task_id, "finished first");
-  await takeAndDrop(task_id);
+  await takeAndDrop(sys.ns, task_id);
   const b = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "0" });
   await b.waitForLog(SKIPPED, 60_000, task_id);
   expect(await b.stop()).toBe(0);

@@ -3,10 +3,7 @@
 // `bun worker.ts` as child processes, and a private cluster-mode redis-server for the notices on
 // Redis Cluster. The only fake is the OpenAI-compatible server (tests/support/fake-openai.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient } from "redis";
 import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis } from "../lib/redis.ts";
@@ -21,6 +18,7 @@ import { closeTaskNotices, taskNotices } from "../lib/tasks/notices.ts";
 import { createNamespace, testEnv, type TestNamespace } from "./helpers.ts";
 import { fakeOpenAI, GOOD, steps } from "./support/fake-openai.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
+import { oneNodeCluster } from "./support/redis-server.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
 type SseEvent = { id?: string; event: string; data: any };
@@ -84,34 +82,17 @@ const consecutive = (events: { id?: string }[], from = 1) => events.every((e, i)
 // ---------------------------------------------------------------------------------------------
 // The store and the notices, on one node and on Redis Cluster (a private cluster-mode server).
 
-const clusterPort = freePort();
-const clusterDir = mkdtempSync(join(tmpdir(), "events-cluster-"));
-let clusterServer: ReturnType<typeof Bun.spawn> | undefined;
-
-async function startClusterRedis() {
-  clusterServer = Bun.spawn(
-    ["redis-server", "--port", String(clusterPort), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-      "--cluster-config-file", join(clusterDir, "nodes.conf"), "--dir", clusterDir, "--save", "", "--appendonly", "no"],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  const admin = createClient({ url: `redis://127.0.0.1:${clusterPort}` });
-  admin.on("error", () => {});
-  await waitFor(async () => admin.connect().then(() => true, () => false), 10_000, "cluster-mode redis-server");
-  await admin.sendCommand(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
-  await waitFor(async () => String(await admin.sendCommand(["CLUSTER", "INFO"])).includes("cluster_state:ok"), 10_000, "cluster_state:ok");
-  await admin.close();
-}
+let cluster: Awaited<ReturnType<typeof oneNodeCluster>>;
 
 const backends: [string, () => Record<string, string>][] = [
   ["single node (shared Redis)", () => ({ REDIS_URL: testEnv().REDIS_URL! })],
-  ["Redis Cluster client, cluster-mode server", () => ({ REDIS_CLUSTER_NODES: `127.0.0.1:${clusterPort}` })],
+  ["Redis Cluster client, cluster-mode server", () => ({ REDIS_CLUSTER_NODES: cluster.nodes })],
 ];
 
-beforeAll(startClusterRedis, 30_000);
-afterAll(() => {
-  clusterServer?.kill();
-  rmSync(clusterDir, { recursive: true, force: true });
-});
+beforeAll(async () => {
+  cluster = await oneNodeCluster();
+}, 30_000);
+afterAll(() => cluster?.stop());
 
 describe.each(backends)("task events on %s", (_name, env) => {
   const prefix = `test:ev${crypto.randomUUID().slice(0, 8)}:`;

@@ -8,9 +8,8 @@ import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { silentLogger } from "../lib/log.ts";
-import { closeClient, createConsumer } from "../lib/mq.ts";
 import { Service, stopAll, waitFor } from "./support/processes.ts";
+import { takeAndDrop } from "./support/stuck-worker.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -33,24 +32,6 @@ const json = async (args: string[]) => {
   return { ...r, doc: JSON.parse(r.stdout) };
 };
 
-/** Takes the first delivery of the message keyed `taskId` and never acks it (hidden 1 s), as a stuck worker would. */
-async function takeAndDrop(taskId: string) {
-  const { ns } = sys;
-  const bare = createConsumer(ns.config, silentLogger, ns.group, ns.requestTopic, "*", 5_000);
-  await bare.startup();
-  let taken = false;
-  try {
-    for (let i = 0; i < 10 && !taken; i++)
-      for (const m of await bare.receive(8, 10_000))
-        if (m.keys[0] === taskId) {
-          await bare.changeInvisibleDuration(m, 1_000);
-          taken = true;
-        }
-  } finally {
-    await closeClient(bare, silentLogger);
-  }
-  expect(taken).toBe(true);
-}
 
 test("usage, bad arguments and an unreachable Redis: exit codes 0, 2, 3 and no stack trace", async () => {
   const help = await cli(["--help"]);
@@ -80,7 +61,7 @@ test("retry: a failed task runs again to done; a done task is not retried (exit 
 
   // A task whose message is dead-lettered: its first delivery taken and dropped, no worker running.
   const { task_id: dead } = await sys.tasks.submit({ user_id: "ops", content: "dead-lettered" });
-  await takeAndDrop(dead);
+  await takeAndDrop(sys.ns, dead);
 
   // The fixed fleet: the demo agent, which succeeds. It reads the dead-letter topic and fails `dead`.
   const w = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });

@@ -4,10 +4,7 @@
 // server refuses a script whose KEYS span slots (CROSSSLOT), so passing there is the proof that the
 // layout works on Redis Cluster; every script call's KEYS are also checked to share one slot.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient } from "redis";
 import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis } from "../lib/redis.ts";
@@ -18,7 +15,8 @@ import { announceCancel } from "../lib/state/cancel-channel.ts";
 import { CancelWatch } from "../lib/worker/cancel-watch.ts";
 import { UserIndex } from "../lib/state/user-index.ts";
 import { testEnv } from "./helpers.ts";
-import { freePort, waitFor } from "./support/processes.ts";
+import { waitFor } from "./support/processes.ts";
+import { oneNodeCluster } from "./support/redis-server.ts";
 
 const id = () => crypto.randomUUID();
 const crossSlot: string[] = [];
@@ -35,37 +33,20 @@ scriptCalls.observe = (name, keys) => {
 };
 
 // A private cluster-mode redis-server: one node, every slot.
-const clusterPort = freePort();
-const clusterDir = mkdtempSync(join(tmpdir(), "store-cluster-"));
-let clusterServer: ReturnType<typeof Bun.spawn> | undefined;
-
+let cluster: Awaited<ReturnType<typeof oneNodeCluster>>;
 beforeAll(async () => {
-  clusterServer = Bun.spawn(
-    ["redis-server", "--port", String(clusterPort), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-      "--cluster-config-file", join(clusterDir, "nodes.conf"), "--dir", clusterDir, "--save", "", "--appendonly", "no"],
-    { stdout: "ignore", stderr: "ignore" },
-  );
-  const admin = createClient({ url: `redis://127.0.0.1:${clusterPort}` });
-  admin.on("error", () => {});
-  await waitFor(async () => admin.connect().then(() => true, () => false), 10_000, "cluster-mode redis-server");
-  // ADDSLOTSRANGE is Redis 7; older servers take the slots one by one.
-  await admin.sendCommand(["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]).catch(() =>
-    admin.sendCommand(["CLUSTER", "ADDSLOTS", ...Array.from({ length: 16384 }, (_, i) => String(i))]),
-  );
-  await waitFor(async () => String(await admin.sendCommand(["CLUSTER", "INFO"])).includes("cluster_state:ok"), 10_000, "cluster_state:ok");
-  await admin.close();
+  cluster = await oneNodeCluster();
 }, 30_000);
 
 afterAll(() => {
-  clusterServer?.kill();
-  rmSync(clusterDir, { recursive: true, force: true });
+  cluster?.stop();
   expect(crossSlot).toEqual([]);
   expect(scriptCallCount).toBeGreaterThan(50);
 });
 
 const backends: [string, () => Record<string, string>][] = [
   ["single node (shared Redis)", () => ({ REDIS_URL: testEnv().REDIS_URL! })],
-  ["Redis Cluster client, cluster-mode server", () => ({ REDIS_CLUSTER_NODES: `127.0.0.1:${clusterPort}` })],
+  ["Redis Cluster client, cluster-mode server", () => ({ REDIS_CLUSTER_NODES: cluster.nodes })],
 ];
 
 describe.each(backends)("TaskStore on %s", (_name, env) => {
