@@ -138,7 +138,7 @@ export function observeFinish<T>(m: MessageView, status: "done" | "failed" | "ca
   const c = M && claimed.get(m);
   if (!c) return p;
   return p.then((r) => {
-    M!.e2e.labels(status).observe((c.waitedMs + performance.now() - c.at) / 1000);
+    labelled(M!.e2e, status).observe((c.waitedMs + performance.now() - c.at) / 1000);
     return r;
   });
 }
