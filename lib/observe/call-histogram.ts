@@ -51,7 +51,7 @@ export class CallHistogram {
       let cumulative = 0;
       for (let i = 0; i <= this.buckets.length; i++) {
         cumulative += s.counts[i]!;
-        values.push({ labels: { [this.labelName]: label, le: i < this.buckets.length ? this.buckets[i]! : "+Inf" }, value: cumulative, metricName: `${this.name}_bucket` });
+        values.push({ labels: { le: i < this.buckets.length ? this.buckets[i]! : "+Inf", [this.labelName]: label }, value: cumulative, metricName: `${this.name}_bucket` });
       }
       values.push({ labels: { [this.labelName]: label }, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: { [this.labelName]: label }, value: s.count, metricName: `${this.name}_count` });
