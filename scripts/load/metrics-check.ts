@@ -154,7 +154,7 @@ export function formatCheck(m: MetricsCheck): string {
     `  ${"metric".padEnd(w)}  ${"load.ts".padStart(8)}  ${"metrics".padStart(8)}  ok`,
     ...m.rows.map((r) => `  ${r.metric.padEnd(w)}  ${String(r.load).padStart(8)}  ${String(r.metrics).padStart(8)}  ${r.ok ? "yes" : "NO"}`),
     ...m.problems.map((p) => `  ! ${p}`),
-    `metrics check: ${m.ok ? "ok" : "MISMATCH"} (settled ${m.waited_ms} ms after the first re-read)`,
+    m.ok ? `metrics check: ok (agreed ${m.waited_ms} ms after the first re-read)` : `metrics check: MISMATCH (re-read for ${m.waited_ms} ms)`,
   ];
   return lines.join("\n");
 }
