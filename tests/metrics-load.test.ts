@@ -2,8 +2,8 @@
 // `bun scripts/load.ts --metrics <api>,<worker>,... --json` as a subprocess against an api.ts and two
 // worker.ts (each its own WORKER_METRICS_PORT, METRICS_TOKEN on all three). load.ts scrapes before
 // its first POST and after its last result and compares the deltas with its own counts. Then the
-// check must catch a mismatch (the workers left out: their finished tasks uncounted), and refuse
-// bad --metrics options before sending anything.
+// check must catch a mismatch (the workers left out: their finished tasks uncounted), count refused
+// POSTs right, and refuse bad --metrics options before sending anything.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { parsePromText, sumOf } from "../scripts/load/prom-text.ts";
@@ -18,6 +18,8 @@ let ns: TestNamespace;
 let env: Record<string, string>;
 let apiMetrics: string;
 let workerMetrics: string[];
+/** a second API (no worker scraped with it) for a run beside another */
+let api2: string;
 
 beforeAll(async () => {
   ns = await createNamespace();
@@ -27,8 +29,12 @@ beforeAll(async () => {
   const ports = [freePort(), freePort()];
   workerMetrics = ports.map((p) => `http://127.0.0.1:${p}/metrics`);
   const api = new Service("api.ts", env);
+  const api2Port = freePort();
+  api2 = `http://127.0.0.1:${api2Port}`;
+  const second = new Service("api.ts", { ...env, API_PORT: String(api2Port) });
   const workers = ports.map((p) => new Service("worker.ts", { ...env, WORKER_METRICS_PORT: String(p) }));
   await api.waitForLog("api listening");
+  await second.waitForLog("api listening");
   for (const w of workers) {
     await w.waitForLog("worker metrics listening");
     await w.waitForLog("worker running");
@@ -131,10 +137,16 @@ describe("scripts/load.ts --metrics", () => {
     for (const w of workerMetrics) expect(row(s, "agent_tasks_submitted_total").by_url[w]).toBe(0);
   }, 90_000);
 
-  test("a mismatch is caught: the workers left out of --metrics, their finished tasks go uncounted: exit 1", async () => {
+  // Two runs at once, each against its own API process, so neither's counters see the other's POSTs:
+  // a mismatch caught on the first API, refusals counted right on the second.
+  test("a mismatch is caught (the workers left out: exit 1); refusals (content over MAX_CONTENT_BYTES) agree on a second API", async () => {
     const n = 30;
-    const { summary: s, code } = await loadJson(["--tasks", String(n), "--concurrency", "8", "--timeout", "60", "--metrics", apiMetrics, "--metrics-wait", "2"]);
-    expect(code).toBe(1);
+    const [mismatch, refused] = await Promise.all([
+      loadJson(["--tasks", String(n), "--concurrency", "8", "--timeout", "60", "--metrics", apiMetrics, "--metrics-wait", "2"]),
+      loadJson(["--api", api2, "--tasks", String(n), "--concurrency", "8", "--content-bytes", "40000", "--metrics", `${api2}/metrics`]),
+    ]);
+    let s = mismatch.summary;
+    expect(mismatch.code, mismatch.stderr).toBe(1);
     expect(s.done).toBe(n);
     expect(s.lost).toBe(0);
     expect(s.metrics_check.ok).toBe(false);
@@ -142,5 +154,14 @@ describe("scripts/load.ts --metrics", () => {
     expect(row(s, "agent_tasks_accepted_total")).toMatchObject({ load: n, metrics: n, ok: true });
     expect(row(s, DONE)).toMatchObject({ load: n, metrics: 0, ok: false });
     expect(s.metrics_check.problems.join("\n")).toContain("give every worker's /metrics URL");
+
+    // Every POST refused: the API counts a refusal after answering it (its reason read from the body).
+    s = refused.summary;
+    expect(refused.code, refused.stderr).toBe(0);
+    expect(s.accepted).toBe(0);
+    expect(s.metrics_check.ok).toBe(true);
+    expect(row(s, "agent_tasks_submitted_total")).toMatchObject({ load: n, metrics: n, ok: true });
+    expect(row(s, "agent_tasks_accepted_total")).toMatchObject({ load: 0, metrics: 0, ok: true });
+    expect(row(s, "agent_tasks_rejected_total (all reasons)")).toMatchObject({ load: n, metrics: n, ok: true });
   }, 60_000);
 });
