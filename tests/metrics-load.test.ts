@@ -6,6 +6,7 @@
 // POSTs right, and refuse bad --metrics options before sending anything.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import { MetricsProbe } from "../scripts/load/metrics-check.ts";
 import { parsePromText, sumOf } from "../scripts/load/prom-text.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll } from "./support/processes.ts";
@@ -92,6 +93,49 @@ describe("scripts/load.ts --metrics", () => {
     expect(sumOf(s, "agent_tasks_finished_total", { status: "done" })).toBe(7);
     expect(sumOf(s, "agent_tasks_rejected_total")).toBe(0);
     expect(() => parsePromText("this is not { prometheus")).toThrow();
+  });
+
+  test("the counts are re-read until they agree (a worker counts just after publishing), or until the deadline", async () => {
+    // An endpoint whose finished counter moves only on later scrapes, as a worker's may: the loop's
+    // own logic, in process. The real processes are the tests below.
+    const values = [0, 1, 1, 3]; // the first scrape is the before-scrape
+    let scrapes = 0;
+    let auth = "";
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      fetch(req) {
+        auth = req.headers.get("authorization") ?? "";
+        const v = values[Math.min(scrapes++, values.length - 1)];
+        return new Response(`# TYPE agent_tasks_finished_total counter\nagent_tasks_finished_total{status="done"} ${v}\n`);
+      },
+    });
+    try {
+      const url = `http://127.0.0.1:${server.port}/metrics`;
+      const counts = { submitted: 0, accepted: 0, rejected: 0, done: 3, failed: 0 };
+      const probe = new MetricsProbe([url], "tok", 5_000);
+      await probe.before();
+      const ok = await probe.after(counts);
+      expect(auth).toBe("Bearer tok");
+      expect(scrapes).toBe(4);
+      expect(ok.ok).toBe(true);
+      expect(ok.rows.find((r) => r.metric.includes("done"))).toMatchObject({ load: 3, metrics: 3, ok: true });
+      // Never agreeing: a mismatch once the deadline passed, not before.
+      scrapes = 0;
+      const late = new MetricsProbe([url], undefined, 600);
+      await late.before();
+      const bad = await late.after({ ...counts, done: 4 });
+      expect(bad.ok).toBe(false);
+      expect(bad.waited_ms).toBeGreaterThanOrEqual(600);
+      // A counter that went down: its process restarted during the run.
+      values.splice(0, values.length, 5, 2);
+      scrapes = 0;
+      const restarted = new MetricsProbe([url], undefined, 0);
+      await restarted.before();
+      expect((await restarted.after({ ...counts, done: 0 })).problems.join()).toContain("went down");
+    } finally {
+      server.stop(true);
+    }
   });
 
   test("bad --metrics options exit 2, naming the option, before anything is sent", async () => {

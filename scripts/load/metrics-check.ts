@@ -34,7 +34,7 @@ export interface MetricsCheck {
   ok: boolean;
   rows: CheckRow[];
   urls: string[];
-  /** from the first scrape after the results until the counts agreed (or the deadline) */
+  /** from the last result (the first re-read) until the counts agreed, or the deadline */
   waited_ms: number;
   /** scrapes that failed at the end, counters that went down (a restart), a missing worker */
   problems: string[];
@@ -154,7 +154,7 @@ export function formatCheck(m: MetricsCheck): string {
     `  ${"metric".padEnd(w)}  ${"load.ts".padStart(8)}  ${"metrics".padStart(8)}  ok`,
     ...m.rows.map((r) => `  ${r.metric.padEnd(w)}  ${String(r.load).padStart(8)}  ${String(r.metrics).padStart(8)}  ${r.ok ? "yes" : "NO"}`),
     ...m.problems.map((p) => `  ! ${p}`),
-    m.ok ? `metrics check: ok (agreed ${m.waited_ms} ms after the first re-read)` : `metrics check: MISMATCH (re-read for ${m.waited_ms} ms)`,
+    m.ok ? `metrics check: ok (agreed within ${m.waited_ms} ms of the last result)` : `metrics check: MISMATCH (re-read for ${m.waited_ms} ms after the last result)`,
   ];
   return lines.join("\n");
 }
