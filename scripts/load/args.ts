@@ -21,6 +21,10 @@ export interface LoadOptions {
   queues: number;
   /** processes whose RSS is sampled during the run */
   watchPids: number[];
+  /** /metrics URLs (the API's, each worker's) whose counts are compared with the run's (http mode) */
+  metrics: string[];
+  /** seconds the --metrics counts may take to agree after the last result */
+  metricsWaitS: number;
 }
 
 export const USAGE = `usage: bun scripts/load.ts [options]
@@ -35,8 +39,18 @@ export const USAGE = `usage: bun scripts/load.ts [options]
   --verify N             finished tasks checked with GET /tasks/:id (http, default 20)
   --queues Q             queues of the temporary topic (mq, default MQ_QUEUES)
   --watch-pid PID        sample this process's RSS during the run (repeatable), e.g. the worker's
+  --metrics URL[,URL...] the API's and EVERY worker's /metrics URL (repeatable or comma list; http mode
+                         only): scraped before the first POST and after the last result; the deltas of
+                         agent_tasks_{submitted,accepted,rejected}_total and finished_total{status=done|failed},
+                         summed over the URLs, must equal load.ts's counts (exit 1 if not). Sends
+                         Authorization: Bearer $METRICS_TOKEN when set. The system must carry no other
+                         traffic. (mq mode sends to a temporary topic no worker reads: nothing to compare.)
+  --metrics-wait S       seconds the counts may take to agree after the last result, re-read until
+                         then (default 10: a worker counts a task just after publishing its result)
   --json                 print one JSON summary on stdout and nothing else there
-Environment: the same variables as api.ts/worker.ts (lib/config.ts): MQ_TOPIC_RESULT, MQ_NAMESRV, ...`;
+Environment: the same variables as api.ts/worker.ts (lib/config.ts): MQ_TOPIC_RESULT, MQ_NAMESRV, ...
+Exit: 0 all results in (and the metrics agree), 1 a task lost, GET /tasks/:id disagrees or the metrics
+differ, 2 a bad option (an unreachable --metrics URL included: checked before anything is sent).`;
 
 export class ArgsError extends Error {
   override name = "ArgsError";
@@ -66,6 +80,8 @@ export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queue
         verify: { type: "string" },
         queues: { type: "string" },
         "watch-pid": { type: "string", multiple: true },
+        metrics: { type: "string", multiple: true },
+        "metrics-wait": { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -91,6 +107,9 @@ export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queue
   } catch {
     throw new ArgsError(`--api must be a URL, got ${JSON.stringify(values.api)}`);
   }
+  const metrics = metricsUrls(values.metrics ?? []);
+  if (metrics.length && mode === "mq")
+    throw new ArgsError("--metrics applies to http mode only: mq mode sends to a temporary topic that no worker reads, so no task count of the fleet moves");
   return {
     mode,
     tasks: int("tasks", values.tasks, 1000, 1),
@@ -104,5 +123,25 @@ export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queue
     verify: int("verify", values.verify, 20, 0, 10_000),
     queues: int("queues", values.queues, defaults.queues, 1, 1024),
     watchPids: (values["watch-pid"] ?? []).map((v) => int("watch-pid", v, 0, 1)),
+    metrics,
+    metricsWaitS: int("metrics-wait", values["metrics-wait"], 10, 0, 3600),
   };
+}
+
+/** `--metrics a,b --metrics c`: http(s) URLs, each once (a URL given twice would count its process twice). */
+function metricsUrls(values: string[]): string[] {
+  const urls = values.flatMap((v) => v.split(",")).map((u) => u.trim());
+  for (const u of urls) {
+    let url: URL | undefined;
+    try {
+      url = new URL(u);
+    } catch {
+      /* below */
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:"))
+      throw new ArgsError(`--metrics must be http(s) URLs of /metrics, comma-separated, got ${JSON.stringify(u)}`);
+  }
+  const dup = urls.find((u, i) => urls.indexOf(u) !== i);
+  if (dup) throw new ArgsError(`--metrics lists ${JSON.stringify(dup)} twice: its counts would be summed twice`);
+  return urls;
 }

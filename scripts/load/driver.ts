@@ -8,9 +8,17 @@ import type { Tracker } from "./tracker.ts";
 
 /**
  * A run's middle, the same in both modes: submit every task at the chosen pace with live progress,
- * wait for the results (or the timeout), then stop the progress line and the receiver.
+ * wait for the results (or the timeout), run `afterResults` (load.ts --metrics: read the counters
+ * as soon as the last result is in, not after the receiver's close), then stop the progress line and
+ * the receiver.
  */
-export async function runAndWait(t: Tracker, o: LoadOptions, receiver: Receiver, submit: (i: number) => Promise<void>) {
+export async function runAndWait(
+  t: Tracker,
+  o: LoadOptions,
+  receiver: Receiver,
+  submit: (i: number) => Promise<void>,
+  afterResults?: () => Promise<unknown>,
+) {
   const progress = startProgress(t, o.tasks, !o.json && Boolean(process.stderr.isTTY));
   try {
     t.start();
@@ -22,6 +30,7 @@ export async function runAndWait(t: Tracker, o: LoadOptions, receiver: Receiver,
     await t.waitForResults(o.timeoutS * 1000);
     t.end();
     cpuRun.window?.end();
+    await afterResults?.();
   } finally {
     progress.stop();
     await receiver.close();

@@ -9,7 +9,8 @@ import { INVISIBLE_MS, startReceiver, type Receiver } from "./receiver.ts";
 import { Tracker, type Summary, type Verification } from "./tracker.ts";
 import { acceptedTaskId, resultOutcome } from "./wire.ts";
 
-export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
+/** `afterResults`: runs once every result is in (or the timeout passed), before the receiver closes. */
+export async function runHttp(cfg: Config, o: LoadOptions, afterResults?: (t: Tracker) => Promise<unknown>): Promise<Summary> {
   const admin = adminFor(cfg);
   const group = `${runId()}_res`;
   const content = "x".repeat(o.contentBytes);
@@ -49,7 +50,7 @@ export async function runHttp(cfg: Config, o: LoadOptions): Promise<Summary> {
       } catch {
         t.reject("error");
       }
-    });
+    }, afterResults && (() => afterResults(t)));
     const verify = await verifySample(o, t);
     if (!o.json && process.stderr.isTTY) process.stderr.write("removing the run's consumer group (waits for the broker's checkpoints)...\n");
     const after = await maxOffsets(admin, cfg, cfg.MQ_TOPIC_REQUEST).catch(() => []);
