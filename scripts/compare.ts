@@ -51,6 +51,11 @@ if (a.help) {
   console.log(USAGE);
   process.exit(0);
 }
+// `peer` is the older spelling of `bullmq`, still accepted.
+if (a.only !== undefined && !["ours", "bullmq", "peer"].includes(a.only)) {
+  console.error(`--only: ours or bullmq, got ${JSON.stringify(a.only)}\n${USAGE}`);
+  process.exit(2);
+}
 const opt = {
   tasks: Number(a.tasks),
   concurrency: Number(a.concurrency),
@@ -261,7 +266,7 @@ async function main() {
   mkdirSync(logs, { recursive: true });
   const results: Side[] = [];
   for (let i = 0; i < opt.rounds; i++) {
-    if (a.only !== "peer") {
+    if (a.only !== "bullmq" && a.only !== "peer") {
       say(`compare: ours, ${opt.tasks} tasks, ${opt.concurrency} in flight, agent ${opt.agentMs} ms (round ${i + 1})...`);
       results.push(await ours(cfg, logs));
     }
