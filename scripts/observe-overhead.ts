@@ -215,6 +215,9 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
       submit_per_s: s.submit_per_s as number,
       e2e_p50_ms: s.e2e_ms.p50 as number,
       e2e_p99_ms: s.e2e_ms.p99 as number,
+      // The measured window (first submit to last result): the dashboard costs per second, not per
+      // task, so a window of a few seconds holds only one or two polls per page.
+      window_s: s.cpu?.window_s as number | undefined,
       cpu_ms_per_task: {
         api: apiMs,
         worker: workerMs,
