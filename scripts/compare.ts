@@ -6,17 +6,15 @@
 // comes from /proc (scripts/load/cpu.ts). Ours runs in a namespace of its own (topics, group, key
 // prefix), removed afterwards, on the servers named by the environment (REDIS_URL, MQ_ENDPOINT,
 // MQ_NAMESRV); the peer uses the same Redis. docs/performance.md.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createClient } from "redis";
-import { loadConfig, mqCredentials, parseConfig, type Config } from "../lib/config.ts";
-import { deprovision, provision, specFromConfig } from "../lib/provision.ts";
-import { Admin } from "../lib/rocketmq/admin.ts";
+import { loadConfig, type Config } from "../lib/config.ts";
 import { CpuWindow, pidListeningOn, type CpuFigures } from "./load/cpu.ts";
+import { deleteKeys, freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
 
 const ROOT = join(import.meta.dir, "..");
 // ../shared beside the checkout (a git worktree sits one level deeper); PEER_BULLMQ_DIR wins.
@@ -52,6 +50,11 @@ const a = parseOptions();
 if (a.help) {
   console.log(USAGE);
   process.exit(0);
+}
+// `peer` is the older spelling of `bullmq`, still accepted.
+if (a.only !== undefined && !["ours", "bullmq", "peer"].includes(a.only)) {
+  console.error(`--only: ours or bullmq, got ${JSON.stringify(a.only)}\n${USAGE}`);
+  process.exit(2);
 }
 const opt = {
   tasks: Number(a.tasks),
@@ -100,37 +103,6 @@ function side(system: Side["system"], s: any, cpu: CpuFigures, workerPeakMib: nu
 
 const say = (s: string) => a.json || console.error(s);
 
-function freePort(): number {
-  const s = Bun.serve({ port: 0, fetch: () => new Response() });
-  const port = s.port!;
-  s.stop(true);
-  return port;
-}
-
-function start(cmd: string[], cwd: string, env: Record<string, string>, log: string): ChildProcess {
-  const fd = openSync(log, "w");
-  return spawn(cmd[0]!, cmd.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
-}
-
-async function stop(p: ChildProcess) {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  const t = setTimeout(() => p.kill("SIGKILL"), 30_000);
-  await exited;
-  clearTimeout(t);
-}
-
-async function waitHttp(url: string, p: ChildProcess, what: string) {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (p.exitCode !== null) throw new Error(`${what} exited (${p.exitCode}) before it was ready`);
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await Bun.sleep(200);
-  }
-  throw new Error(`${what} not ready within 60 s (${url})`);
-}
-
 /** Runs a command to its end; returns stdout (and, with `cpu`, sets cpu.ms to the command's CPU time). */
 async function run(cmd: string[], cwd: string, env: Record<string, string>, onSpawn?: () => void, cpu?: { ms: number }) {
   const p = Bun.spawn(cmd, { cwd, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
@@ -147,25 +119,20 @@ const lastJson = (out: string) => JSON.parse(out.trim().split("\n").pop()!);
 // ------------------------------------------------------------------------------------------ ours
 
 async function ours(cfg: Config, logs: string): Promise<Side> {
-  const id = `cmp${randomBytes(3).toString("hex")}`;
+  const ns = namespace(cfg, "cmp", "compare");
+  const id = ns.id;
   const env: Record<string, string> = {
-    MQ_TOPIC_REQUEST: `${id}_req`,
-    MQ_TOPIC_RESULT: `${id}_res`,
-    MQ_GROUP_AGENT: `${id}_grp`,
-    REDIS_PREFIX: `${id}:`,
+    ...ns.env,
     AGENT_DELAY_MS: String(opt.agentMs),
     WORKER_CONCURRENCY: String(opt.workerConcurrency),
     API_HOST: "127.0.0.1",
     API_PORT: String(freePort()),
     LOG_FORMAT: "json",
   };
-  const nsCfg = parseConfig({ ...process.env, ...env });
-  const admin = new Admin({ namesrv: cfg.MQ_NAMESRV, cluster: cfg.MQ_CLUSTER, timeoutMs: cfg.MQ_REQUEST_TIMEOUT_MS, credentials: mqCredentials(cfg) });
-  const spec = specFromConfig(nsCfg, { queues: cfg.MQ_QUEUES });
   const api = `http://127.0.0.1:${env.API_PORT}`;
   const procs: ChildProcess[] = [];
   try {
-    await provision(admin, spec);
+    await ns.provision();
     const worker = start(["bun", "worker.ts"], ROOT, env, join(logs, `${id}.worker.log`));
     procs.push(worker, start(["bun", "api.ts"], ROOT, env, join(logs, `${id}.api.log`)));
     await waitHttp(`${api}/readyz`, procs[1]!, "our API");
@@ -177,9 +144,7 @@ async function ours(cfg: Config, logs: string): Promise<Side> {
     return side("ours", s, cpu, s.rss?.[String(worker.pid)]?.peak_mib, names);
   } finally {
     for (const p of procs) await stop(p);
-    await deprovision(admin, spec).catch((e) => console.error(`compare: could not remove ${id}'s topics: ${e}`));
-    admin.close();
-    await deleteKeys(cfg, `${id}:*`);
+    await ns.remove();
   }
 }
 
@@ -249,7 +214,7 @@ async function peer(cfg: Config, logs: string): Promise<Side> {
     return side("bullmq", s, cpu, peaks[worker.pid!]);
   } finally {
     for (const p of procs) await stop(p);
-    await deleteKeys(cfg, `bull:${id}:*`, `${id}Res`);
+    await deleteKeys(cfg, "compare", [`bull:${id}:*`], [`${id}Res`]);
   }
 }
 
@@ -271,24 +236,6 @@ const readFileSafe = (f: string) => {
     return "";
   }
 };
-
-async function deleteKeys(cfg: Config, pattern: string, ...keys: string[]) {
-  const url = cfg.REDIS_URL ?? `redis://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}`;
-  const c = createClient({ url, password: cfg.REDIS_PASSWORD });
-  c.on("error", () => {});
-  try {
-    await c.connect();
-    for await (const batch of c.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
-      const ks = (Array.isArray(batch) ? batch : [batch]) as string[];
-      if (ks.length) await c.unlink(ks);
-    }
-    if (keys.length) await c.unlink(keys);
-  } catch (e) {
-    console.error(`compare: could not delete ${pattern}: ${e}`);
-  } finally {
-    await c.quit().catch(() => {});
-  }
-}
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -319,7 +266,7 @@ async function main() {
   mkdirSync(logs, { recursive: true });
   const results: Side[] = [];
   for (let i = 0; i < opt.rounds; i++) {
-    if (a.only !== "peer") {
+    if (a.only !== "bullmq" && a.only !== "peer") {
       say(`compare: ours, ${opt.tasks} tasks, ${opt.concurrency} in flight, agent ${opt.agentMs} ms (round ${i + 1})...`);
       results.push(await ours(cfg, logs));
     }

@@ -1,174 +1,356 @@
-// `bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 2]
-//                                  [--modes off,metrics,tracing,tracing:0.1] [--json]`
-// What metrics and tracing cost end to end (docs/observability.md, "Overhead"): the same load
-// (scripts/load.ts, http mode, the demo agent with 0 ms) through a fresh API and worker with
-//   off:     METRICS_ENABLED=false, no tracing
-//   metrics: metrics on in the API and the worker (WORKER_METRICS_PORT), both scraped every 5 s
-//   tracing: spans of every task exported over OTLP/HTTP to a receiver in this process
-//   tracing:R: the same with OTEL_TRACES_SAMPLER_ARG=R (a share R of the traces recorded)
-// in turn, `--rounds` times (interleaved, so a change of the box's load hits all three alike). Each
-// configuration runs in a namespace of its own (topics, group, key prefix), removed afterwards, on the
-// servers named by the environment (REDIS_URL, MQ_ENDPOINT, MQ_NAMESRV: `source` the stack's env).
-import { spawn, type ChildProcess } from "node:child_process";
+// `bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
+//        [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--json]`
+// What metrics, tracing and the dashboard cost end to end (docs/observability.md, "Overhead"): the
+// same load (scripts/load.ts, http mode, the demo agent) through a fresh API and worker with
+//   off:         METRICS_ENABLED=false, no tracing, no ADMIN_TOKEN (workers still run their
+//                lib/ops/recorder.ts, which is always on: it is part of `off`)
+//   metrics:     metrics on in the API and the worker (WORKER_METRICS_PORT), both scraped every 5 s
+//   tracing:     spans of every task exported over OTLP/HTTP to a light sink in this process
+//                (scripts/load/span-sink.ts: counts spans, keeps none)
+//   tracing:R:   the same with OTEL_TRACES_SAMPLER_ARG=R (a share R of the traces recorded)
+//   dashboard:N: ADMIN_TOKEN set and N open pages (default 1), each polling /dashboard/data every 2 s
+//                as the page's script does (after one GET /dashboard); metrics and tracing off
+// `--rounds` times, every mode once per round; round r starts at mode r mod k (rotated), so no mode
+// always runs first. Per mode: the median and the mean of done/s and of CPU ms per task (API +
+// worker); the cost against `off` from the medians. Each run gets a namespace of its own (topics,
+// group, key prefix), removed afterwards, on the servers named by the environment (REDIS_URL,
+// MQ_ENDPOINT, MQ_NAMESRV: `source` the stack's env).
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { openSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createClient } from "redis";
-import { loadConfig, mqCredentials, parseConfig } from "../lib/config.ts";
-import { deprovision, provision, specFromConfig } from "../lib/provision.ts";
-import { Admin } from "../lib/rocketmq/admin.ts";
-import { otlpReceiver } from "../tests/support/otlp-receiver.ts";
+import { loadConfig, type Config } from "../lib/config.ts";
+import { freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
+import { spanSink } from "./load/span-sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const { values: a } = parseArgs({
-  options: {
-    tasks: { type: "string", default: "3000" },
-    concurrency: { type: "string", default: "32" },
-    warmup: { type: "string", default: "500" },
-    rounds: { type: "string", default: "2" },
-    modes: { type: "string", default: "off,metrics,tracing" },
-    json: { type: "boolean", default: false },
-  },
-});
-const opt = { tasks: Number(a.tasks), concurrency: Number(a.concurrency), warmup: Number(a.warmup), rounds: Number(a.rounds) };
+const USAGE = `usage: bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
+         [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--json]
+modes: off, metrics, tracing, tracing:<ratio 0..1>, dashboard, dashboard:<open pages>`;
+
+function parseOptions() {
+  try {
+    return parseArgs({
+      options: {
+        tasks: { type: "string", default: "3000" },
+        concurrency: { type: "string", default: "32" },
+        warmup: { type: "string", default: "500" },
+        rounds: { type: "string", default: "3" },
+        modes: { type: "string", default: "off,metrics,tracing,dashboard" },
+        "agent-ms": { type: "string", default: "0" },
+        "worker-concurrency": { type: "string", default: "64" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const a = parseOptions();
+if (a.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const opt = {
+  tasks: Number(a.tasks),
+  concurrency: Number(a.concurrency),
+  warmup: Number(a.warmup),
+  rounds: Number(a.rounds),
+  agentMs: Number(a["agent-ms"]),
+  workerConcurrency: Number(a["worker-concurrency"]),
+};
+const flag = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 for (const [k, v] of Object.entries(opt))
-  if (!Number.isInteger(v) || v < 0) {
-    console.error(`--${k}: a whole number >= 0 expected`);
+  if (!Number.isInteger(v) || v < 0 || ((k === "rounds" || k === "workerConcurrency") && v < 1)) {
+    console.error(`--${flag(k)}: a whole number >= ${k === "rounds" || k === "workerConcurrency" ? 1 : 0} expected\n${USAGE}`);
     process.exit(2);
   }
 
 type Mode = string;
 const modes = a.modes!.split(",").map((m) => m.trim()).filter(Boolean);
 for (const m of modes)
-  if (!/^(off|metrics|tracing(:(0(\.\d+)?|1))?)$/.test(m)) {
-    console.error(`--modes: off, metrics, tracing or tracing:<ratio 0..1>, got ${JSON.stringify(m)}`);
+  if (!/^(off|metrics|tracing(:(0(\.\d+)?|1(\.0*)?))?|dashboard(:[1-9]\d*)?)$/.test(m)) {
+    console.error(`--modes: off, metrics, tracing, tracing:<ratio 0..1>, dashboard or dashboard:<pages>, got ${JSON.stringify(m)}`);
     process.exit(2);
   }
+if (!modes.length || new Set(modes).size !== modes.length) {
+  console.error(`--modes: one or more modes, each once, got ${JSON.stringify(a.modes)}`);
+  process.exit(2);
+}
 const say = (s: string) => a.json || console.error(s);
-const freePort = () => {
-  const s = Bun.serve({ port: 0, fetch: () => new Response() });
-  const p = s.port!;
-  s.stop(true);
-  return p;
-};
 
-function start(entry: string, env: Record<string, string>, log: string): ChildProcess {
-  const fd = openSync(log, "w");
-  return spawn("bun", [entry], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", fd, fd] });
+/** Round r's order (r from 0): the modes rotated to start at r mod k. */
+const orderOf = (r: number) => [...modes.slice(r % modes.length), ...modes.slice(0, r % modes.length)];
+
+// ------------------------------------------------------------------------------------------ dashboard
+
+/** The page's poll period (lib/http/dashboard-page.ts's script: setInterval(poll, 2000)). */
+const POLL_MS = 2_000;
+
+/**
+ * `pages` open dashboards: each loads /dashboard once, then polls /dashboard/data every 2 s with the
+ * admin token, reading every body (what a browser receives; its parsing and drawing are its own cost,
+ * not the server's). The pages' starts are spread over one period, as pages opened at different times.
+ */
+function openPages(api: string, token: string, pages: number) {
+  const stats = { pages, page_loads: 0, polls: 0, failed: 0, bytes: 0, first_error: undefined as string | undefined };
+  const timeouts: ReturnType<typeof setTimeout>[] = [];
+  const intervals: ReturnType<typeof setInterval>[] = [];
+  let open = true;
+  const get = async (path: string, accept: string) => {
+    try {
+      const r = await fetch(`${api}${path}`, { headers: { authorization: `Bearer ${token}`, accept } });
+      const body = await r.text();
+      stats.bytes += body.length;
+      if (!r.ok && open) {
+        stats.failed++;
+        stats.first_error ??= `${path}: ${r.status} ${body.slice(0, 200)}`;
+      }
+      return r.ok;
+    } catch (e) {
+      if (open) {
+        stats.failed++;
+        stats.first_error ??= `${path}: ${e}`;
+      }
+      return false;
+    }
+  };
+  for (let i = 0; i < pages; i++)
+    timeouts.push(
+      setTimeout(() => {
+        void get("/dashboard", "text/html").then((ok) => ok && stats.page_loads++);
+        intervals.push(
+          setInterval(() => {
+            stats.polls++;
+            void get("/dashboard/data", "application/json");
+          }, POLL_MS),
+        );
+      }, Math.round((i * POLL_MS) / pages)),
+    );
+  return {
+    stats,
+    close() {
+      open = false;
+      for (const t of timeouts) clearTimeout(t);
+      for (const t of intervals) clearInterval(t);
+    },
+  };
 }
 
-async function stop(p: ChildProcess) {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  const t = setTimeout(() => p.kill("SIGKILL"), 30_000);
-  await exited;
-  clearTimeout(t);
-}
-
-async function waitHttp(url: string, p: ChildProcess) {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (p.exitCode !== null) throw new Error(`exited (${p.exitCode}) before ${url} answered`);
-    if (await fetch(url).then((r) => r.ok, () => false)) return;
-    await Bun.sleep(200);
-  }
-  throw new Error(`${url} did not answer within 60 s`);
-}
+// ------------------------------------------------------------------------------------------ one run
 
 async function load(env: Record<string, string>, api: string, tasks: number, verify: number, watch: number[] = []) {
   const args = ["scripts/load.ts", "--api", api, "--tasks", String(tasks), "--concurrency", String(opt.concurrency), "--verify", String(verify), "--json"];
   for (const pid of watch) args.push("--watch-pid", String(pid));
-  const p = Bun.spawn(["bun", ...args], {
-    cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe",
-  });
+  const p = Bun.spawn(["bun", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   if (!out.trim()) throw new Error(`load.ts failed (${code}): ${err.slice(-2000)}`);
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
-async function runOnce(mode: Mode, receiver: ReturnType<typeof otlpReceiver>) {
-  const cfg = loadConfig();
-  const id = `obs${randomBytes(3).toString("hex")}`;
+async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<typeof spanSink>) {
+  const ns = namespace(cfg, "obs", "observe-overhead");
   const metricsPort = freePort();
+  const pages = mode.startsWith("dashboard") ? Number(mode.split(":")[1] ?? "1") : 0;
+  const token = randomBytes(24).toString("hex");
+  // What the API, the worker and load.ts share; the mode's own variables go to the API and worker only.
+  const base: Record<string, string> = {
+    ...ns.env,
+    AGENT_DELAY_MS: String(opt.agentMs),
+    WORKER_CONCURRENCY: String(opt.workerConcurrency),
+    API_HOST: "127.0.0.1",
+    API_PORT: String(freePort()),
+    LOG_FORMAT: "json",
+  };
   const env: Record<string, string> = {
-    MQ_TOPIC_REQUEST: `${id}_req`, MQ_TOPIC_RESULT: `${id}_res`, MQ_GROUP_AGENT: `${id}_grp`, REDIS_PREFIX: `${id}:`,
-    AGENT_DELAY_MS: "0", API_HOST: "127.0.0.1", API_PORT: String(freePort()), LOG_FORMAT: "json",
+    ...base,
     METRICS_ENABLED: mode === "metrics" ? "true" : "false",
     ...(mode === "metrics" ? { WORKER_METRICS_PORT: String(metricsPort) } : {}),
-    ...(mode.startsWith("tracing") ? { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_TRACES_SAMPLER_ARG: mode.split(":")[1] ?? "1" } : {}),
+    ...(mode.startsWith("tracing") ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url, OTEL_TRACES_SAMPLER_ARG: mode.split(":")[1] ?? "1" } : {}),
+    ...(pages ? { ADMIN_TOKEN: token } : {}),
   };
-  const nsCfg = parseConfig({ ...process.env, ...env });
-  const admin = new Admin({ namesrv: cfg.MQ_NAMESRV, cluster: cfg.MQ_CLUSTER, timeoutMs: cfg.MQ_REQUEST_TIMEOUT_MS, credentials: mqCredentials(cfg) });
-  const spec = specFromConfig(nsCfg, { queues: cfg.MQ_QUEUES });
-  const api = `http://127.0.0.1:${env.API_PORT}`;
+  const api = `http://127.0.0.1:${base.API_PORT}`;
   const procs: ChildProcess[] = [];
   let scraper: ReturnType<typeof setInterval> | undefined;
+  let dashboard: ReturnType<typeof openPages> | undefined;
+  const spansAtStart = sink.spans;
   try {
-    await provision(admin, spec);
-    procs.push(start("worker.ts", env, join(tmpdir(), `${id}.worker.log`)), start("api.ts", env, join(tmpdir(), `${id}.api.log`)));
-    await waitHttp(`${api}/readyz`, procs[1]!);
+    await ns.provision();
+    procs.push(
+      start(["bun", "worker.ts"], ROOT, env, join(tmpdir(), `${ns.id}.worker.log`)),
+      start(["bun", "api.ts"], ROOT, env, join(tmpdir(), `${ns.id}.api.log`)),
+    );
+    await waitHttp(`${api}/readyz`, procs[1]!, "the API");
     if (mode === "metrics") {
       // A Prometheus server's scrapes, every 5 s, of both processes (the API's includes the consumer lag).
       const scrape = () => Promise.all([fetch(`${api}/metrics`), fetch(`http://127.0.0.1:${metricsPort}/metrics`)].map((p) => p.then((r) => r.text(), () => "")));
       scraper = setInterval(() => void scrape(), 5_000);
     }
-    if (opt.warmup) await load(env, api, opt.warmup, 0);
-    const spansBefore = receiver.spans.length;
+    if (pages) dashboard = openPages(api, token, pages);
+    if (opt.warmup) await load(base, api, opt.warmup, 0);
+    const spansBefore = sink.spans;
     const worker = procs[0]!.pid!;
-    const s = await load(env, api, opt.tasks, 20, [worker]);
+    const s = await load(base, api, opt.tasks, 20, [worker]);
+    const spansReceived = sink.spans - spansBefore;
     // CPU per task of the API and the worker (from /proc, scripts/load/cpu.ts): what the box's
-    // other tenants change least, where throughput on a shared box moves with their load.
+    // other tenants change least, where throughput on a shared box moves with their load. Redis's and
+    // the broker's are given beside (the dashboard's reads land there), not in `both`.
     const cpuOf = (name: string) => (s.cpu?.processes as { name: string; ms_per_task: number }[] | undefined)?.find((p) => p.name === name)?.ms_per_task;
     const apiMs = cpuOf("api");
     const workerMs = cpuOf(`watched ${worker}`);
+    const loadAvg = Number(loadavg()[0]!.toFixed(2));
+    // Stopped here (the finally below finds them stopped), so that the spans the exporters flush at
+    // shutdown are in: at ratio 1, spans_total should be 7 x (warm-up + tasks), none dropped.
+    clearInterval(scraper);
+    dashboard?.close();
+    for (const p of procs) await stop(p);
+    const spansTotal = sink.spans - spansAtStart;
     return {
-      mode, done_per_s: s.done_per_s, submit_per_s: s.submit_per_s, e2e_p50_ms: s.e2e_ms.p50, e2e_p99_ms: s.e2e_ms.p99,
-      cpu_ms_per_task: { api: apiMs, worker: workerMs, both: apiMs !== undefined && workerMs !== undefined ? Number((apiMs + workerMs).toFixed(3)) : undefined },
-      worker_rss_peak_mib: s.rss?.[String(worker)]?.peak_mib,
-      done: s.done, lost: s.lost, load_avg_1m: Number(loadavg()[0]!.toFixed(2)),
-      ...(mode.startsWith("tracing") ? { spans_received: receiver.spans.length - spansBefore } : {}),
+      mode,
+      round,
+      done_per_s: s.done_per_s as number,
+      submit_per_s: s.submit_per_s as number,
+      e2e_p50_ms: s.e2e_ms.p50 as number,
+      e2e_p99_ms: s.e2e_ms.p99 as number,
+      // The measured window (first submit to last result): the dashboard costs per second, not per
+      // task, so a window of a few seconds holds only one or two polls per page.
+      window_s: s.cpu?.window_s as number | undefined,
+      cpu_ms_per_task: {
+        api: apiMs,
+        worker: workerMs,
+        both: apiMs !== undefined && workerMs !== undefined ? Number((apiMs + workerMs).toFixed(3)) : undefined,
+        redis: cpuOf("redis"),
+        broker: cpuOf("rocketmq proxy+broker"),
+        box: s.cpu?.box?.ms_per_task as number | undefined,
+      },
+      worker_rss_peak_mib: s.rss?.[String(worker)]?.peak_mib as number | undefined,
+      done: s.done as number,
+      lost: s.lost as number,
+      load_avg_1m: loadAvg,
+      ...(mode.startsWith("tracing") ? { spans_received: spansReceived, spans_total: spansTotal } : {}),
+      ...(dashboard ? { dashboard: { ...dashboard.stats } } : {}),
     };
   } finally {
     clearInterval(scraper);
+    dashboard?.close();
     for (const p of procs) await stop(p);
-    await deprovision(admin, spec).catch((e) => console.error(`could not remove ${id}'s topics: ${e}`));
-    admin.close();
-    const redis = createClient({ url: cfg.REDIS_URL ?? `redis://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}` });
-    await redis.connect();
-    for (const pattern of [`${id}:*`, `{${id}:*`])
-      for await (const keys of redis.scanIterator({ MATCH: pattern, COUNT: 1000 })) if (keys.length) await redis.unlink(keys);
-    await redis.quit();
+    await ns.remove();
   }
 }
 
-const receiver = otlpReceiver();
-const rows: Awaited<ReturnType<typeof runOnce>>[] = [];
-for (let r = 1; r <= opt.rounds; r++)
-  for (const mode of modes) {
-    say(`round ${r}: ${mode} ...`);
-    const row = await runOnce(mode, receiver);
-    rows.push(row);
-    say(`  ${JSON.stringify(row)}`);
+// ------------------------------------------------------------------------------------------ main
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((x, y) => x - y);
+  if (!s.length) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const mean = (xs: number[]) => {
+  const s = xs.filter((x) => Number.isFinite(x));
+  return s.length ? s.reduce((t, x) => t + x, 0) / s.length : NaN;
+};
+const fixed = (x: number, d: number) => (Number.isFinite(x) ? Number(x.toFixed(d)) : null);
+
+async function main() {
+  const cfg = loadConfig();
+  const sink = spanSink();
+  type Row = Awaited<ReturnType<typeof runOnce>>;
+  const rows: Row[] = [];
+  const order: string[][] = [];
+  try {
+    for (let r = 0; r < opt.rounds; r++) {
+      order.push(orderOf(r));
+      for (const mode of orderOf(r)) {
+        say(`round ${r + 1}: ${mode} ...`);
+        const row = await runOnce(cfg, mode, r + 1, sink);
+        rows.push(row);
+        say(`  ${JSON.stringify(row)}`);
+        if (row.dashboard?.failed) say(`  dashboard: ${row.dashboard.failed} requests failed, first: ${row.dashboard.first_error}`);
+      }
+    }
+  } finally {
+    sink.stop();
   }
-receiver.stop();
-// The receiver kept every span in memory: drop them before printing.
-receiver.spans.length = 0;
-const mean = (m: Mode, f: (r: (typeof rows)[number]) => number = (r) => r.done_per_s) => {
-  const xs = rows.filter((x) => x.mode === m).map(f);
-  return xs.reduce((s, x) => s + x, 0) / xs.length;
-};
-const cpu = (r: (typeof rows)[number]) => r.cpu_ms_per_task.both ?? NaN;
-const summary = {
-  tasks: opt.tasks, concurrency: opt.concurrency, rounds: opt.rounds, runs: rows,
-  mean_done_per_s: Object.fromEntries(modes.map((m) => [m, mean(m)])),
-  mean_cpu_ms_per_task: Object.fromEntries(modes.map((m) => [m, Number(mean(m, cpu).toFixed(3))])),
-  // Throughput lost, and CPU per task added, against `off`.
-  cost_pct: Object.fromEntries(modes.filter((m) => m !== "off").map((m) => [m, Number(((1 - mean(m) / mean("off")) * 100).toFixed(1))])),
-  cpu_cost_pct: Object.fromEntries(modes.filter((m) => m !== "off").map((m) => [m, Number(((mean(m, cpu) / mean("off", cpu) - 1) * 100).toFixed(1))])),
-};
-if (a.json) console.log(JSON.stringify(summary));
-else console.log(JSON.stringify(summary, null, 2));
-process.exit(0);
+  if (sink.problems.length) console.error(`span sink: ${sink.problems.join("; ")}`);
+
+  const of = (m: Mode, f: (r: Row) => number) => rows.filter((x) => x.mode === m).map(f);
+  const done = (r: Row) => r.done_per_s;
+  const cpu = (r: Row) => r.cpu_ms_per_task.both ?? NaN;
+  const per = (f: (m: Mode) => number | null) => Object.fromEntries(modes.map((m) => [m, f(m)]));
+  const vsOff = (f: (m: Mode) => number) => Object.fromEntries(modes.filter((m) => m !== "off").map((m) => [m, fixed(f(m), 1)]));
+  const medDone = (m: Mode) => median(of(m, done));
+  const medCpu = (m: Mode) => median(of(m, cpu));
+  const meanDone = (m: Mode) => mean(of(m, done));
+  const meanCpu = (m: Mode) => mean(of(m, cpu));
+  const summary = {
+    tasks: opt.tasks,
+    concurrency: opt.concurrency,
+    rounds: opt.rounds,
+    warmup: opt.warmup,
+    agent_ms: opt.agentMs,
+    worker_concurrency: opt.workerConcurrency,
+    modes,
+    /** the modes' order in each round */
+    order,
+    span_sink: "scripts/load/span-sink.ts (counts spans, keeps none)",
+    runs: rows,
+    median_done_per_s: per((m) => fixed(medDone(m), 1)),
+    mean_done_per_s: per((m) => fixed(meanDone(m), 1)),
+    median_cpu_ms_per_task: per((m) => fixed(medCpu(m), 3)),
+    mean_cpu_ms_per_task: per((m) => fixed(meanCpu(m), 3)),
+    // Throughput lost, and CPU per task (API + worker) added, against `off`: from the medians
+    // (one disturbed run moves a mean, not a median of 3+), and from the means beside them.
+    cost_pct: vsOff((m) => (1 - medDone(m) / medDone("off")) * 100),
+    cpu_cost_pct: vsOff((m) => (medCpu(m) / medCpu("off") - 1) * 100),
+    mean_cost_pct: vsOff((m) => (1 - meanDone(m) / meanDone("off")) * 100),
+    mean_cpu_cost_pct: vsOff((m) => (meanCpu(m) / meanCpu("off") - 1) * 100),
+    ...(sink.problems.length ? { span_sink_problems: sink.problems } : {}),
+  };
+  if (a.json) {
+    console.log(JSON.stringify(summary));
+  } else {
+    console.log(JSON.stringify(summary, null, 2));
+    console.log(`\n${table(summary)}`);
+  }
+  process.exit(rows.some((r) => r.lost > 0) ? 1 : 0);
+}
+
+/** A Markdown table of the summary: one line per mode. */
+function table(s: {
+  median_done_per_s: Record<string, number | null>;
+  mean_done_per_s: Record<string, number | null>;
+  median_cpu_ms_per_task: Record<string, number | null>;
+  mean_cpu_ms_per_task: Record<string, number | null>;
+  cost_pct: Record<string, number | null>;
+  cpu_cost_pct: Record<string, number | null>;
+  mean_cost_pct: Record<string, number | null>;
+  mean_cpu_cost_pct: Record<string, number | null>;
+}): string {
+  const f = (x: number | null | undefined) => (x === null || x === undefined ? "-" : String(x));
+  const pct = (x: number | null | undefined) => (x === null || x === undefined ? "" : `${x > 0 ? "+" : ""}${x} %`);
+  return [
+    `${opt.rounds} round(s), ${opt.tasks} tasks, ${opt.concurrency} in flight, agent ${opt.agentMs} ms, worker concurrency ${opt.workerConcurrency}`,
+    "| mode | done/s median | mean | CPU ms/task (API + worker) median | mean | vs off, medians: throughput / CPU | means |",
+    "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ...modes.map((m) =>
+      [
+        m,
+        f(s.median_done_per_s[m]),
+        f(s.mean_done_per_s[m]),
+        f(s.median_cpu_ms_per_task[m]),
+        f(s.mean_cpu_ms_per_task[m]),
+        m === "off" ? "" : `${pct(s.cost_pct[m] === null ? null : -s.cost_pct[m]!)} / ${pct(s.cpu_cost_pct[m])}`,
+        m === "off" ? "" : `${pct(s.mean_cost_pct[m] === null ? null : -s.mean_cost_pct[m]!)} / ${pct(s.mean_cpu_cost_pct[m])}`,
+      ].join(" | ").replace(/^/, "| ").concat(" |"),
+    ),
+  ].join("\n");
+}
+
+main().catch((e) => {
+  console.error("observe-overhead failed:", e);
+  process.exit(1);
+});

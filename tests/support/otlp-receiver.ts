@@ -1,7 +1,7 @@
 // A minimal OTLP/HTTP trace receiver (what an OpenTelemetry Collector's otlp receiver does on
 // /v1/traces), JSON encoding: Bun.serve on 127.0.0.1, a free port. Keeps every span it is sent,
-// flattened, with its service name. Used by tests/tracing.test.ts and the overhead runs of
-// docs/observability.md (`bun tests/support/otlp-receiver.ts` serves until killed, printing counts).
+// flattened, with its service name. Used by tests/tracing.test.ts (`bun tests/support/otlp-receiver.ts`
+// serves until killed, printing counts). Benchmarks use scripts/load/span-sink.ts, which only counts.
 
 export interface ReceivedSpan {
   service: string;
