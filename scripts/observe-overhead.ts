@@ -142,9 +142,10 @@ function openPages(api: string, token: string, pages: number) {
 
 // ------------------------------------------------------------------------------------------ one run
 
-async function load(env: Record<string, string>, api: string, tasks: number, verify: number, watch: number[] = []) {
+async function load(env: Record<string, string>, api: string, tasks: number, verify: number, watch: number[] = [], metricsUrls: string[] = []) {
   const args = ["scripts/load.ts", "--api", api, "--tasks", String(tasks), "--concurrency", String(opt.concurrency), "--verify", String(verify), "--json"];
   for (const pid of watch) args.push("--watch-pid", String(pid));
+  if (metricsUrls.length) args.push("--metrics", metricsUrls.join(","));
   const p = Bun.spawn(["bun", ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   if (!out.trim()) throw new Error(`load.ts failed (${code}): ${err.slice(-2000)}`);
@@ -193,7 +194,11 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
     if (opt.warmup) await load(base, api, opt.warmup, 0);
     const spansBefore = sink.spans;
     const worker = procs[0]!.pid!;
-    const s = await load(base, api, opt.tasks, 20, [worker]);
+    // In `metrics` mode load.ts also checks that the counters' deltas equal its own counts (issue 11:
+    // "after a load run, the metrics' counts equal load.ts's"): a mismatch fails the run.
+    const metricsUrls = mode === "metrics" ? [`${api}/metrics`, `http://127.0.0.1:${metricsPort}/metrics`] : [];
+    const s = await load(base, api, opt.tasks, 20, [worker], metricsUrls);
+    if (s.metrics_check && !s.metrics_check.ok) throw new Error(`metrics disagree with load.ts: ${JSON.stringify(s.metrics_check)}`);
     const spansReceived = sink.spans - spansBefore;
     // CPU per task of the API and the worker (from /proc, scripts/load/cpu.ts): what the box's
     // other tenants change least, where throughput on a shared box moves with their load. Redis's and
@@ -232,6 +237,7 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
       load_avg_1m: loadAvg,
       ...(mode.startsWith("tracing") ? { spans_received: spansReceived, spans_total: spansTotal } : {}),
       ...(dashboard ? { dashboard: { ...dashboard.stats } } : {}),
+      ...(s.metrics_check ? { metrics_check: { ok: s.metrics_check.ok as boolean, rows: (s.metrics_check.rows as { metric: string; load: number; metrics: number }[]).map((r) => `${r.metric} ${r.load}=${r.metrics}`) } } : {}),
     };
   } finally {
     clearInterval(scraper);
