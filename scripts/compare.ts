@@ -11,9 +11,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../lib/config.ts";
 import { CpuWindow, pidListeningOn, type CpuFigures } from "./load/cpu.ts";
+import { cliOptions, usageError, wholeNumbers } from "./load/cli.ts";
 import { deleteKeys, freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -26,49 +26,25 @@ const CACHE = join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "age
 
 const USAGE = `usage: bun scripts/compare.ts [--tasks 5000] [--concurrency 32] [--agent-ms 0] [--worker-concurrency 64]
                              [--warmup 2000] [--rounds 1] [--only ours|bullmq] [--json]`;
-function parseOptions() {
-  try {
-    return parseArgs({
-      options: {
-        tasks: { type: "string", default: "5000" },
-        concurrency: { type: "string", default: "32" },
-        "agent-ms": { type: "string", default: "0" },
-        "worker-concurrency": { type: "string", default: "64" },
-        warmup: { type: "string", default: "2000" },
-        rounds: { type: "string", default: "1" },
-        only: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
-    process.exit(2);
-  }
-}
-const a = parseOptions();
-if (a.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
+const a = cliOptions(
+  {
+    tasks: { type: "string", default: "5000" },
+    concurrency: { type: "string", default: "32" },
+    "agent-ms": { type: "string", default: "0" },
+    "worker-concurrency": { type: "string", default: "64" },
+    warmup: { type: "string", default: "2000" },
+    rounds: { type: "string", default: "1" },
+    only: { type: "string" },
+    json: { type: "boolean", default: false },
+  },
+  USAGE,
+);
 // `peer` is the older spelling of `bullmq`, still accepted.
-if (a.only !== undefined && !["ours", "bullmq", "peer"].includes(a.only)) {
-  console.error(`--only: ours or bullmq, got ${JSON.stringify(a.only)}\n${USAGE}`);
-  process.exit(2);
-}
-const opt = {
-  tasks: Number(a.tasks),
-  concurrency: Number(a.concurrency),
-  agentMs: Number(a["agent-ms"]),
-  workerConcurrency: Number(a["worker-concurrency"]),
-  warmup: Number(a.warmup),
-  rounds: Number(a.rounds),
-};
-for (const [k, v] of Object.entries(opt))
-  if (!Number.isInteger(v) || v < 0) {
-    console.error(`--${k}: a whole number >= 0 expected`);
-    process.exit(2);
-  }
+if (a.only !== undefined && !["ours", "bullmq", "peer"].includes(a.only)) usageError(`--only: ours or bullmq, got ${JSON.stringify(a.only)}`, USAGE);
+const opt = wholeNumbers(
+  { tasks: a.tasks, concurrency: a.concurrency, agentMs: a["agent-ms"], workerConcurrency: a["worker-concurrency"], warmup: a.warmup, rounds: a.rounds },
+  USAGE,
+);
 
 interface Side {
   system: "ours" | "bullmq";

@@ -19,8 +19,8 @@ import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../lib/config.ts";
+import { cliOptions, wholeNumbers } from "./load/cli.ts";
 import { freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
 import { spanSink } from "./load/span-sink.ts";
 
@@ -29,45 +29,24 @@ const USAGE = `usage: bun scripts/observe-overhead.ts [--tasks 3000] [--concurre
          [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--json]
 modes: off, metrics, tracing, tracing:<ratio 0..1>, dashboard, dashboard:<open pages>`;
 
-function parseOptions() {
-  try {
-    return parseArgs({
-      options: {
-        tasks: { type: "string", default: "3000" },
-        concurrency: { type: "string", default: "32" },
-        warmup: { type: "string", default: "500" },
-        rounds: { type: "string", default: "3" },
-        modes: { type: "string", default: "off,metrics,tracing,dashboard" },
-        "agent-ms": { type: "string", default: "0" },
-        "worker-concurrency": { type: "string", default: "64" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }).values;
-  } catch (e) {
-    console.error(`${e instanceof Error ? e.message : e}\n${USAGE}`);
-    process.exit(2);
-  }
-}
-const a = parseOptions();
-if (a.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const opt = {
-  tasks: Number(a.tasks),
-  concurrency: Number(a.concurrency),
-  warmup: Number(a.warmup),
-  rounds: Number(a.rounds),
-  agentMs: Number(a["agent-ms"]),
-  workerConcurrency: Number(a["worker-concurrency"]),
-};
-const flag = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-for (const [k, v] of Object.entries(opt))
-  if (!Number.isInteger(v) || v < 0 || ((k === "rounds" || k === "workerConcurrency") && v < 1)) {
-    console.error(`--${flag(k)}: a whole number >= ${k === "rounds" || k === "workerConcurrency" ? 1 : 0} expected\n${USAGE}`);
-    process.exit(2);
-  }
+const a = cliOptions(
+  {
+    tasks: { type: "string", default: "3000" },
+    concurrency: { type: "string", default: "32" },
+    warmup: { type: "string", default: "500" },
+    rounds: { type: "string", default: "3" },
+    modes: { type: "string", default: "off,metrics,tracing,dashboard" },
+    "agent-ms": { type: "string", default: "0" },
+    "worker-concurrency": { type: "string", default: "64" },
+    json: { type: "boolean", default: false },
+  },
+  USAGE,
+);
+const opt = wholeNumbers(
+  { tasks: a.tasks, concurrency: a.concurrency, warmup: a.warmup, rounds: a.rounds, agentMs: a["agent-ms"], workerConcurrency: a["worker-concurrency"] },
+  USAGE,
+  { rounds: 1, workerConcurrency: 1 },
+);
 
 type Mode = string;
 const modes = a.modes!.split(",").map((m) => m.trim()).filter(Boolean);

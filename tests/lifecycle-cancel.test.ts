@@ -7,10 +7,10 @@
 // - every cancellation publishes one result message with status "canceled";
 // - a finished task answers 409, an unknown one 404, another tenant's 404 (API keys).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RunEvent } from "../lib/agent/test-agents.ts";
+import { readEvents } from "../scripts/chaos/history.ts";
 import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/log.ts";
 import { TaskService } from "../lib/submit.ts";
@@ -24,12 +24,7 @@ let api: Service;
 let base: string;
 
 /** Every run event the recording agent wrote, in this test file. */
-function runs(): RunEvent[] {
-  const out: RunEvent[] = [];
-  for (const f of readdirSync(records))
-    for (const line of readFileSync(join(records, f), "utf8").split("\n")) if (line) out.push(JSON.parse(line) as RunEvent);
-  return out;
-}
+const runs = () => readEvents(records);
 const runsOf = (id: string) => runs().filter((e) => e.task === id);
 
 function workerEnv() {

@@ -8,10 +8,10 @@
 // - a reservation left by a request that died (an API killed between reserving and sending) is taken
 //   over once stale: its unsent task becomes a tombstone, the retry gets a new task.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RunEvent } from "../lib/agent/test-agents.ts";
+import { readEvents } from "../scripts/chaos/history.ts";
 import { parseConfig } from "../lib/config.ts";
 import { createApp } from "../lib/http/app.ts";
 import { silentLogger } from "../lib/log.ts";
@@ -30,12 +30,8 @@ const records = mkdtempSync(join(tmpdir(), "idem-record-"));
 let sys: TestSystem;
 let base: string;
 
-function runs(): RunEvent[] {
-  const out: RunEvent[] = [];
-  for (const f of readdirSync(records))
-    for (const line of readFileSync(join(records, f), "utf8").split("\n")) if (line) out.push(JSON.parse(line) as RunEvent);
-  return out;
-}
+/** Every run event the recording agent wrote, in this test file. */
+const runs = () => readEvents(records);
 
 const post = (body: object, key?: string) =>
   fetch(`${base}/tasks`, {
