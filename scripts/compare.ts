@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { loadConfig, type Config } from "../lib/config.ts";
 import { CpuWindow, pidListeningOn, type CpuFigures } from "./load/cpu.ts";
 import { cliOptions, usageError, wholeNumbers } from "./load/cli.ts";
-import { deleteKeys, freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
+import { deleteKeys, freePort, namespace, start, stop, systemEnv, waitHttp } from "./load/processes.ts";
 
 const ROOT = join(import.meta.dir, "..");
 // ../shared beside the checkout (a git worktree sits one level deeper); PEER_BULLMQ_DIR wins.
@@ -97,14 +97,7 @@ const lastJson = (out: string) => JSON.parse(out.trim().split("\n").pop()!);
 async function ours(cfg: Config, logs: string): Promise<Side> {
   const ns = namespace(cfg, "cmp", "compare");
   const id = ns.id;
-  const env: Record<string, string> = {
-    ...ns.env,
-    AGENT_DELAY_MS: String(opt.agentMs),
-    WORKER_CONCURRENCY: String(opt.workerConcurrency),
-    API_HOST: "127.0.0.1",
-    API_PORT: String(freePort()),
-    LOG_FORMAT: "json",
-  };
+  const env = systemEnv(ns, opt);
   const api = `http://127.0.0.1:${env.API_PORT}`;
   const procs: ChildProcess[] = [];
   try {

@@ -21,7 +21,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, type Config } from "../lib/config.ts";
 import { cliOptions, wholeNumbers } from "./load/cli.ts";
-import { freePort, namespace, start, stop, waitHttp } from "./load/processes.ts";
+import { freePort, namespace, start, stop, systemEnv, waitHttp } from "./load/processes.ts";
 import { spanSink } from "./load/span-sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -137,14 +137,7 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
   const pages = mode.startsWith("dashboard") ? Number(mode.split(":")[1] ?? "1") : 0;
   const token = randomBytes(24).toString("hex");
   // What the API, the worker and load.ts share; the mode's own variables go to the API and worker only.
-  const base: Record<string, string> = {
-    ...ns.env,
-    AGENT_DELAY_MS: String(opt.agentMs),
-    WORKER_CONCURRENCY: String(opt.workerConcurrency),
-    API_HOST: "127.0.0.1",
-    API_PORT: String(freePort()),
-    LOG_FORMAT: "json",
-  };
+  const base = systemEnv(ns, opt);
   const env: Record<string, string> = {
     ...base,
     METRICS_ENABLED: mode === "metrics" ? "true" : "false",

@@ -99,3 +99,15 @@ export function namespace(cfg: Config, tag: string, who: string): Namespace {
     },
   };
 }
+
+/** The environment of a benchmark's API and worker: the namespace, the demo agent's delay, a free API port, JSON logs. */
+export function systemEnv(ns: Namespace, o: { agentMs: number; workerConcurrency: number }): Record<string, string> {
+  return {
+    ...ns.env,
+    AGENT_DELAY_MS: String(o.agentMs),
+    WORKER_CONCURRENCY: String(o.workerConcurrency),
+    API_HOST: "127.0.0.1",
+    API_PORT: String(freePort()),
+    LOG_FORMAT: "json",
+  };
+}
