@@ -3,18 +3,12 @@
 // recording agent, sends load, and kills, stops or restarts a worker, the API, Redis or the broker JVM
 // at random intervals; then it reports accepted, done, failed, lost, duplicate results and the most
 // concurrent runs of one task. Exits 1 if a guarantee broke, 2 on bad options. See docs/reliability.md.
-import { ArgsError, parseChaosArgs, USAGE } from "./chaos/args.ts";
+import { parseChaosArgs, USAGE } from "./chaos/args.ts";
+import { parseOrExit } from "./load/cli.ts";
 import { emergencyStop, formatReport, reportFailed, runChaos } from "./chaos/run.ts";
 
 async function main() {
-  let o;
-  try {
-    o = parseChaosArgs(process.argv.slice(2));
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(e.message ? `${e.message}\n${USAGE}` : USAGE);
-    process.exit(e.message ? 2 : 0);
-  }
+  const o = parseOrExit(() => parseChaosArgs(process.argv.slice(2)), USAGE, "stderr");
   const tty = !o.json && Boolean(process.stderr.isTTY);
   if (!o.json) console.error(`chaos: seed ${o.seed}, ${o.durationS} s, parts ${o.parts.join(",")}, actions ${o.actions.join(",")}`);
   // Ctrl-C: stop injecting, resume and restart every part, clean up, report what ran; twice: exit now.

@@ -3,7 +3,8 @@
 // GET /tasks/:id disagrees with a result or (--metrics) the fleet's counters disagree with the run's,
 // 2 on bad options. See docs/performance.md and docs/observability.md.
 import { loadConfig } from "../lib/config.ts";
-import { ArgsError, parseLoadArgs, USAGE } from "./load/args.ts";
+import { parseLoadArgs, USAGE } from "./load/args.ts";
+import { parseOrExit } from "./load/cli.ts";
 import { CpuWindow, cpuRun, discoverProcesses, formatCpu } from "./load/cpu.ts";
 import { runHttp } from "./load/http-mode.ts";
 import { countsOf, formatCheck, MetricsProbe, ScrapeError } from "./load/metrics-check.ts";
@@ -13,14 +14,7 @@ import { formatSummary } from "./load/tracker.ts";
 
 async function main() {
   const cfg = loadConfig();
-  let o;
-  try {
-    o = parseLoadArgs(process.argv.slice(2), { apiPort: cfg.API_PORT, queues: cfg.MQ_QUEUES });
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(e.message ? `${e.message}\n${USAGE}` : USAGE);
-    process.exit(e.message ? 2 : 0);
-  }
+  const o = parseOrExit(() => parseLoadArgs(process.argv.slice(2), { apiPort: cfg.API_PORT, queues: cfg.MQ_QUEUES }), USAGE, "stderr");
   // First scrape before anything is sent; a URL that does not answer is a bad option (nothing sent yet).
   const probe = o.metrics.length ? new MetricsProbe(o.metrics, cfg.METRICS_TOKEN, o.metricsWaitS * 1000) : undefined;
   try {

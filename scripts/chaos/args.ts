@@ -1,5 +1,5 @@
 // Command-line options of scripts/chaos.ts, validated once; a bad value exits 2 naming the option.
-import { parseArgs } from "node:util";
+import { ArgsError, strictArgs } from "../load/cli.ts";
 
 export const PARTS = ["worker", "api", "redis", "broker"] as const;
 export type PartName = (typeof PARTS)[number];
@@ -50,9 +50,7 @@ stops (SIGSTOP/SIGCONT) or restarts parts at random for a bounded time; then rep
 Environment: the stack's endpoints, as for api.ts (REDIS_URL or REDIS_PORT, MQ_ENDPOINT, MQ_NAMESRV,
 STACK_BROKER_PORT, STACK_PROXY_REMOTING_PORT when not the defaults).`;
 
-export class ArgsError extends Error {
-  override name = "ArgsError";
-}
+export { ArgsError };
 
 function num(name: string, v: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER, int = true): number {
   if (v === undefined) return def;
@@ -71,34 +69,22 @@ function list<T extends string>(name: string, v: string | undefined, all: readon
 }
 
 export function parseChaosArgs(argv: string[]): ChaosOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        duration: { type: "string" },
-        seed: { type: "string" },
-        dir: { type: "string" },
-        workers: { type: "string" },
-        rate: { type: "string" },
-        parts: { type: "string" },
-        actions: { type: "string" },
-        gap: { type: "string" },
-        "max-pause": { type: "string" },
-        settle: { type: "string" },
-        "agent-delay-ms": { type: "string" },
-        "invisible-ms": { type: "string" },
-        keep: { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ArgsError((e as Error).message);
-  }
-  if (values.help) throw new ArgsError("");
+  const values = strictArgs(argv, {
+    duration: { type: "string" },
+    seed: { type: "string" },
+    dir: { type: "string" },
+    workers: { type: "string" },
+    rate: { type: "string" },
+    parts: { type: "string" },
+    actions: { type: "string" },
+    gap: { type: "string" },
+    "max-pause": { type: "string" },
+    settle: { type: "string" },
+    "agent-delay-ms": { type: "string" },
+    "invisible-ms": { type: "string" },
+    keep: { type: "boolean" },
+    json: { type: "boolean" },
+  });
   const gap = (values.gap ?? "5-20").split("-");
   if (gap.length !== 2) throw new ArgsError(`--gap must be MIN-MAX seconds, got ${JSON.stringify(values.gap)}`);
   const minGapS = num("gap", gap[0], 5, 0, 3600, false);

@@ -1,5 +1,5 @@
 // Command-line options of scripts/load.ts, validated once; a bad value exits 2 naming the option.
-import { parseArgs } from "node:util";
+import { ArgsError, strictArgs } from "./cli.ts";
 
 export interface LoadOptions {
   mode: "http" | "mq";
@@ -52,9 +52,7 @@ Environment: the same variables as api.ts/worker.ts (lib/config.ts): MQ_TOPIC_RE
 Exit: 0 all results in (and the metrics agree), 1 a task lost, GET /tasks/:id disagrees or the metrics
 differ, 2 a bad option (an unreachable --metrics URL included: checked before anything is sent).`;
 
-export class ArgsError extends Error {
-  override name = "ArgsError";
-}
+export { ArgsError };
 
 function int(name: string, v: string | undefined, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (v === undefined) return def;
@@ -64,34 +62,22 @@ function int(name: string, v: string | undefined, def: number, min: number, max 
 }
 
 export function parseLoadArgs(argv: string[], defaults: { apiPort: number; queues: number }): LoadOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        mode: { type: "string" },
-        tasks: { type: "string" },
-        concurrency: { type: "string" },
-        rate: { type: "string" },
-        api: { type: "string" },
-        timeout: { type: "string" },
-        "content-bytes": { type: "string" },
-        receivers: { type: "string" },
-        verify: { type: "string" },
-        queues: { type: "string" },
-        "watch-pid": { type: "string", multiple: true },
-        metrics: { type: "string", multiple: true },
-        "metrics-wait": { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new ArgsError((e as Error).message);
-  }
-  if (values.help) throw new ArgsError("");
+  const values = strictArgs(argv, {
+    mode: { type: "string" },
+    tasks: { type: "string" },
+    concurrency: { type: "string" },
+    rate: { type: "string" },
+    api: { type: "string" },
+    timeout: { type: "string" },
+    "content-bytes": { type: "string" },
+    receivers: { type: "string" },
+    verify: { type: "string" },
+    queues: { type: "string" },
+    "watch-pid": { type: "string", multiple: true },
+    metrics: { type: "string", multiple: true },
+    "metrics-wait": { type: "string" },
+    json: { type: "boolean" },
+  });
   const mode = values.mode ?? "http";
   if (mode !== "http" && mode !== "mq") throw new ArgsError(`--mode must be http or mq, got ${JSON.stringify(mode)}`);
   let rate: number | undefined;

@@ -1,29 +1,49 @@
-// Options of the benchmark scripts (compare.ts, observe-overhead.ts): parsed with node's parseArgs;
-// --help prints the usage and exits 0; a bad option or value prints what was wrong and the usage
-// and exits 2, never a stack trace.
+// Options of the scripts (load.ts, chaos.ts, compare.ts, observe-overhead.ts): parsed with node's
+// strict parseArgs; --help prints the usage and exits 0; a bad option or value prints what was wrong
+// and the usage and exits 2, never a stack trace. The parse functions throw ArgsError (testable);
+// the entries turn it into the exit.
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 type Values<O extends ParseArgsOptionsConfig> = ReturnType<typeof parseArgs<{ options: O }>>["values"];
+
+/** A bad option or value; an empty message: --help was asked for. */
+export class ArgsError extends Error {
+  override name = "ArgsError";
+}
 
 export function usageError(message: string, usage: string): never {
   console.error(`${message}\n${usage}`);
   process.exit(2);
 }
 
-/** The parsed values of `options` (a `help` flag, -h, is added). */
-export function cliOptions<const O extends ParseArgsOptionsConfig>(options: O, usage: string): Values<O> {
+/** The values of `options` in `argv` (a `help` flag, -h, is added); throws ArgsError. */
+export function strictArgs<const O extends ParseArgsOptionsConfig>(argv: string[], options: O): Values<O> {
   let values: Record<string, unknown>;
   try {
-    values = parseArgs({ options: { ...options, help: { type: "boolean", short: "h", default: false } } }).values;
+    values = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }).values;
   } catch (e) {
-    usageError(e instanceof Error ? e.message : String(e), usage);
+    throw new ArgsError(e instanceof Error ? e.message : String(e));
   }
-  if (values.help) {
-    console.log(usage);
-    process.exit(0);
-  }
+  if (values.help) throw new ArgsError("");
   delete values.help;
   return values as Values<O>;
+}
+
+/** `parse()`'s result, or the usage and exit: 0 after --help (usage on `helpTo`), 2 after an ArgsError. */
+export function parseOrExit<T>(parse: () => T, usage: string, helpTo: "stdout" | "stderr" = "stdout"): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (!(e instanceof ArgsError)) throw e;
+    if (e.message) usageError(e.message, usage);
+    (helpTo === "stdout" ? console.log : console.error)(usage);
+    process.exit(0);
+  }
+}
+
+/** For an entry: the values of `options` in process.argv, or the usage and exit. */
+export function cliOptions<const O extends ParseArgsOptionsConfig>(options: O, usage: string): Values<O> {
+  return parseOrExit(() => strictArgs(process.argv.slice(2), options), usage);
 }
 
 /** Each value as a whole number of at least `min[key] ?? 0`; `--kebab-case` named in the error. */
