@@ -1,5 +1,5 @@
 // `bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
-//        [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--json]`
+//        [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json]`
 // What metrics, tracing and the dashboard cost end to end (docs/observability.md, "Overhead"): the
 // same load (scripts/load.ts, http mode, the demo agent) through a fresh API and worker with
 //   off:         METRICS_ENABLED=false, no tracing, no ADMIN_TOKEN (workers still run their
@@ -15,6 +15,9 @@
 // worker); the cost against `off` from the medians. Each run gets a namespace of its own (topics,
 // group, key prefix), removed afterwards, on the servers named by the environment (REDIS_URL,
 // MQ_ENDPOINT, MQ_NAMESRV: `source` the stack's env).
+// --paired: each mode runs AT THE SAME TIME as an `off` system of its own (two APIs, two workers, two
+// load.ts on the same box and servers), so whatever slows the box hits both sides of the pair alike;
+// the cost is then the median over the pairs of each pair's own ratio (`paired_cost_pct`).
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { loadavg, tmpdir } from "node:os";
@@ -26,7 +29,7 @@ import { spanSink } from "./load/span-sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const USAGE = `usage: bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
-         [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--json]
+         [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json]
 modes: off, metrics, tracing, tracing:<ratio 0..1>, dashboard, dashboard:<open pages>`;
 
 const a = cliOptions(
@@ -38,6 +41,7 @@ const a = cliOptions(
     modes: { type: "string", default: "off,metrics,tracing,dashboard" },
     "agent-ms": { type: "string", default: "0" },
     "worker-concurrency": { type: "string", default: "64" },
+    paired: { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
   USAGE,
@@ -239,8 +243,20 @@ async function main() {
   type Row = Awaited<ReturnType<typeof runOnce>>;
   const rows: Row[] = [];
   const order: string[][] = [];
+  /** --paired: [off row, mode row] run side by side */
+  const pairs: [Row, Row][] = [];
   try {
-    for (let r = 0; r < opt.rounds; r++) {
+    for (let r = 0; r < opt.rounds && a.paired; r++) {
+      order.push(orderOf(r).filter((m) => m !== "off"));
+      for (const mode of orderOf(r).filter((m) => m !== "off")) {
+        say(`round ${r + 1}: off beside ${mode} ...`);
+        const pair = await Promise.all([runOnce(cfg, "off", r + 1, sink), runOnce(cfg, mode, r + 1, sink)]);
+        rows.push(...pair);
+        pairs.push(pair);
+        say(`  ${JSON.stringify(pair)}`);
+      }
+    }
+    for (let r = 0; r < opt.rounds && !a.paired; r++) {
       order.push(orderOf(r));
       for (const mode of orderOf(r)) {
         say(`round ${r + 1}: ${mode} ...`);
@@ -286,6 +302,14 @@ async function main() {
     cpu_cost_pct: vsOff((m) => (medCpu(m) / medCpu("off") - 1) * 100),
     mean_cost_pct: vsOff((m) => (1 - meanDone(m) / meanDone("off")) * 100),
     mean_cpu_cost_pct: vsOff((m) => (meanCpu(m) / meanCpu("off") - 1) * 100),
+    // --paired: per mode, the median over its pairs of (1 - mode/off) for done/s and (mode/off - 1) for CPU.
+    ...(a.paired
+      ? {
+          paired: true,
+          paired_cost_pct: vsOff((m) => median(pairs.filter(([, x]) => x.mode === m).map(([o, x]) => (1 - done(x) / done(o)) * 100))),
+          paired_cpu_cost_pct: vsOff((m) => median(pairs.filter(([, x]) => x.mode === m).map(([o, x]) => (cpu(x) / cpu(o) - 1) * 100))),
+        }
+      : {}),
     ...(sink.problems.length ? { span_sink_problems: sink.problems } : {}),
   };
   if (a.json) {
