@@ -2,13 +2,12 @@
 // workers of its own with the recording agent, open-loop load over HTTP, faults at random intervals
 // for a bounded time, then a settle phase and the report built from the whole history.
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { createClient } from "redis";
 import { type Config, parseConfig } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
 import { sleep } from "../../lib/time.ts";
 import { deprovision, provision, specFromConfig } from "../../lib/provision.ts";
-import { redisUrl } from "../../lib/redis.ts";
 import { adminFor, runId } from "../load/groups.ts";
+import { deleteKeys, freePort } from "../load/processes.ts";
 import { startReceiver, type Receiver } from "../load/receiver.ts";
 import { stackDir } from "../stack/state.ts";
 import { type Action, type ChaosOptions, type PartName, rng } from "./args.ts";
@@ -71,29 +70,6 @@ let emergency: (() => void) | undefined;
 /** For a second Ctrl-C: resume every paused server and kill the run's children, at once. */
 export function emergencyStop() {
   emergency?.();
-}
-
-async function deleteKeys(url: string, prefix: string) {
-  const client = createClient({ url });
-  client.on("error", () => {});
-  await client.connect();
-  try {
-    // Per-task keys start with their hash tag, `{<prefix>...` (lib/keys.ts); others with the prefix.
-    for (const match of [`${prefix}*`, `{${prefix}*`])
-      for await (const batch of client.scanIterator({ MATCH: match, COUNT: 500 })) {
-        const keys = (Array.isArray(batch) ? batch : [batch]) as string[];
-        if (keys.length) await client.unlink(keys);
-      }
-  } finally {
-    await client.quit().catch(() => client.destroy?.());
-  }
-}
-
-function freePort(): number {
-  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = s.port!;
-  s.stop(true);
-  return port;
 }
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
@@ -439,7 +415,8 @@ export async function runChaos(
     await children.stopAll();
     await deprovision(admin, spec).catch(() => {});
     admin.close();
-    await deleteKeys(redisUrl(cfg), cfg.REDIS_PREFIX).catch(() => {});
+    // Per-task keys start with their hash tag, `{<prefix>...` (lib/keys.ts); others with the prefix.
+    await deleteKeys(cfg, "chaos", [`${cfg.REDIS_PREFIX}*`, `{${cfg.REDIS_PREFIX}*`]);
     if (!o.keep) rmSync(recordDir, { recursive: true, force: true });
   }
 }

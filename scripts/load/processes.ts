@@ -1,13 +1,14 @@
 // What a benchmark run around scripts/load.ts needs besides the load itself: fresh API and worker
 // processes (start, stop, wait until one answers over HTTP, a free port), and a namespace of its own
 // (topics, group, key prefix) provisioned on the servers the environment names and removed afterwards,
-// keys included. Used by scripts/compare.ts and scripts/observe-overhead.ts.
+// keys included. Used by scripts/compare.ts, scripts/observe-overhead.ts, scripts/chaos/run.ts and the tests.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { openSync } from "node:fs";
 import { createClient } from "redis";
 import { mqCredentials, parseConfig, type Config } from "../../lib/config.ts";
 import { deprovision, provision, specFromConfig } from "../../lib/provision.ts";
+import { redisUrl } from "../../lib/redis.ts";
 import { Admin } from "../../lib/rocketmq/admin.ts";
 
 /** A TCP port free now on 127.0.0.1 (the OS picks it; a race with another process is possible but rare). */
@@ -47,8 +48,7 @@ export async function waitHttp(url: string, p: ChildProcess, what: string) {
 
 /** Deletes the keys matching each pattern (SCAN + UNLINK) and the keys named; errors are logged, not thrown. */
 export async function deleteKeys(cfg: Config, who: string, patterns: string[], keys: string[] = []) {
-  const url = cfg.REDIS_URL ?? `redis://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}`;
-  const c = createClient({ url, password: cfg.REDIS_PASSWORD });
+  const c = createClient({ url: redisUrl(cfg), password: cfg.REDIS_PASSWORD });
   c.on("error", () => {});
   try {
     await c.connect();

@@ -86,9 +86,4 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs:
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === "string" ? what : what()}`);
 }
 
-export function freePort(): number {
-  const s = Bun.serve({ port: 0, fetch: () => new Response() });
-  const port = s.port!;
-  s.stop(true);
-  return port;
-}
+export { freePort } from "../../scripts/load/processes.ts";
