@@ -359,6 +359,26 @@ describe("HTTP: GET /tasks/:id?wait=N and GET /tasks/:id/events", () => {
     expect(events.map((e) => [e.event, e.data.status, e.id])).toEqual([["status", "done", undefined]]);
   }, 60_000);
 
+  test("SSE resumed ahead, the task ending between the route's read and the stream's watch: ends at once, not at the keepalive (in-process)", async () => {
+    const id = crypto.randomUUID();
+    await store.create(id, "u1", "{}");
+    const queued = await store.get(id);
+    await redis.set(store.keys.legacyStatus(id), "done", { EX: 600 }); // final now, and no notice will come
+    // The route's one read sees the task as it was a moment before: the race, made certain.
+    let stale = true;
+    const racing = Object.assign(Object.create(store) as TaskStore, {
+      get: async (taskId: string) => (taskId === id && stale ? ((stale = false), queued) : store.get(taskId)),
+    });
+    const tasks = new TaskService(ns.config, racing, new Publisher(ns.config, silentLogger, [ns.config.MQ_TOPIC_REQUEST]), silentLogger); // never started
+    const app = createApp({ cfg: ns.config, store: racing, tasks, log: silentLogger });
+    const res = await app.handle(new Request(`http://local/tasks/${id}/events?last_event_id=999`));
+    expect(res.status).toBe(200);
+    const raw = await res.text();
+    expect(raw).not.toContain(": keepalive"); // it did not wait SSE_KEEPALIVE_MS for the record's look
+    expect((await readSse(new Response(raw))).map((e) => [e.id, e.data.status])).toEqual([[undefined, "done"]]);
+    await closeTaskNotices(redis);
+  }, 30_000);
+
   test("SSE of a task the original's workers finished (status string only, no event) ends with a status from the record", async () => {
     const id = crypto.randomUUID();
     await store.create(id, "u1", "{}");

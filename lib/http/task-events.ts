@@ -161,8 +161,12 @@ function eventStream(store: TaskStore, id: string, view: TaskView, after: string
         if (sendAll(batch)) return;
         if (batch.length === 100) continue;
         // Nothing newer although something happened (a notice, or 15 s): the record says whether the
-        // task is over. Also for a client resuming after an id the task never reaches.
-        if ((woke === "timeout" || (woke === "notice" && batch.length === 0)) && !finalInRecord) {
+        // task is over. Also for a client resuming after an id the task never reaches. On the first
+        // pass too: the task may have ended between the view's read and the watch, and its notice is
+        // then gone; without this look the stream would wait for the keepalive (a client with a 10 s
+        // read timeout gave up first: schemathesis, CI of 2026-12-01).
+        const lookAtRecord = woke === undefined ? batch.length === 0 : woke === "timeout" || (woke === "notice" && batch.length === 0);
+        if (lookAtRecord && !finalInRecord) {
           const now = await store.get(id);
           if (!now) return; // expired or removed
           if (isFinal(now.status)) finalInRecord = now;
