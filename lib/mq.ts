@@ -8,6 +8,7 @@ import { Code } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition
 import { AckMessageRequest } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/service_pb";
 import { mqCredentials, type Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import type { Context } from "./observe/tracing.ts";
 import { RemotingBatchSender } from "./mq/remoting-batch.ts";
 import { BATCH_PAUSE_MS, MAX_BATCH_BYTES, SendBatcher, type SendCounters } from "./mq/send-batch.ts";
 import { withTimeout } from "./time.ts";
@@ -67,6 +68,8 @@ export interface OutgoingMessage {
    * path would drop the timestamp and store it as a normal message.
    */
   deliverAt?: number;
+  /** The trace context the send span is a child of (lib/observe/tracing.ts); not sent as such. */
+  traceParent?: Context;
 }
 
 /**

@@ -20,6 +20,7 @@ import { delayTopic, TIMER_LEAD_MS } from "./provision.ts";
 import { UserIndex } from "./state/user-index.ts";
 import { CreateError, type Requeue, type TaskStore } from "./store.ts";
 import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
+import type { Context } from "./observe/tracing.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
@@ -47,12 +48,12 @@ export class TaskService {
    * delay topic as a timer message due a timer slot before `runAt` (ms; TIMER_LEAD_MS), which the
    * worker holds until `runAt`. (A delivery time already past is stored for delivery at once.)
    */
-  private publish(id: string, body: Buffer, runAt?: number) {
+  private publish(id: string, body: Buffer, runAt?: number, traceParent?: Context) {
     if (runAt !== undefined && runAt > Date.now())
       return this.publisher.send({
-        topic: delayTopic(this.cfg.MQ_TOPIC_REQUEST), tag: REQUEST_TAG, key: id, body, deliverAt: runAt - TIMER_LEAD_MS,
+        topic: delayTopic(this.cfg.MQ_TOPIC_REQUEST), tag: REQUEST_TAG, key: id, body, deliverAt: runAt - TIMER_LEAD_MS, traceParent,
       });
-    return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body });
+    return this.publisher.send({ topic: this.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body, traceParent });
   }
 
   /**
@@ -60,7 +61,7 @@ export class TaskService {
    * id chosen beforehand (an Idempotency-Key reserved for it, lib/tasks/idempotency.ts). `runAt` (ms):
    * a delayed task (lib/http/schedule.ts checked it), `scheduled` until a worker claims it when due.
    */
-  async submit(input: TaskInput, tenant?: string, opts: { taskId?: string; runAt?: number } = {}): Promise<Accepted> {
+  async submit(input: TaskInput, tenant?: string, opts: { taskId?: string; runAt?: number; trace?: Context } = {}): Promise<Accepted> {
     const { taskId: task_id = crypto.randomUUID(), runAt } = opts;
     const run_at = runAt !== undefined ? new Date(runAt).toISOString() : undefined;
     const message: RequestMessage = {
@@ -86,7 +87,7 @@ export class TaskService {
       this.log.warn("task not added to its user's listing index", { task_id, error: toError(e) }),
     );
     try {
-      await this.publish(task_id, body, runAt);
+      await this.publish(task_id, body, runAt, opts.trace);
     } catch (e) {
       await indexed;
       // Refused, or timed out: the broker may have stored it anyway. Either way the client may only

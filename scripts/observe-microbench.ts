@@ -8,7 +8,7 @@
 // docs/observability.md, "Overhead".
 import { parseArgs } from "node:util";
 import { countSubmit, initMetrics, timeRedis } from "../lib/observe/metrics.ts";
-import { observeAgentRun, observeClaim, observeFinish, observeHandler, tracedSend } from "../lib/observe/messaging.ts";
+import { observeAgentRun, observeClaim, observeFinish, observeHandler, traceOf, tracedSend } from "../lib/observe/messaging.ts";
 import { flushTracing, initTracing, inSpan, shutdownTracing } from "../lib/observe/tracing.ts";
 import type { Claim } from "../lib/store.ts";
 
@@ -32,8 +32,8 @@ const m = { topic: "req", tag: "ProfileGen", keys: ["k"], messageId: "m", proper
 const ctx = { cfg: { MQ_GROUP_AGENT: "g" }, settler: { ack: async () => {}, hide: async () => {} } } as never;
 const handler = observeHandler("tasks", async (msg, c) => {
   await observeClaim(msg, "task", async () => ({ kind: "claimed", attempt: 1, waitedMs: 5 }) as Claim);
-  await observeAgentRun(async () => 1);
-  await tracedSend({ topic: "res", tag: "ProfileResult", key: "k" }, async () => "id");
+  await observeAgentRun(msg, async () => 1);
+  await tracedSend({ topic: "res", tag: "ProfileResult", key: "k", traceParent: traceOf(msg) }, async () => "id");
   await timeRedis("script:finish", settled);
   await observeFinish(msg, "done", async () => "written");
   await c.settler.ack(msg);
@@ -41,11 +41,11 @@ const handler = observeHandler("tasks", async (msg, c) => {
 }, 64);
 
 async function task() {
-  await inSpan("submit", async () => {
+  await inSpan("submit", async (span) => {
     for (const c of ["script:hint", "script:create"]) await timeRedis(c, settled);
-    await tracedSend({ topic: "req", tag: "ProfileGen", key: "k" }, async () => "id");
+    await tracedSend({ topic: "req", tag: "ProfileGen", key: "k", traceParent: span }, async () => "id");
     for (const c of ["script:sent", "ZREM"]) await timeRedis(c, settled);
-  });
+  }, { activate: false });
   countSubmit(202);
   await timeRedis("script:hint", settled);
   await handler(m, ctx, new AbortController().signal);

@@ -21,7 +21,7 @@ import { dashboardPlugin } from "./dashboard.ts";
 import { listRoutes } from "./list.ts";
 import { dueAt } from "./schedule.ts";
 import { isFinal, taskEventsPlugin, waitForTask, waitSeconds } from "./task-events.ts";
-import { observePlugin } from "./observe.ts";
+import { observePlugin, traceOfRequest } from "./observe.ts";
 import type { ApiKeys } from "../tenancy/api-keys.ts";
 import type { RateLimiter } from "../tenancy/rate-limit.ts";
 import { CancelService } from "../tasks/cancel.ts";
@@ -114,12 +114,13 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
         const input = parseTaskInput(await readCapped(request, maxBody), cfg.MAX_CONTENT_BYTES);
         // With an Idempotency-Key: one task per (tenant, user, key); a repeat replays it (lib/tasks/idempotency.ts).
         const runAt = dueAt(input, Date.now(), cfg.MAX_DELAY_SECONDS);
-        const r = key ? await once.submit(key, input, tenant, runAt) : undefined;
+        const trace = traceOfRequest(request); // the `submit` span (lib/http/observe.ts), parent of the send's
+        const r = key ? await once.submit(key, input, tenant, runAt, trace) : undefined;
         if (r?.replayed) {
           set.headers["idempotent-replayed"] = "true";
           return r.body;
         }
-        const accepted = r?.body ?? (await tasks.submit(input, tenant, { runAt }));
+        const accepted = r?.body ?? (await tasks.submit(input, tenant, { runAt, trace }));
         set.status = 202;
         return accepted;
       },

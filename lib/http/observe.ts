@@ -11,7 +11,7 @@ import type { Config } from "../config.ts";
 import { ErrorBody } from "../model.ts";
 import { countSubmit, exposition, metrics } from "../observe/metrics.ts";
 import { METRICS_CHALLENGE, METRICS_UNAUTHORIZED, metricsGuard } from "../observe/index.ts";
-import { contextOfHeaders, inSpan, SpanKind, SpanStatusCode, tracingOn } from "../observe/tracing.ts";
+import { contextOfHeaders, inSpan, SpanKind, SpanStatusCode, tracingOn, type Context } from "../observe/tracing.ts";
 import { ERRORS, jsonResponse } from "./errors.ts";
 
 /** The request's path, as Elysia reads it (no URL object on the hot path). */
@@ -40,6 +40,12 @@ function counted(res: Response) {
 
 type MapFn = (r: Request) => unknown;
 
+/** Per POST /tasks: its `submit` span's context. */
+const traces = new WeakMap<Request, Context>();
+
+/** The trace context of a POST /tasks being handled (its `submit` span), for the request message's send. */
+export const traceOfRequest = (r: Request): Context | undefined => traces.get(r);
+
 /** POST /tasks in a `submit` span and counted; everything else passes straight through. */
 function observeRequest(r: Request, fn: MapFn, metricsOn: boolean): unknown {
   if (r.method !== "POST") return fn(r);
@@ -48,9 +54,13 @@ function observeRequest(r: Request, fn: MapFn, metricsOn: boolean): unknown {
   const run = async () => (await fn(r)) as Response;
   const p = !tracingOn()
     ? run()
-    : inSpan("submit", run, {
+    : inSpan("submit", (c) => {
+        if (c) traces.set(r, c);
+        return run();
+      }, {
         kind: SpanKind.SERVER,
         parent: contextOfHeaders(r.headers),
+        activate: false, // handed to the send by the route (traceOfRequest): see inSpan
         attributes: { "http.request.method": "POST", "http.route": "/tasks", "url.path": path },
         onResult: (s, res) => {
           s.setAttribute("http.response.status_code", res.status);

@@ -7,18 +7,24 @@ import { deadLetterGroup, delayGroup } from "../provision.ts";
 import type { Claim } from "../store.ts";
 import type { Outcome, Settler, WorkerContext } from "../worker/handle.ts";
 import { labelled, metrics, timeMq } from "./metrics.ts";
-import { contextOfMessage, inSpan, SpanKind, traceProperties, tracingOn } from "./tracing.ts";
+import { contextOfMessage, inSpan, SpanKind, traceProperties, tracingOn, type Context } from "./tracing.ts";
 
 type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
 
 /**
- * Sends through `send` inside a producer span `send <topic>`, giving it the span's trace context as
- * message properties. Tracing off: `send(undefined)` at once.
+ * Sends through `send` inside a producer span `send <topic>` (a child of `m.traceParent`, else of the
+ * active context), giving it the span's trace context as message properties. Tracing off:
+ * `send(undefined)` at once.
  */
-export function tracedSend(m: { topic: string; tag: string; key: string }, send: (properties?: Record<string, string>) => Promise<string>): Promise<string> {
+export function tracedSend(
+  m: { topic: string; tag: string; key: string; traceParent?: Context },
+  send: (properties?: Record<string, string>) => Promise<string>,
+): Promise<string> {
   if (!tracingOn()) return send(undefined);
-  return inSpan(`send ${m.topic}`, () => send(traceProperties()), {
+  return inSpan(`send ${m.topic}`, (c) => send(traceProperties(c)), {
     kind: SpanKind.PRODUCER,
+    parent: m.traceParent,
+    activate: false,
     attributes: {
       "messaging.system": "rocketmq",
       "messaging.operation.type": "send",
@@ -36,6 +42,11 @@ const GROUP_OF = { tasks: (g: string) => g, "dead-letters": deadLetterGroup, del
 
 /** Per message: the time from claim to finish, for the end-to-end histogram. */
 const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
+/** Per message: its `process` span's context, the parent of the task's steps (handed on, not active). */
+const traces = new WeakMap<MessageView, Context>();
+
+/** The trace context of a message being processed (its `process` span), for a send it makes. */
+export const traceOf = (m: MessageView): Context | undefined => traces.get(m);
 
 /**
  * A consumer loop's handler, observed: the message's `process` span (parent: the trace context in
@@ -52,9 +63,13 @@ export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handl
     const run = () => handler(m, M ? { ...ctx, settler: timedSettler(ctx.settler) } : ctx, shutdown);
     const p = !tracingOn()
       ? run()
-      : inSpan(`process ${m.topic}`, run, {
+      : inSpan(`process ${m.topic}`, (c) => {
+          if (c) traces.set(m, c);
+          return run();
+        }, {
           kind: SpanKind.CONSUMER,
           parent: contextOfMessage(m.properties),
+          activate: false,
           attributes: {
             "messaging.system": "rocketmq",
             "messaging.operation.type": "process",
@@ -104,6 +119,8 @@ function timedSettler(s: Settler): Settler {
 export function observeClaim(m: MessageView, taskId: string, claim: () => Promise<Claim>): Promise<Claim> {
   const M = metrics();
   const p = inSpan("claim", claim, {
+    parent: traces.get(m),
+    activate: false,
     attributes: { "agent.task_id": taskId },
     onResult: (s, c) => s.setAttributes({ "agent.claim": c.kind, ...(c.kind === "claimed" ? { "agent.attempt": c.attempt } : {}) }),
   });
@@ -118,11 +135,14 @@ export function observeClaim(m: MessageView, taskId: string, claim: () => Promis
   });
 }
 
-/** One run of the agent, in a span, timed by outcome. */
-export function observeAgentRun<T>(run: () => Promise<T>): Promise<T> {
+/**
+ * One run of the agent, in a span, timed by outcome. The one span of a worker made the active
+ * context: the agent's LLM calls (lib/observe/llm.ts) find their parent by it.
+ */
+export function observeAgentRun<T>(m: MessageView, run: () => Promise<T>): Promise<T> {
   const M = metrics();
   const t0 = M ? performance.now() : 0;
-  const p = inSpan("agent run", run);
+  const p = inSpan("agent run", run, { parent: traces.get(m) });
   if (!M) return p;
   p.then(
     () => labelled(M.run, "ok").observe((performance.now() - t0) / 1000),
@@ -134,7 +154,7 @@ export function observeAgentRun<T>(run: () => Promise<T>): Promise<T> {
 /** The task marked finished after its result was published, in a span; observes its end-to-end time. */
 export function observeFinish<T>(m: MessageView, status: "done" | "failed" | "canceled", finish: () => Promise<T>): Promise<T> {
   const M = metrics();
-  const p = inSpan("finish", finish, { attributes: { "agent.status": status } });
+  const p = inSpan("finish", finish, { parent: traces.get(m), activate: false, attributes: { "agent.status": status } });
   const c = M && claimed.get(m);
   if (!c) return p;
   return p.then((r) => {

@@ -71,24 +71,32 @@ function failed(s: Span, e: unknown) {
 }
 
 /**
- * Runs `fn` in a span (a child of the active one, or of `parent`); the span ends when its promise
- * settles, with an error status if it rejected. `onResult` may add attributes from the result.
+ * Runs `fn` in a span (a child of `parent`, or of the active context); the span ends when its
+ * promise settles, with an error status if it rejected. `onResult` may add attributes from the result.
+ * `fn` gets the span's context. `activate: false` does not make it the active context for `fn`'s
+ * async calls: the caller hands it on itself (`parent` of the next span, `traceParent` of a send).
+ * Why: while a context is active, Bun carries it through every await and I/O callback under it (an
+ * AsyncContextFrame each), which cost a worker ~5 % of its CPU with the context active around the
+ * whole message; only the agent's run, whose LLM calls find their span by it, needs it active.
  */
 export function inSpan<T>(
   name: string,
-  fn: () => Promise<T>,
-  opts: { kind?: SpanKind; attributes?: Attributes; parent?: Context; onResult?: (s: Span, r: T) => void } = {},
+  fn: (ctx: Context | undefined) => Promise<T>,
+  opts: { kind?: SpanKind; attributes?: Attributes; parent?: Context; activate?: boolean; onResult?: (s: Span, r: T) => void } = {},
 ): Promise<T> {
-  if (!tracer) return fn();
+  if (!tracer) return fn(undefined);
+  const activate = opts.activate ?? true;
   const parent = opts.parent ?? context.active();
   // In a trace that is not recorded (sampled out here or by the caller) a child would not be recorded
-  // either: skip making it. The parent's context stays active, so messages still carry the trace id.
+  // either: skip making it. The parent's context goes on, so messages still carry the trace id.
   const within = trace.getSpanContext(parent);
-  if (within && (within.traceFlags & TraceFlags.SAMPLED) === 0) return opts.parent ? context.with(parent, fn) : fn();
+  if (within && (within.traceFlags & TraceFlags.SAMPLED) === 0)
+    return activate && opts.parent ? context.with(parent, fn, undefined, parent) : fn(parent);
   const s = tracer.startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);
-  return context.with(trace.setSpan(parent, s), async () => {
+  const mine = trace.setSpan(parent, s);
+  const run = async () => {
     try {
-      const r = await fn();
+      const r = await fn(mine);
       opts.onResult?.(s, r);
       return r;
     } catch (e) {
@@ -97,14 +105,15 @@ export function inSpan<T>(
     } finally {
       s.end();
     }
-  });
+  };
+  return activate ? context.with(mine, run) : run();
 }
 
-/** The active context as message properties (`traceparent`, maybe `tracestate`); undefined when off. */
-export function traceProperties(): Record<string, string> | undefined {
+/** A context (default: the active one) as message properties (`traceparent`, maybe `tracestate`); undefined when off. */
+export function traceProperties(of?: Context): Record<string, string> | undefined {
   if (!tracer) return undefined;
   const carrier: Record<string, string> = {};
-  propagation.inject(context.active(), carrier);
+  propagation.inject(of ?? context.active(), carrier);
   return Object.keys(carrier).length ? carrier : undefined;
 }
 
@@ -127,4 +136,4 @@ export function contextOfHeaders(headers: Headers): Context {
   return propagation.extract(ROOT_CONTEXT, headers, headersGetter);
 }
 
-export { SpanKind, SpanStatusCode };
+export { SpanKind, SpanStatusCode, type Context };

@@ -16,6 +16,7 @@
 import type { Config } from "../config.ts";
 import { HttpError, toError, UnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { Context } from "../observe/tracing.ts";
 import type { TaskInput, TaskStatus } from "../model.ts";
 import { fingerprint, IdempotencyRecords } from "../state/idempotency.ts";
 import type { TaskStore } from "../store.ts";
@@ -47,8 +48,8 @@ export class IdempotentSubmit {
     this.records = new IdempotencyRecords(store.redis, store.keys, cfg.IDEMPOTENCY_TTL_SECONDS);
   }
 
-  /** `runAt` (ms): a delayed task's due time, as for TaskService.submit. */
-  async submit(idempotencyKey: string, input: TaskInput, tenant?: string, runAt?: number): Promise<SubmitAnswer> {
+  /** `runAt` (ms): a delayed task's due time; `trace`: the request's span; as for TaskService.submit. */
+  async submit(idempotencyKey: string, input: TaskInput, tenant?: string, runAt?: number, trace?: Context): Promise<SubmitAnswer> {
     const key = this.records.keyOf(tenant ?? "", input.user_id, idempotencyKey);
     const fp = fingerprint(input);
     const deadline = Date.now() + WAIT_MS;
@@ -59,7 +60,7 @@ export class IdempotentSubmit {
       takeOverFrom = "";
       if (r.kind === "conflict")
         throw new HttpError(409, "idempotency_conflict", `Idempotency-Key ${JSON.stringify(idempotencyKey)} was used with another body by this user`);
-      if (r.kind === "reserved") return { replayed: false, body: await this.#first(key, taskId, input, tenant, runAt) };
+      if (r.kind === "reserved") return { replayed: false, body: await this.#first(key, taskId, input, tenant, runAt, trace) };
 
       const mine = this.#inflight.get(key);
       if (mine && mine.taskId === r.taskId) {
@@ -85,11 +86,11 @@ export class IdempotentSubmit {
   }
 
   /** The request holding the reservation submits; a 503 frees the key, a 202 marks it accepted. */
-  async #first(key: string, taskId: string, input: TaskInput, tenant: string | undefined, runAt: number | undefined) {
+  async #first(key: string, taskId: string, input: TaskInput, tenant: string | undefined, runAt: number | undefined, trace: Context | undefined) {
     const done = (async () => {
       let accepted;
       try {
-        accepted = await this.tasks.submit(input, tenant, { taskId, runAt });
+        accepted = await this.tasks.submit(input, tenant, { taskId, runAt, trace });
       } catch (e) {
         // 503: the task never runs (a tombstone, lib/submit.ts). The client's retry makes a new one; if
         // the release is lost, the retry finds the tombstone and takes the key over.

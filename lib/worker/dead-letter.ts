@@ -17,7 +17,7 @@ export async function handleDeadLetter(m: MessageView, ctx: WorkerContext): Prom
   const w = await ctx.store.deadLettered(msg.task_id, reason, msg.user_id);
   if (w === "written") {
     const attempts = (await ctx.store.get(msg.task_id))?.attempts ?? 0;
-    await publishResult(ctx, resultMessage(msg, attempts, null, reason)).catch((e) =>
+    await publishResult(ctx, m, resultMessage(msg, attempts, null, reason)).catch((e) =>
       log.warn("failure result not published", { error: toError(e) }),
     );
     await ctx.store.deadLetter({ reason, message_id: m.messageId, task_id: msg.task_id, body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS), at: new Date().toISOString() });

@@ -12,6 +12,7 @@
 import { toError } from "../errors.ts";
 import type { MessageView } from "../mq.ts";
 import { REQUEST_TAG } from "../model.ts";
+import { traceOf } from "../observe/messaging.ts";
 import { sleep } from "../time.ts";
 import { DependencyError, MIN_HIDE_MS, parseRequest, poison, type Outcome, type WorkerContext } from "./handle.ts";
 
@@ -42,7 +43,7 @@ export async function forwardDue(m: MessageView, ctx: WorkerContext, shutdown: A
     }
   }
   try {
-    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: msg.task_id, body: m.body });
+    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: msg.task_id, body: m.body, traceParent: traceOf(m) });
   } catch (e) {
     throw new DependencyError("rocketmq", `delayed task not forwarded: ${toError(e).message}`, { cause: e });
   }

@@ -17,7 +17,7 @@ import type { Claim, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
 import type { CancelWatch } from "./cancel-watch.ts";
 import { progressReporter } from "./progress.ts";
-import { observeAgentRun, observeClaim, observeFinish } from "../observe/messaging.ts";
+import { observeAgentRun, observeClaim, observeFinish, traceOf } from "../observe/messaging.ts";
 
 /** How the worker settles a message with the broker: one operation at a time per message. */
 export interface Settler {
@@ -98,9 +98,10 @@ export function parseRequest(body: Buffer): Parsed {
   return { ok: false, reason: `invalid request message: ${first?.path || "/"} ${first?.message}`, taskId, userId };
 }
 
-export async function publishResult(ctx: WorkerContext, r: ResultMessage): Promise<void> {
+/** Publishes `r`, the outcome of handling message `of` (whose trace the send span joins). */
+export async function publishResult(ctx: WorkerContext, of: MessageView, r: ResultMessage): Promise<void> {
   try {
-    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r) });
+    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r), traceParent: traceOf(of) });
   } catch (e) {
     throw new DependencyError("rocketmq", `result not published: ${toError(e).message}`, { cause: e });
   }
@@ -136,7 +137,7 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
     // Only a task Redis does not know is failed: a known one has its own, valid message (finish.lua "force").
     const error = `message could not be processed: ${p.reason}`;
     if ((await ctx.store.forceFail(p.taskId, error, p.userId ?? "")) === "written")
-      await publishResult(ctx, resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error)).catch((e) =>
+      await publishResult(ctx, m, resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error)).catch((e) =>
         log.warn("failure result not published", { error: toError(e) }),
       );
   }
@@ -188,7 +189,7 @@ async function publishOutcome(
   let hold: { stop(): void } | undefined;
   for (let tries = 1; ; tries++) {
     try {
-      await publishResult(ctx, message);
+      await publishResult(ctx, m, message);
       break;
     } catch (e) {
       const delay = publishRetryMs(tries);
@@ -392,7 +393,7 @@ async function claimAndRun(
   ignored.catch(() => {});
   const progress = progressReporter(store, msg.task_id, token, log);
   try {
-    const agentRun = observeAgentRun(() => ctx.agent(
+    const agentRun = observeAgentRun(m, () => ctx.agent(
       {
         task_id: msg.task_id, user_id: msg.user_id, content: msg.payload, attempt, paused: clock.paused, usage: meter.add,
         progress: progress.report,
