@@ -1,5 +1,6 @@
 // `bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
-//        [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json]`
+//        [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json]
+//        [--cpu-prof DIR]`
 // What metrics, tracing and the dashboard cost end to end (docs/observability.md, "Overhead"): the
 // same load (scripts/load.ts, http mode, the demo agent) through a fresh API and worker with
 //   off:         METRICS_ENABLED=false, no tracing, no ADMIN_TOKEN (workers still run their
@@ -18,6 +19,9 @@
 // --paired: each mode runs AT THE SAME TIME as an `off` system of its own (two APIs, two workers, two
 // load.ts on the same box and servers), so whatever slows the box hits both sides of the pair alike;
 // the cost is then the median over the pairs of each pair's own ratio (`paired_cost_pct`).
+// --cpu-prof DIR: every API and worker writes a CPU profile (`bun --cpu-prof`, and its markdown
+// summary) into DIR/<mode>-<round>-<api|worker>/ when it exits; `bun scripts/load/profile-summary.ts`
+// sums its samples by package, and compares two.
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { loadavg, tmpdir } from "node:os";
@@ -29,7 +33,7 @@ import { spanSink } from "./load/span-sink.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const USAGE = `usage: bun scripts/observe-overhead.ts [--tasks 3000] [--concurrency 32] [--warmup 500] [--rounds 3]
-         [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json]
+         [--modes off,metrics,tracing,dashboard] [--agent-ms 0] [--worker-concurrency 64] [--paired] [--json] [--cpu-prof DIR]
 modes: off, metrics, tracing, tracing:<ratio 0..1>, dashboard, dashboard:<open pages>`;
 
 const a = cliOptions(
@@ -42,6 +46,7 @@ const a = cliOptions(
     "agent-ms": { type: "string", default: "0" },
     "worker-concurrency": { type: "string", default: "64" },
     paired: { type: "boolean", default: false },
+    "cpu-prof": { type: "string" },
     json: { type: "boolean", default: false },
   },
   USAGE,
@@ -135,6 +140,10 @@ async function load(env: Record<string, string>, api: string, tasks: number, ver
   return JSON.parse(out.trim().split("\n").pop()!);
 }
 
+/** Bun's flags for a CPU profile of one process of a run (--cpu-prof DIR), written when it exits. */
+const profiled = (mode: Mode, round: number, what: string) =>
+  a["cpu-prof"] ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(a["cpu-prof"], `${mode}-${round}-${what}`)}`] : [];
+
 async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<typeof spanSink>) {
   const ns = namespace(cfg, "obs", "observe-overhead");
   const metricsPort = freePort();
@@ -157,8 +166,8 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
   try {
     await ns.provision();
     procs.push(
-      start(["bun", "worker.ts"], ROOT, env, join(tmpdir(), `${ns.id}.worker.log`)),
-      start(["bun", "api.ts"], ROOT, env, join(tmpdir(), `${ns.id}.api.log`)),
+      start(["bun", ...profiled(mode, round, "worker"), "worker.ts"], ROOT, env, join(tmpdir(), `${ns.id}.worker.log`)),
+      start(["bun", ...profiled(mode, round, "api"), "api.ts"], ROOT, env, join(tmpdir(), `${ns.id}.api.log`)),
     );
     await waitHttp(`${api}/readyz`, procs[1]!, "the API");
     if (mode === "metrics") {
