@@ -1,7 +1,7 @@
-// Options of the scripts (load.ts, chaos.ts, compare.ts, observe-overhead.ts): parsed with node's
-// strict parseArgs; --help prints the usage and exits 0; a bad option or value prints what was wrong
-// and the usage and exits 2, never a stack trace. The parse functions throw ArgsError (testable);
-// the entries turn it into the exit.
+// Options of the scripts (load.ts, chaos.ts, compare.ts, observe-overhead.ts, load/profile-summary.ts):
+// parsed with node's strict parseArgs; --help prints the usage and exits 0; a bad option or value
+// prints what was wrong and the usage and exits 2, never a stack trace. The parse functions throw
+// ArgsError (testable); the entries turn it into the exit.
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 type Values<O extends ParseArgsOptionsConfig> = ReturnType<typeof parseArgs<{ options: O }>>["values"];
@@ -18,15 +18,20 @@ export function usageError(message: string, usage: string): never {
 
 /** The values of `options` in `argv` (a `help` flag, -h, is added); throws ArgsError. */
 export function strictArgs<const O extends ParseArgsOptionsConfig>(argv: string[], options: O): Values<O> {
-  let values: Record<string, unknown>;
+  return strictArgsWith(argv, options, false).values;
+}
+
+/** strictArgs, and the positional arguments when `allowPositionals` (else one is an ArgsError). */
+function strictArgsWith<const O extends ParseArgsOptionsConfig>(argv: string[], options: O, allowPositionals: boolean) {
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
   try {
-    values = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals: false }).values;
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, strict: true, allowPositionals });
   } catch (e) {
     throw new ArgsError(e instanceof Error ? e.message : String(e));
   }
-  if (values.help) throw new ArgsError("");
-  delete values.help;
-  return values as Values<O>;
+  if (parsed.values.help) throw new ArgsError("");
+  delete parsed.values.help;
+  return { values: parsed.values as Values<O>, positionals: parsed.positionals };
 }
 
 /** `parse()`'s result, or the usage and exit: 0 after --help (usage on `helpTo`), 2 after an ArgsError. */
@@ -44,6 +49,11 @@ export function parseOrExit<T>(parse: () => T, usage: string, helpTo: "stdout" |
 /** For an entry: the values of `options` in process.argv, or the usage and exit. */
 export function cliOptions<const O extends ParseArgsOptionsConfig>(options: O, usage: string): Values<O> {
   return parseOrExit(() => strictArgs(process.argv.slice(2), options), usage);
+}
+
+/** cliOptions for an entry that also takes positional arguments (e.g. file names). */
+export function cliArgs<const O extends ParseArgsOptionsConfig>(options: O, usage: string): { values: Values<O>; positionals: string[] } {
+  return parseOrExit(() => strictArgsWith(process.argv.slice(2), options, true), usage);
 }
 
 /** Each value as a whole number of at least `min[key] ?? 0`; `--kebab-case` named in the error. */

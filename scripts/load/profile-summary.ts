@@ -4,10 +4,10 @@
 // Bun's own markdown summary ranks single functions, and under load its call attribution scatters
 // one cost over many of them (a promise's machinery, a native call); the sums by package are what
 // told tracing's costs apart (docs/observability.md, "Overhead"). With two profiles: b minus a, by
-// place, largest first, each normalised by nothing: run both on the same number of tasks.
+// place, largest first, not normalised: run both on the same number of tasks.
 import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
-import { parseArgs } from "node:util";
+import { cliArgs, usageError, wholeNumbers } from "./cli.ts";
 
 const USAGE = "usage: bun scripts/load/profile-summary.ts <a.cpuprofile | dir> [<b.cpuprofile | dir>] [--top 25]";
 const ROOT = join(import.meta.dir, "..", "..");
@@ -47,35 +47,26 @@ export function samplesByPlace(p: Profile): { total: number; by: Map<string, num
 }
 
 async function main() {
-  let o;
-  try {
-    o = parseArgs({ options: { top: { type: "string", default: "25" } }, allowPositionals: true, strict: true });
-  } catch (e) {
-    console.error(`${(e as Error).message}\n${USAGE}`);
-    process.exit(2);
-  }
-  const top = Number(o.values.top);
-  const paths = o.positionals;
-  if (paths.length < 1 || paths.length > 2 || !Number.isInteger(top) || top < 1) {
-    console.error(USAGE);
-    process.exit(2);
-  }
+  const { values, positionals: paths } = cliArgs({ top: { type: "string", default: "25" } }, USAGE);
+  const { top } = wholeNumbers({ top: values.top }, USAGE, { top: 1 });
+  if (paths.length < 1 || paths.length > 2) usageError("one or two profiles expected", USAGE);
   const read = async (path: string) => samplesByPlace((await Bun.file(profileFile(path)).json()) as Profile);
-  let a, b;
+  let summaries: ReturnType<typeof samplesByPlace>[];
   try {
-    [a, b] = await Promise.all(paths.map(read));
+    summaries = await Promise.all(paths.map(read));
   } catch (e) {
     console.error(`profile-summary: ${(e as Error).message}`);
     process.exit(1);
   }
+  const [a, b] = summaries as [ReturnType<typeof samplesByPlace>, ReturnType<typeof samplesByPlace>?];
   if (!b) {
-    console.log(`${a!.total} samples`);
-    for (const [k, n] of [...a!.by].sort((x, y) => y[1] - x[1]).slice(0, top)) console.log(`${String(n).padStart(7)}  ${k}`);
+    console.log(`${a.total} samples`);
+    for (const [k, n] of [...a.by].sort((x, y) => y[1] - x[1]).slice(0, top)) console.log(`${String(n).padStart(7)}  ${k}`);
     return;
   }
-  console.log(`${a!.total} -> ${b.total} samples (${b.total - a!.total >= 0 ? "+" : ""}${b.total - a!.total})`);
-  const places = new Set([...a!.by.keys(), ...b.by.keys()]);
-  const delta = [...places].map((k) => [k, (b.by.get(k) ?? 0) - (a!.by.get(k) ?? 0)] as const);
+  console.log(`${a.total} -> ${b.total} samples (${b.total - a.total >= 0 ? "+" : ""}${b.total - a.total})`);
+  const places = new Set([...a.by.keys(), ...b.by.keys()]);
+  const delta = [...places].map((k) => [k, (b.by.get(k) ?? 0) - (a.by.get(k) ?? 0)] as const);
   for (const [k, d] of delta.sort((x, y) => Math.abs(y[1]) - Math.abs(x[1])).slice(0, top))
     console.log(`${(d >= 0 ? "+" : "") + d}`.padStart(7) + `  ${k}`);
 }
