@@ -68,8 +68,12 @@ export interface OutgoingMessage {
    * path would drop the timestamp and store it as a normal message.
    */
   deliverAt?: number;
-  /** The trace context the send span is a child of (lib/observe/tracing.ts); not sent as such. */
+  /**
+   * The trace context the message carries in its properties (lib/observe/tracing.ts); with `span`, the
+   * parent of a producer span `send <topic>` around the send, whose context it carries instead.
+   */
   traceParent?: Context;
+  span?: boolean;
 }
 
 /**
@@ -135,7 +139,7 @@ export class Publisher {
 
   /** Sends one message; resolves with its message id once the broker has accepted it. */
   send(m: OutgoingMessage): Promise<string> {
-    // Traced: a producer span, whose context the message carries in its properties.
+    // Traced: the message carries its trace context in its properties (with `span`, its producer span's).
     return tracedSend(m, (properties) => {
       const out = properties ? { ...m, properties: { ...m.properties, ...properties } } : m;
       return out.deliverAt !== undefined ? this.#sendOne(out) : this.#batcher.send(out);

@@ -1,7 +1,7 @@
 // `bun scripts/observe-microbench.ts off|metrics|tracing|tracing:<ratio> [--tasks N]`
 // The CPU that the instrumentation itself adds per task, without servers: one task's calls into
 // lib/observe as the API and a worker make them (the submit span, 5 Redis calls and a send on the API
-// side; the message's process span, claim, agent run, result send, finish, ack and 2 more Redis calls
+// side; claim, agent run, result send (the 5 spans of a task with submit), finish, ack and 2 more Redis calls
 // on the worker's), against already-settled promises, N times. Tracing exports to a local receiver
 // (another process would be fairer; this one only drains the bodies), flushed every 100 / ratio tasks
 // (~700 spans a batch, under the processor's queue of 2048) so that no span is dropped. Run each mode in its own process (the modules keep their state).
@@ -33,7 +33,7 @@ const ctx = { cfg: { MQ_GROUP_AGENT: "g" }, settler: { ack: async () => {}, hide
 const handler = observeHandler("tasks", async (msg, c) => {
   await observeClaim(msg, "task", async () => ({ kind: "claimed", attempt: 1, waitedMs: 5 }) as Claim);
   await observeAgentRun(msg, async () => 1);
-  await tracedSend({ topic: "res", tag: "ProfileResult", key: "k", traceParent: traceOf(msg) }, async () => "id");
+  await tracedSend({ topic: "res", traceParent: traceOf(msg), span: true }, async () => "id");
   await timeRedis("script:finish", settled);
   await observeFinish(msg, "done", async () => "written");
   await c.settler.ack(msg);
@@ -43,7 +43,7 @@ const handler = observeHandler("tasks", async (msg, c) => {
 async function task() {
   await inSpan("submit", async (span) => {
     for (const c of ["script:hint", "script:create"]) await timeRedis(c, settled);
-    await tracedSend({ topic: "req", tag: "ProfileGen", key: "k", traceParent: span }, async () => "id");
+    await tracedSend({ topic: "req", traceParent: span }, async () => "id");
     for (const c of ["script:sent", "ZREM"]) await timeRedis(c, settled);
   }, { activate: false });
   countSubmit(202);

@@ -61,7 +61,7 @@ function observeRequest(r: Request, fn: MapFn, metricsOn: boolean): unknown {
         kind: SpanKind.SERVER,
         parent: contextOfHeaders(r.headers),
         activate: false, // handed to the send by the route (traceOfRequest): see inSpan
-        attributes: { "http.request.method": "POST", "http.route": "/tasks", "url.path": path },
+        attributes: { "http.request.method": "POST", "http.route": "/tasks" },
         onResult: (s, res) => {
           s.setAttribute("http.response.status_code", res.status);
           if (res.status >= 500) s.setStatus({ code: SpanStatusCode.ERROR });

@@ -1,7 +1,11 @@
-// RocketMQ sends and receives seen by metrics and traces: the producer span of every send (whose
-// context travels in the message's properties), and the consumer side of a worker: the `process`
-// span of each message (a child of the context its properties carry), the task's steps inside it
-// (claim, agent run, finish), and the per-message counts and timings (docs/observability.md).
+// RocketMQ sends and receives seen by metrics and traces: the trace context every send carries in the
+// message's properties (and the producer span of the result's send), and the consumer side of a
+// worker: the task's steps as spans in the trace its message carries (claim, agent run, finish), and
+// the per-message counts and timings (docs/observability.md).
+// Spans cost CPU per task (docs/observability.md, "Overhead"): a task makes the issue's spans (submit,
+// claim, agent run, LLM calls, publish, finish) and no more, with the attributes an operator searches
+// by. The API's send of the request and the worker's receipt of it have no spans of their own: the
+// message carries the `submit` span's context, and `claim` is the consumer span.
 import type { MessageView } from "rocketmq-client-nodejs";
 import { deadLetterGroup, delayGroup } from "../provision.ts";
 import type { Claim } from "../store.ts";
@@ -12,27 +16,21 @@ import { contextOfMessage, inSpan, SpanKind, traceProperties, tracingOn, type Co
 type Handler = (m: MessageView, ctx: WorkerContext, shutdown: AbortSignal) => Promise<Outcome>;
 
 /**
- * Sends through `send` inside a producer span `send <topic>` (a child of `m.traceParent`, else of the
- * active context), giving it the span's trace context as message properties. Tracing off:
- * `send(undefined)` at once.
+ * Sends through `send`, giving it `m.traceParent` (else the active context) as message properties;
+ * with `m.span`, inside a producer span `send <topic>` (its child) whose context the message carries
+ * instead. Tracing off: `send(undefined)` at once.
  */
 export function tracedSend(
-  m: { topic: string; tag: string; key: string; traceParent?: Context },
+  m: { topic: string; traceParent?: Context; span?: boolean },
   send: (properties?: Record<string, string>) => Promise<string>,
 ): Promise<string> {
   if (!tracingOn()) return send(undefined);
+  if (!m.span) return send(traceProperties(m.traceParent));
   return inSpan(`send ${m.topic}`, (c) => send(traceProperties(c)), {
     kind: SpanKind.PRODUCER,
     parent: m.traceParent,
     activate: false,
-    attributes: {
-      "messaging.system": "rocketmq",
-      "messaging.operation.type": "send",
-      "messaging.operation.name": "send",
-      "messaging.destination.name": m.topic,
-      "messaging.rocketmq.message.tag": m.tag,
-      "messaging.rocketmq.message.keys": [m.key],
-    },
+    attributes: { "messaging.system": "rocketmq", "messaging.operation.type": "send", "messaging.destination.name": m.topic },
     onResult: (s, id) => s.setAttribute("messaging.message.id", id),
   });
 }
@@ -42,16 +40,18 @@ const GROUP_OF = { tasks: (g: string) => g, "dead-letters": deadLetterGroup, del
 
 /** Per message: the time from claim to finish, for the end-to-end histogram. */
 const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
-/** Per message: its `process` span's context, the parent of the task's steps (handed on, not active). */
+/** Per message: the trace context its properties carry, the parent of the task's steps (handed on, not active). */
 const traces = new WeakMap<MessageView, Context>();
+/** Per message: the consumer group it was read as, for the claim span. */
+const groups = new WeakMap<MessageView, string>();
 
-/** The trace context of a message being processed (its `process` span), for a send it makes. */
+/** The trace context of a message being processed, for a send it makes. */
 export const traceOf = (m: MessageView): Context | undefined => traces.get(m);
 
 /**
- * A consumer loop's handler, observed: the message's `process` span (parent: the trace context in
- * its properties), in-flight gauge, outcome counts, and timed acks and hides. Unchanged when metrics
- * and tracing are both off.
+ * A consumer loop's handler, observed: the trace context in the message's properties noted as the
+ * parent of the task's spans, in-flight gauge, outcome counts, and timed acks and hides. Unchanged
+ * when metrics and tracing are both off.
  */
 export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handler: Handler, concurrency: number): Handler {
   const M = metrics();
@@ -60,29 +60,11 @@ export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handl
   const inflight = M && labelled(M.inflight, loop);
   return (m, ctx, shutdown) => {
     inflight?.inc();
-    const run = () => handler(m, M ? { ...ctx, settler: timedSettler(ctx.settler) } : ctx, shutdown);
-    const p = !tracingOn()
-      ? run()
-      : inSpan(`process ${m.topic}`, (c) => {
-          if (c) traces.set(m, c);
-          return run();
-        }, {
-          kind: SpanKind.CONSUMER,
-          parent: contextOfMessage(m.properties),
-          activate: false,
-          attributes: {
-            "messaging.system": "rocketmq",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": m.topic,
-            "messaging.consumer.group.name": GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT),
-            "messaging.message.id": m.messageId,
-            "messaging.rocketmq.message.tag": m.tag ?? "",
-            "messaging.rocketmq.message.keys": m.keys,
-            "messaging.rocketmq.message.delivery_attempt": m.deliveryAttempt ?? 0,
-          },
-          onResult: (s, outcome) => s.setAttribute("agent.outcome", outcome),
-        });
+    if (tracingOn()) {
+      traces.set(m, contextOfMessage(m.properties));
+      groups.set(m, GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT));
+    }
+    const p = handler(m, M ? { ...ctx, settler: timedSettler(ctx.settler) } : ctx, shutdown);
     if (!M) return p;
     return p.then(
       (outcome) => {
@@ -115,13 +97,24 @@ function timedSettler(s: Settler): Settler {
   };
 }
 
-/** The claim, in a span; notes the queue wait (first attempt) and the claim time for the end-to-end time. */
+/**
+ * The claim, in the consumer span of the message's delivery (a retry is another `claim` in the same
+ * trace); notes the queue wait (first attempt) and the claim time for the end-to-end time.
+ */
 export function observeClaim(m: MessageView, taskId: string, claim: () => Promise<Claim>): Promise<Claim> {
   const M = metrics();
   const p = inSpan("claim", claim, {
+    kind: SpanKind.CONSUMER,
     parent: traces.get(m),
     activate: false,
-    attributes: { "agent.task_id": taskId },
+    attributes: {
+      "messaging.system": "rocketmq",
+      "messaging.operation.type": "process",
+      "messaging.destination.name": m.topic,
+      "messaging.consumer.group.name": groups.get(m) ?? "",
+      "messaging.message.id": m.messageId,
+      "agent.task_id": taskId,
+    },
     onResult: (s, c) => s.setAttributes({ "agent.claim": c.kind, ...(c.kind === "claimed" ? { "agent.attempt": c.attempt } : {}) }),
   });
   if (!M) return p;

@@ -101,7 +101,7 @@ export function parseRequest(body: Buffer): Parsed {
 /** Publishes `r`, the outcome of handling message `of` (whose trace the send span joins). */
 export async function publishResult(ctx: WorkerContext, of: MessageView, r: ResultMessage): Promise<void> {
   try {
-    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r), traceParent: traceOf(of) });
+    await ctx.publisher.send({ topic: ctx.cfg.MQ_TOPIC_RESULT, tag: RESULT_TAG, key: r.task_id, body: encodeJson(r), traceParent: traceOf(of), span: true });
   } catch (e) {
     throw new DependencyError("rocketmq", `result not published: ${toError(e).message}`, { cause: e });
   }
