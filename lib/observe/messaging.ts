@@ -2,9 +2,9 @@
 // message's properties (and the producer span of the result's send), and the consumer side of a
 // worker: the task's steps as spans in the trace its message carries (claim, agent run, finish), and
 // the per-message counts and timings (docs/observability.md).
-// Spans cost CPU per task (docs/observability.md, "Overhead"): a task makes the issue's spans (submit,
-// claim, agent run, LLM calls, publish, finish) and no more, with the attributes an operator searches
-// by. The API's send of the request and the worker's receipt of it have no spans of their own: the
+// Spans cost CPU per task (docs/observability.md, "Overhead"): a task makes one span per step an
+// operator looks at (submit, claim, agent run, LLM calls, publish, finish) and no more, with the
+// attributes an operator searches by. The API's send of the request and the worker's receipt of it have no spans of their own: the
 // message carries the `submit` span's context, and `claim` is the consumer span.
 import type { MessageView } from "rocketmq-client-nodejs";
 import { deadLetterGroup, delayGroup } from "../provision.ts";
@@ -40,13 +40,14 @@ const GROUP_OF = { tasks: (g: string) => g, "dead-letters": deadLetterGroup, del
 
 /** Per message: the time from claim to finish, for the end-to-end histogram. */
 const claimed = new WeakMap<MessageView, { waitedMs: number; at: number }>();
-/** Per message: the trace context its properties carry, the parent of the task's steps (handed on, not active). */
-const traces = new WeakMap<MessageView, Context>();
-/** Per message: the consumer group it was read as, for the claim span. */
-const groups = new WeakMap<MessageView, string>();
+/**
+ * Per message: the trace context its properties carry, the parent of the task's steps (handed on, not
+ * active), and the consumer group it was read as (an attribute of the claim span).
+ */
+const traces = new WeakMap<MessageView, { parent: Context; group: string }>();
 
 /** The trace context of a message being processed, for a send it makes. */
-export const traceOf = (m: MessageView): Context | undefined => traces.get(m);
+export const traceOf = (m: MessageView): Context | undefined => traces.get(m)?.parent;
 
 /**
  * A consumer loop's handler, observed: the trace context in the message's properties noted as the
@@ -61,8 +62,7 @@ export function observeHandler(loop: "tasks" | "dead-letters" | "delayed", handl
   return (m, ctx, shutdown) => {
     inflight?.inc();
     if (tracingOn()) {
-      traces.set(m, contextOfMessage(m.properties));
-      groups.set(m, GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT));
+      traces.set(m, { parent: contextOfMessage(m.properties), group: GROUP_OF[loop](ctx.cfg.MQ_GROUP_AGENT) });
     }
     const p = handler(m, M ? { ...ctx, settler: timedSettler(ctx.settler) } : ctx, shutdown);
     if (!M) return p;
@@ -103,15 +103,16 @@ function timedSettler(s: Settler): Settler {
  */
 export function observeClaim(m: MessageView, taskId: string, claim: () => Promise<Claim>): Promise<Claim> {
   const M = metrics();
+  const t = traces.get(m);
   const p = inSpan("claim", claim, {
     kind: SpanKind.CONSUMER,
-    parent: traces.get(m),
+    parent: t?.parent,
     activate: false,
     attributes: {
       "messaging.system": "rocketmq",
       "messaging.operation.type": "process",
       "messaging.destination.name": m.topic,
-      "messaging.consumer.group.name": groups.get(m) ?? "",
+      "messaging.consumer.group.name": t?.group ?? "",
       "messaging.message.id": m.messageId,
       "agent.task_id": taskId,
     },
@@ -135,7 +136,7 @@ export function observeClaim(m: MessageView, taskId: string, claim: () => Promis
 export function observeAgentRun<T>(m: MessageView, run: () => Promise<T>): Promise<T> {
   const M = metrics();
   const t0 = M ? performance.now() : 0;
-  const p = inSpan("agent run", run, { parent: traces.get(m) });
+  const p = inSpan("agent run", run, { parent: traceOf(m) });
   if (!M) return p;
   p.then(
     () => labelled(M.run, "ok").observe((performance.now() - t0) / 1000),
@@ -147,7 +148,7 @@ export function observeAgentRun<T>(m: MessageView, run: () => Promise<T>): Promi
 /** The task marked finished after its result was published, in a span; observes its end-to-end time. */
 export function observeFinish<T>(m: MessageView, status: "done" | "failed" | "canceled", finish: () => Promise<T>): Promise<T> {
   const M = metrics();
-  const p = inSpan("finish", finish, { parent: traces.get(m), activate: false, attributes: { "agent.status": status } });
+  const p = inSpan("finish", finish, { parent: traceOf(m), activate: false, attributes: { "agent.status": status } });
   const c = M && claimed.get(m);
   if (!c) return p;
   return p.then((r) => {
