@@ -9,7 +9,7 @@ import { cleanAttributes, isAnyValue } from "@opentelemetry/core";
 const LIMITS = { attributeCountLimit: 128, attributeValueLengthLimit: Infinity };
 
 describe("the @opentelemetry/core patch", () => {
-  test("are applied", async () => {
+  test("is applied", async () => {
     // Bun's Function#toString drops comments: the installed files are read instead.
     const dist = dirname(Bun.resolveSync("@opentelemetry/core", import.meta.dir));
     for (const ext of ["mjs", "cjs"]) expect(await Bun.file(join(dist, `common/attributes.${ext}`)).text(), ext).toContain("agent-prod patch");
