@@ -1,8 +1,8 @@
 // `bun scripts/observe-microbench.ts off|metrics|tracing|tracing:<ratio> [--tasks N]`
 // The CPU that the instrumentation itself adds per task, without servers: one task's calls into
 // lib/observe as the API and a worker make them (the submit span, 5 Redis calls and a send on the API
-// side; claim, agent run, result send (the 5 spans of a task with submit), finish, ack and 2 more Redis calls
-// on the worker's), against already-settled promises, N times. Tracing exports to a local receiver
+// side; claim, agent run, result send, finish (the 5 spans of a task with submit), ack and 2 more
+// Redis calls on the worker's), against already-settled promises, N times. Tracing exports to a local receiver
 // (another process would be fairer; this one only drains the bodies), flushed every 100 / ratio tasks
 // (~700 spans a batch, under the processor's queue of 2048) so that no span is dropped. Run each mode in its own process (the modules keep their state).
 // docs/observability.md, "Overhead".

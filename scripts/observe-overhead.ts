@@ -193,7 +193,8 @@ async function runOnce(cfg: Config, mode: Mode, round: number, sink: ReturnType<
     const workerMs = cpuOf(`watched ${worker}`);
     const loadAvg = Number(loadavg()[0]!.toFixed(2));
     // Stopped here (the finally below finds them stopped), so that the spans the exporters flush at
-    // shutdown are in: at ratio 1, spans_total should be 5 x (warm-up + tasks) (submit, claim, agent run, send, finish), none dropped.
+    // shutdown are in: at ratio 1, spans_total should be 5 x (warm-up + tasks) (submit, claim, agent
+    // run, send, finish), none dropped.
     clearInterval(scraper);
     dashboard?.close();
     for (const p of procs) await stop(p);

@@ -4,8 +4,9 @@
 // the per-message counts and timings (docs/observability.md).
 // Spans cost CPU per task (docs/observability.md, "Overhead"): a task makes one span per step an
 // operator looks at (submit, claim, agent run, LLM calls, publish, finish) and no more, with the
-// attributes an operator searches by. The API's send of the request and the worker's receipt of it have no spans of their own: the
-// message carries the `submit` span's context, and `claim` is the consumer span.
+// attributes an operator searches by. The API's send of the request and the worker's receipt of it
+// have no spans of their own: the message carries the `submit` span's context, and `claim` is the
+// consumer span.
 import type { MessageView } from "rocketmq-client-nodejs";
 import { deadLetterGroup, delayGroup } from "../provision.ts";
 import type { Claim } from "../store.ts";

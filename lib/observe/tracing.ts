@@ -73,7 +73,7 @@ function failed(s: Span, e: unknown) {
 /**
  * Runs `fn` in a span (a child of `parent`, or of the active context); the span ends when its
  * promise settles, with an error status if it rejected. `onResult` may add attributes from the result.
- * `fn` gets the span's context (if it declares a parameter). `activate: false` does not make it the active context for `fn`'s
+ * `fn` gets the span's context. `activate: false` does not make it the active context for `fn`'s
  * async calls: the caller hands it on itself (`parent` of the next span, `traceParent` of a send).
  * Why: while a context is active, Bun carries it through every await and I/O callback under it (an
  * AsyncContextFrame each), which cost a worker ~5 % of its CPU with the context active around the
@@ -93,9 +93,7 @@ export function inSpan<T>(
   if (within && (within.traceFlags & TraceFlags.SAMPLED) === 0)
     return activate && opts.parent ? context.with(parent, fn, undefined, parent) : fn(parent);
   const s = tracer.startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);
-  // The span's context (a copy of the parent's) is made only for whoever uses it: an active span, or
-  // an `fn` that takes it. The worker's claim and finish take none: two fewer objects per task.
-  const mine = activate || fn.length > 0 ? trace.setSpan(parent, s) : undefined;
+  const mine = trace.setSpan(parent, s);
   const run = async () => {
     try {
       const r = await fn(mine);
@@ -108,7 +106,7 @@ export function inSpan<T>(
       s.end();
     }
   };
-  return activate ? context.with(mine!, run) : run();
+  return activate ? context.with(mine, run) : run();
 }
 
 /** A context (default: the active one) as message properties (`traceparent`, maybe `tracestate`); undefined when off. */
