@@ -7,13 +7,22 @@
 // result. Span names and attributes follow the semantic conventions for messaging (RocketMQ) and
 // GenAI; task ids are span attributes, never metric labels.
 import {
-  context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
+  context, diag, DiagLogLevel, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
   type Attributes, type Context, type Span, type TextMapGetter, type Tracer,
 } from "@opentelemetry/api";
-import type { Logger } from "../log.ts";
+import { silentLogger, type Logger } from "../log.ts";
 
 let tracer: Tracer | undefined;
 let provider: { forceFlush(): Promise<void>; shutdown(): Promise<void> } | undefined;
+let logger: Logger = silentLogger;
+/** Masks the collector's credentials in a message (lib/observe/tracing-warnings.ts). */
+let masked = (text: string) => text;
+
+/** How long the flush at shutdown waits for the collector: a hung one would hold the exit for the exporter's whole timeout. */
+const SHUTDOWN_FLUSH_MS = 3_000;
+
+const errorText = (e: unknown) =>
+  e instanceof Error ? `${e.message}${e.cause ? `: ${e.cause instanceof Error ? e.cause.message : String(e.cause)}` : ""}` : String(e);
 
 export const tracingOn = () => tracer !== undefined;
 
@@ -26,16 +35,29 @@ export async function initTracing(
   endpoint: string | undefined, serviceName: string, log?: Logger, opts: { scheduleDelayMs?: number; ratio?: number } = {},
 ): Promise<void> {
   if (!endpoint || tracer) return;
-  const [{ TracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }, { OTLPTraceExporter }, { resourceFromAttributes }, { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator }] =
-    await Promise.all([
-      // sdk-trace 3 is sdk-trace-base's successor (2.x re-exports it); the exporter 0.301 is built on it.
-      import("@opentelemetry/sdk-trace"),
-      import("@opentelemetry/exporter-trace-otlp-http"),
-      import("@opentelemetry/resources"),
-      import("@opentelemetry/context-async-hooks"),
-      import("@opentelemetry/core"),
-    ]);
+  const [
+    { TracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler }, { OTLPTraceExporter }, { resourceFromAttributes },
+    { AsyncLocalStorageContextManager }, { W3CTraceContextPropagator, setGlobalErrorHandler }, { endpointForLog, exporterSecrets, mask, rateLimitedWarnings },
+  ] = await Promise.all([
+    // sdk-trace 3 is sdk-trace-base's successor (2.x re-exports it); the exporter 0.301 is built on it.
+    import("@opentelemetry/sdk-trace"),
+    import("@opentelemetry/exporter-trace-otlp-http"),
+    import("@opentelemetry/resources"),
+    import("@opentelemetry/context-async-hooks"),
+    import("@opentelemetry/core"),
+    import("./tracing-warnings.ts"),
+  ]);
   const url = `${endpoint.replace(/\/+$/, "")}/v1/traces`;
+  logger = log ?? silentLogger;
+  // Lost spans show in our log (lib/observe/tracing-warnings.ts): a failed export reaches OpenTelemetry's
+  // global error handler, a full span queue its diag logger; both are silent by default.
+  const secrets = exporterSecrets(endpoint);
+  masked = (text) => mask(text, secrets);
+  const warn = rateLimitedWarnings(logger, secrets);
+  setGlobalErrorHandler((e) => warn("export", "spans not exported", errorText(e)));
+  const sdkWarning = (m: string, ...rest: unknown[]) =>
+    warn(`sdk ${m.replace(/\d+/g, "N").slice(0, 60)}`, "tracing SDK warning", [m, ...rest.map(String)].join(" "));
+  diag.setLogger({ error: sdkWarning, warn: sdkWarning, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.WARN);
   const p = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName }),
     // A trace the caller started keeps the caller's decision; a new one is recorded with probability `ratio`.
@@ -48,7 +70,7 @@ export async function initTracing(
   trace.setGlobalTracerProvider(p);
   provider = p;
   tracer = trace.getTracer("agent-prod");
-  log?.info("tracing on: spans exported over OTLP/HTTP", { url, service: serviceName, sampled: opts.ratio ?? 1 });
+  logger.info("tracing on: spans exported over OTLP/HTTP", { url: endpointForLog(url), service: serviceName, sampled: opts.ratio ?? 1 });
 }
 
 /** Exports the spans ended so far (benchmarks; shutdown flushes by itself). */
@@ -56,12 +78,22 @@ export async function flushTracing(): Promise<void> {
   await provider?.forceFlush();
 }
 
-/** Flushes and stops the exporter (shutdown). */
-export async function shutdownTracing(): Promise<void> {
+/**
+ * Flushes and stops the exporter (shutdown), waiting `waitMs` at most: with the collector hung or
+ * away, the spans still queued are lost (and logged as such) rather than holding the exit.
+ */
+export async function shutdownTracing(waitMs = SHUTDOWN_FLUSH_MS): Promise<void> {
   const p = provider;
   tracer = undefined;
   provider = undefined;
-  await p?.shutdown();
+  if (!p) return;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flushed = await Promise.race([
+    p.shutdown().then(() => true, (e) => (logger.warn("spans not flushed at shutdown", { error: masked(errorText(e)) }), true)),
+    new Promise<false>((r) => (timer = setTimeout(() => r(false), waitMs))),
+  ]);
+  clearTimeout(timer);
+  if (!flushed) logger.warn("spans not flushed at shutdown", { error: `the collector did not take them within ${waitMs} ms` });
 }
 
 function failed(s: Span, e: unknown) {
