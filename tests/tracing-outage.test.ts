@@ -1,5 +1,6 @@
 // Tracing when the collector is away (docs/observability.md, "When the collector is away"): tasks run
-// as before, the operator reads in the log that spans are being lost (a warning, not one a batch), and
+// as before, the operator reads in the log that spans are being lost (a warning, not one a batch) and
+// in the metrics how many (agent_trace_spans_lost_total), and
 // SIGTERM still exits cleanly: the flush at shutdown gives up after 3 s instead of waiting out the
 // exporter's own timeout. The collector's credentials (OTEL_EXPORTER_OTLP_HEADERS,
 // a password in the endpoint URL) reach no log line.
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
+import { scrape, sum } from "./support/prom.ts";
 
 let ns: TestNamespace;
 let hung: Server;
@@ -47,8 +49,10 @@ describe("tracing with the collector away", () => {
     const api = new Service("api.ts", {
       ...common, OTEL_EXPORTER_OTLP_ENDPOINT: `http://collector:${URL_SECRET}@127.0.0.1:${hungPort}`, OTEL_EXPORTER_OTLP_TIMEOUT: "120000",
     });
+    const metricsPort = freePort();
     const worker = new Service("worker.ts", {
       ...common, OTEL_EXPORTER_OTLP_ENDPOINT: `http://collector:${URL_SECRET}@127.0.0.1:${freePort()}`, OTEL_EXPORTER_OTLP_TIMEOUT: "2000",
+      WORKER_METRICS_PORT: String(metricsPort),
     });
     await api.waitForLog("api listening");
     await worker.waitForLog("worker running");
@@ -76,6 +80,9 @@ describe("tracing with the collector away", () => {
     expect(warned[0]!.level).toBe("warn");
     expect(String(warned[0]!.error)).not.toBe("");
     expect(warned.length).toBeLessThanOrEqual(2);
+    // ... and counted, span by span, for an alert: the worker's 30 tasks made 4 spans each (no LLM call).
+    const lost = async () => sum(await scrape(`http://127.0.0.1:${metricsPort}/metrics`), "agent_trace_spans_lost_total", { reason: "export_failed" });
+    await waitFor(async () => (await lost()) >= 120, 30_000, "120 spans counted lost");
 
     // The API's collector holds its one export open: the flush at shutdown stops waiting for it.
     expect(await api.stop()).toBe(0);

@@ -1,7 +1,9 @@
 // The tracing SDK's reports of lost spans as log lines (lib/observe/tracing-warnings.ts): at most one
-// per kind a minute, with the collector's credentials masked. The end-to-end case (a collector down,
-// one hung) is tests/tracing-outage.test.ts.
+// per kind a minute, with the collector's credentials masked; and as counts (agent_trace_spans_lost_total)
+// when the batch processor's queue overflows. The end-to-end case (a collector down, one hung) is
+// tests/tracing-outage.test.ts.
 import { describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { createLogger } from "../lib/log.ts";
 import { endpointForLog, exporterSecrets, mask, rateLimitedWarnings } from "../lib/observe/tracing-warnings.ts";
 
@@ -49,4 +51,13 @@ describe("tracing warnings", () => {
     warn("export", "spans not exported", "Request timed out");
     expect(lines.at(-1)).toMatchObject({ msg: "spans not exported", error: "Request timed out", held_back: 5 });
   });
+
+  test("spans lost are counted: a failed batch's, and those dropped with the queue full (the SDK's own count)", async () => {
+    // In a process of its own: tracing and metrics are process-wide state.
+    const p = Bun.spawn(["bun", join(import.meta.dir, "support", "span-flood.ts")], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect(code, err).toBe(0);
+    // 3,000 spans at once: 512 in the failed export, 2,048 queued, 440 dropped.
+    expect(JSON.parse(out.trim().split("\n").pop()!)).toEqual({ export_failed: 512, queue_full: 440 });
+  }, 60_000);
 });

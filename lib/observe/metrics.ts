@@ -60,6 +60,8 @@ function build(prom: typeof import("prom-client")) {
     llmCalls: counter("agent_llm_calls_total", "LLM calls, by model and outcome", ["model", "outcome"]),
     llmTokens: counter("agent_llm_tokens_total", "tokens reported by the LLM, by model and direction (in: prompt, out: completion)", ["model", "direction"]),
     llmSeconds: histogram("agent_llm_call_duration_seconds", "one LLM call", LLM_BUCKETS, ["model"]),
+    // Tracing
+    spansLost: counter("agent_trace_spans_lost_total", "finished spans that never reached the collector: export_failed (the collector refused or did not answer), queue_full (more than 2048 waiting)", ["reason"]),
   };
 }
 
@@ -153,6 +155,11 @@ export function countLlmCall(model: string, outcome: string, seconds: number, us
   const tout = Number(usage?.completion_tokens);
   if (tin > 0) child(M.llmTokens, model, "in").inc(tin);
   if (tout > 0) child(M.llmTokens, model, "out").inc(tout);
+}
+
+/** Spans the tracing exporter lost (lib/observe/tracing.ts). */
+export function countSpansLost(reason: "export_failed" | "queue_full", n: number) {
+  if (M && n > 0) child(M.spansLost, reason).inc(n);
 }
 
 export { child as labelled };

@@ -10,7 +10,9 @@ import {
   context, diag, DiagLogLevel, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags,
   type Attributes, type Context, type Span, type TextMapGetter, type Tracer,
 } from "@opentelemetry/api";
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import { silentLogger, type Logger } from "../log.ts";
+import { countSpansLost } from "./metrics.ts";
 
 let tracer: Tracer | undefined;
 let provider: { forceFlush(): Promise<void>; shutdown(): Promise<void> } | undefined;
@@ -55,14 +57,18 @@ export async function initTracing(
   masked = (text) => mask(text, secrets);
   const warn = rateLimitedWarnings(logger, secrets);
   setGlobalErrorHandler((e) => warn("export", "spans not exported", errorText(e)));
-  const sdkWarning = (m: string, ...rest: unknown[]) =>
+  const sdkWarning = (m: string, ...rest: unknown[]) => {
+    // The batch processor says how many spans it dropped only in this text (sdk-trace 3.1).
+    const dropped = /^Dropped (\d+) spans because maxQueueSize reached/.exec(m);
+    if (dropped) countSpansLost("queue_full", Number(dropped[1]));
     warn(`sdk ${m.replace(/\d+/g, "N").slice(0, 60)}`, "tracing SDK warning", [m, ...rest.map(String)].join(" "));
+  };
   diag.setLogger({ error: sdkWarning, warn: sdkWarning, info: () => {}, debug: () => {}, verbose: () => {} }, DiagLogLevel.WARN);
   const p = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": serviceName }),
     // A trace the caller started keeps the caller's decision; a new one is recorded with probability `ratio`.
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.ratio ?? 1) }),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url }), scheduledDelayMillis: opts.scheduleDelayMs ?? 5_000 })],
+    spanProcessors: [new BatchSpanProcessor({ exporter: countingLosses(new OTLPTraceExporter({ url })), scheduledDelayMillis: opts.scheduleDelayMs ?? 5_000 })],
   });
   // The active span follows async calls (AsyncLocalStorage): the agent's LLM calls find their run's span.
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -71,6 +77,19 @@ export async function initTracing(
   provider = p;
   tracer = trace.getTracer("agent-prod");
   logger.info("tracing on: spans exported over OTLP/HTTP", { url: endpointForLog(url), service: serviceName, sampled: opts.ratio ?? 1 });
+}
+
+/** The exporter, counting the spans of every batch it failed to deliver (agent_trace_spans_lost_total). */
+function countingLosses(e: SpanExporter): SpanExporter {
+  return {
+    export: (spans, done) =>
+      e.export(spans, (r) => {
+        if (r.code !== 0) countSpansLost("export_failed", spans.length); // 0: ExportResultCode.SUCCESS
+        done(r);
+      }),
+    shutdown: () => e.shutdown(),
+    forceFlush: () => e.forceFlush?.() ?? Promise.resolve(),
+  };
 }
 
 /** Exports the spans ended so far (benchmarks; shutdown flushes by itself). */
