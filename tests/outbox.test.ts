@@ -4,24 +4,18 @@
 // answers), so a POST writes the task and then hangs in the send; the API is killed right then. A
 // second API, with the real endpoint, must send the orphan once it is 30 s old, and a worker runs it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createServer, type Server, type Socket } from "node:net";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
+import { blackHole } from "./support/tcp-proxy.ts";
 
 let sys: TestSystem;
-let hole: Server;
-const held = new Set<Socket>();
+let hole: Awaited<ReturnType<typeof blackHole>>;
 beforeAll(async () => {
   sys = await testSystem();
-  hole = createServer((s) => {
-    held.add(s);
-    s.on("error", () => {});
-  });
-  await new Promise<void>((r) => hole.listen(0, "127.0.0.1", r));
+  hole = await blackHole();
 }, 60_000);
 afterAll(async () => {
   await stopAll();
-  for (const s of held) s.destroy();
   hole?.close();
   await sys?.close();
 }, 60_000);
@@ -32,7 +26,7 @@ const api = (env: Record<string, string>) => {
 };
 
 test("a task written by an API that died before sending is sent by the outbox sweeper once 30 s old, and runs", async () => {
-  const first = api({ MQ_ENDPOINT: `127.0.0.1:${(hole.address() as { port: number }).port}`, MQ_REQUEST_TIMEOUT_MS: "5000" });
+  const first = api({ MQ_ENDPOINT: `127.0.0.1:${hole.port}`, MQ_REQUEST_TIMEOUT_MS: "5000" });
   await first.svc.waitForLog("api listening", 90_000);
   const before = new Set((await sys.store.dueOutbox(0)).map((e) => e.id));
   const post = fetch(`http://127.0.0.1:${first.port}/tasks`, {

@@ -8,29 +8,21 @@
 // collector, the exporter's timeout set far beyond the API's 15 s shutdown deadline); the worker's port
 // is closed (a collector that is down).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createServer, type Server, type Socket } from "node:net";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { scrape, sum } from "./support/prom.ts";
+import { blackHole } from "./support/tcp-proxy.ts";
 
 let ns: TestNamespace;
-let hung: Server;
-const held: Socket[] = [];
+let hung: Awaited<ReturnType<typeof blackHole>>;
 
 beforeAll(async () => {
   ns = await createNamespace();
-  // Reads whatever comes and never answers.
-  hung = createServer((s) => {
-    held.push(s);
-    s.on("data", () => {});
-    s.on("error", () => {});
-  });
-  await new Promise<void>((r) => hung.listen(0, "127.0.0.1", r));
+  hung = await blackHole();
 }, 60_000);
 
 afterAll(async () => {
   await stopAll();
-  for (const s of held) s.destroy();
   hung?.close();
   await ns?.cleanup();
 }, 60_000);
@@ -45,7 +37,7 @@ describe("tracing with the collector away", () => {
       ...ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", AGENT_DELAY_MS: "0",
       OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer ${HEADER_SECRET}`,
     };
-    const hungPort = (hung.address() as { port: number }).port;
+    const hungPort = hung.port;
     const api = new Service("api.ts", {
       ...common, OTEL_EXPORTER_OTLP_ENDPOINT: `http://collector:${URL_SECRET}@127.0.0.1:${hungPort}`, OTEL_EXPORTER_OTLP_TIMEOUT: "120000",
     });

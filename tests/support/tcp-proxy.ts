@@ -1,6 +1,7 @@
 // A TCP relay in front of a server, to slow or stop what a client sends without touching the server
 // (the shared Redis must never be paused). `delayMs` holds every chunk the client sends that long
 // (order kept); hold() stops forwarding from then on: what the client sends next never arrives.
+// blackHole(): a server that accepts connections, reads what comes and never answers (a hung peer).
 import { connect, createServer, type Socket } from "node:net";
 
 export async function tcpProxy(target: string, opts: { delayMs?: number } = {}) {
@@ -43,6 +44,24 @@ export async function tcpProxy(target: string, opts: { delayMs?: number } = {}) 
         p.client.destroy();
         p.upstream.destroy();
       }
+      server.close();
+    },
+  };
+}
+
+/** Accepts connections on 127.0.0.1, reads and never answers; close() drops them and stops listening. */
+export async function blackHole() {
+  const held = new Set<Socket>();
+  const server = createServer((s) => {
+    held.add(s);
+    s.on("data", () => {});
+    s.on("error", () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: (server.address() as { port: number }).port,
+    close() {
+      for (const s of held) s.destroy();
       server.close();
     },
   };
