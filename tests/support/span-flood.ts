@@ -1,22 +1,33 @@
 // Run by tests/tracing-warnings.test.ts in a process of its own (tracing's state is process-wide):
-// tracing towards a closed port, metrics on, 3,000 spans ended at once. The batch processor exports
-// 512, queues 2,048 and drops the other 440; once the first export has failed it takes spans again,
-// and the next one makes it report the drop. Prints the lost-span counts as JSON and exits.
+// tracing towards a closed port, metrics on, 3,000 spans ended at once (all within one turn of the
+// event loop, so before any export can fail). The batch processor sends 512, queues 2,048 and drops
+// the other 440; once an export has failed it has room again, and the next span (one more) makes it
+// report the drop. Then everything left is flushed, and the script waits until every span it did not
+// drop is counted in a failed export: 2,561, however fast or slow the refusals come. Prints the
+// lost-span counts as JSON and exits.
 import { freePort } from "../../scripts/load/processes.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { initMetrics } from "../../lib/observe/metrics.ts";
-import { initTracing, inSpan, shutdownTracing } from "../../lib/observe/tracing.ts";
+import { flushTracing, initTracing, inSpan, shutdownTracing } from "../../lib/observe/tracing.ts";
+
+const SPANS = 3000;
+const KEPT = 512 + 2048 + 1; // the first batch, the queue, the span after the drop
 
 process.env.OTEL_EXPORTER_OTLP_TIMEOUT = "1000";
 const M = await initMetrics();
 await initTracing(`http://127.0.0.1:${freePort()}`, "span-flood", silentLogger, { scheduleDelayMs: 60_000 });
 const lost = async (reason: string) =>
   (await M.spansLost.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+const until = async (done: () => Promise<boolean>) => {
+  const deadline = Date.now() + 30_000;
+  while (!(await done()) && Date.now() < deadline) await Bun.sleep(50);
+};
 
-await Promise.all(Array.from({ length: 3000 }, () => inSpan("flood", async () => 1)));
-const deadline = Date.now() + 30_000;
-while ((await lost("export_failed")) === 0 && Date.now() < deadline) await Bun.sleep(50);
+await Promise.all(Array.from({ length: SPANS }, () => inSpan("flood", async () => 1)));
+await until(async () => (await lost("export_failed")) > 0);
 await inSpan("after", async () => 1);
+await flushTracing().catch(() => {}); // fails: the port is closed
+await until(async () => (await lost("export_failed")) >= KEPT);
 console.log(JSON.stringify({ export_failed: await lost("export_failed"), queue_full: await lost("queue_full") }));
 await shutdownTracing(100);
 process.exit(0);
