@@ -159,9 +159,7 @@ export class TaskService {
   async #retryAbandonsOnce() {
     for (const [id, since] of this.#abandoning) {
       try {
-        if (!(await this.store.abandon(id)))
-          this.log.error("a task told 503 was claimed before its tombstone landed: it may run", { task_id: id });
-        this.#abandoning.delete(id);
+        await this.#writeTombstone(id);
       } catch {
         if (Date.now() - since > ABANDON_RETRY_MS) {
           this.log.error("tombstone of a task told 503 not written; if its create landed, the outbox may run it", { task_id: id });
@@ -176,9 +174,43 @@ export class TaskService {
     }
   }
 
+  /** A pending tombstone: written, or the task was claimed first (logged). Throws when Redis fails. */
+  async #writeTombstone(id: string) {
+    if (!(await this.store.abandon(id)))
+      this.log.error("a task told 503 was claimed before its tombstone landed: it may run", { task_id: id });
+    this.#abandoning.delete(id);
+  }
+
   /** Tombstones not yet confirmed by Redis (for shutdown logs and tests). */
   get pendingAbandons(): number {
     return this.#abandoning.size;
+  }
+
+  /** Whether the tombstone of a task told 503 is still to be written (its Idempotency-Key is kept till then). */
+  tombstonePending(id: string): boolean {
+    return this.#abandoning.has(id);
+  }
+
+  /**
+   * At shutdown, once no request can add one: a last try at each pending tombstone, then the timer
+   * stops. What Redis does not take now is lost with the process (the outbox may send such a task
+   * if its create landed), so it is logged with the ids (the first 100).
+   */
+  async settleAbandons(): Promise<void> {
+    clearInterval(this.#abandonTimer);
+    this.#abandonTimer = undefined;
+    for (const id of [...this.#abandoning.keys()]) {
+      try {
+        await this.#writeTombstone(id);
+      } catch {
+        break; // Redis still away: each call would wait out its timeout
+      }
+    }
+    if (this.#abandoning.size > 0)
+      this.log.error("tombstones of tasks told 503 not written before shutdown; if their creates landed, the outbox may run them", {
+        count: this.#abandoning.size, task_ids: [...this.#abandoning.keys()].slice(0, 100),
+      });
+    this.#abandoning.clear();
   }
 
   /**

@@ -194,6 +194,80 @@ describe("outages (issue 8)", () => {
       for (const k of batch) expect(await redis.hGet(k, "user_id")).not.toBe("hung");
   }, 60_000);
 
+  /**
+   * An API whose next create reaches Redis just as Redis hangs, and lands once the API has given up on
+   * it (REDIS_TIMEOUT_MS): Redis wakes the moment the API logs the 503, so what the API does next (free
+   * an Idempotency-Key, the background tombstone) finds Redis up. It has served a task before, as a
+   * running API has: a fresh Redis without the create script would answer the late EVALSHA NOSCRIPT.
+   */
+  async function apiWithLateCreate(cfg: Config) {
+    const { redis, store } = await storeOn(cfg);
+    let created: string | undefined;
+    let hang = false;
+    const createAt = store.createAt.bind(store);
+    store.createAt = (id, ...rest) => {
+      if (hang) {
+        hang = false;
+        created = id;
+        pr.pause();
+      }
+      return createAt(id, ...rest);
+    };
+    const log = createLogger({ level: "debug", format: "json", write: (l) => {
+      if ((JSON.parse(l) as { msg: string }).msg === "task not accepted: Redis unavailable") pr.resume();
+    } });
+    const tasks = new TaskService(cfg, store, publisher, log);
+    const app = createApp({ cfg, store, tasks, log });
+    const post = (key?: string) => app.handle(new Request("http://local/tasks", {
+      method: "POST", headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+      body: JSON.stringify({ user_id: "late-create", content: "x" }),
+    }));
+    expect((await post()).status).toBe(202);
+    hang = true;
+    return { redis, store, tasks, app, post, created: () => created! };
+  }
+
+  test("#2 a 503 whose create lands late keeps its Idempotency-Key until the tombstone is written: the retry, after that API died, gets the one task", async () => {
+    const cfg = config();
+    const a = await apiWithLateCreate(cfg);
+    const key = `late-${crypto.randomUUID()}`;
+    const res = await a.post(key);
+    expect(res.status).toBe(503);
+    expect(a.tasks.tombstonePending(a.created())).toBe(true);
+    // API A dies before its tombstone is written (its Redis connection gone, the retry in memory lost).
+    await closeRedis(a.redis);
+    const b = await storeOn(cfg);
+    expect((await b.store.get(a.created()))?.status).toBe("queued"); // the create did land
+
+    // Another API's outbox sweeper sends the task: the client was told 503, yet it will run ...
+    const tasksB = new TaskService(cfg, b.store, publisher, silentLogger);
+    expect(await tasksB.sweepOutbox(0)).toBeGreaterThanOrEqual(1);
+    // ... so the client's retry with its key must name that task, not make a second one.
+    const retry = await createApp({ cfg, store: b.store, tasks: tasksB, log: silentLogger }).handle(new Request("http://local/tasks", {
+      method: "POST", headers: { "content-type": "application/json", "idempotency-key": key },
+      body: JSON.stringify({ user_id: "late-create", content: "x" }),
+    }));
+    expect(retry.status).toBe(200);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await retry.json()) as { task_id: string }).task_id).toBe(a.created());
+    await a.tasks.settleAbandons(); // stops A's retry timer (its Redis is closed: nothing written)
+  }, 60_000);
+
+  test("#2 an API shutting down writes the tombstones still pending before it closes Redis; the retry then makes a new task", async () => {
+    const cfg = config();
+    const a = await apiWithLateCreate(cfg);
+    const key = `late-${crypto.randomUUID()}`;
+    expect((await a.post(key)).status).toBe(503);
+    expect(a.tasks.pendingAbandons).toBe(1);
+    // api.ts's shutdown step, well before the background retry's first tick (1 s).
+    await a.tasks.settleAbandons();
+    expect(a.tasks.pendingAbandons).toBe(0);
+    expect(await a.redis.hGet(a.store.keys.task(a.created()), "status")).toBe("rejected");
+    const retry = await a.post(key);
+    expect(retry.status).toBe(202);
+    expect(((await retry.json()) as { task_id: string }).task_id).not.toBe(a.created());
+  }, 60_000);
+
   test("#3 self-fencing: a run whose heartbeats stop reaching Redis aborts before its lease ends and never publishes", async () => {
     const cfg = config({ MQ_INVISIBLE_MS: 4_000 }); // fenced 2 s after the last heartbeat that got through
     const { store } = await storeOn(cfg);

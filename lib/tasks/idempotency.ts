@@ -93,9 +93,16 @@ export class IdempotentSubmit {
         accepted = await this.tasks.submit(input, tenant, { taskId, runAt, trace });
       } catch (e) {
         // 503: the task never runs (a tombstone, lib/submit.ts). The client's retry makes a new one; if
-        // the release is lost, the retry finds the tombstone and takes the key over.
-        await this.records.release(key, taskId).catch((err) =>
-          this.log.warn("Idempotency-Key not freed after a 503; the retry takes it over", { task_id: taskId, error: toError(err) }));
+        // the release is lost, the retry finds the tombstone and takes the key over. While the
+        // tombstone is still to be written (a create that timed out may land late) the key is kept:
+        // were this process to die first, the outbox would send the task, and a retry that had
+        // found the key free would make a second one. Kept, the retry waits for the tombstone and
+        // takes the key over, or replays the task the outbox sent (#next).
+        if (this.tasks.tombstonePending(taskId))
+          this.log.info("Idempotency-Key kept until its task's tombstone is written", { task_id: taskId });
+        else
+          await this.records.release(key, taskId).catch((err) =>
+            this.log.warn("Idempotency-Key not freed after a 503; the retry takes it over", { task_id: taskId, error: toError(err) }));
         throw e;
       }
       // Not needed for safety (a replay also reads the task's own progress); it spares the repeats a look.
