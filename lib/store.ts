@@ -5,7 +5,8 @@
 // node and on Redis Cluster. All times in the scripts are Redis's own clock (TIME).
 import { keys as buildKeys, type Keys } from "./keys.ts";
 import type { AgentResult, TaskProgress, TaskStatus, TaskUsage, TaskView } from "./model.ts";
-import { isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
+import { commandTimeout, isCluster, neverSent, runScript, send, type Redis } from "./scripts.ts";
+import { RedisClock } from "./state/redis-clock.ts";
 import { pingRedis } from "./redis.ts";
 import type { Config } from "./config.ts";
 
@@ -75,6 +76,8 @@ export class TaskStore {
   readonly keys: Keys;
   readonly maxAttempts: number;
   readonly deadLetterTtlSeconds: number;
+  /** Redis's time, for the deadline a create carries (createAt) */
+  readonly clock?: RedisClock;
   /**
    * @param stalledAfterMs a running task whose lease ended, or a retrying task whose delay ended, this
    *   long ago without being claimed again is re-published (see `stalled`, lib/lua/reap.lua)
@@ -87,6 +90,9 @@ export class TaskStore {
     opts: StoreOptions = {},
   ) {
     this.keys = buildKeys(prefix, opts.buckets ?? 16);
+    // A client without a command timeout waits for every answer: its creates need no deadline.
+    const timeoutMs = commandTimeout(redis);
+    this.clock = timeoutMs ? new RedisClock(redis, timeoutMs, this.keys.outboxLock) : undefined;
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.deadLetterTtlSeconds = opts.deadLetterTtlSeconds ?? 7 * 86_400;
   }
@@ -134,11 +140,15 @@ export class TaskStore {
     // (a forward dead-lettered, a broker lost it), the reaper sends it again.
     const hints = [this.hint(this.outboxKey(id), "add", id, 0)];
     if (runAt !== undefined) hints.push(this.hint(this.stalledKey(id), "at", id, runAt + this.stalledAfterMs));
+    // The deadline is taken before the send: the script refuses itself by the time this process
+    // stops waiting for it, so a 503 for a timeout never leaves a task behind (lib/state/redis-clock.ts).
+    const answerBy = this.clock?.answerBy() ?? "";
     const [c, ...h] = await Promise.allSettled([
-      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant, runAt ?? ""]),
+      runScript(this.redis, "create", this.taskKeys(id), [userId, this.ttlSeconds, body, tenant, runAt ?? "", answerBy]),
       ...hints,
     ]);
     if (c!.status === "rejected") throw new CreateError(neverSent(c!.reason) ? "no" : "maybe", c!.reason);
+    if (c.value === -1) throw new CreateError("no", new Error("the create reached Redis after its deadline (Redis slow or hung): not written"));
     const lost = h.find((r) => r.status === "rejected");
     if (lost) throw new CreateError("yes", lost.reason);
     return Number(c.value);

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis } from "../lib/redis.ts";
-import { keySlot, scriptCalls, send } from "../lib/scripts.ts";
+import { commandTimeout, keySlot, runScript, scriptCalls, send } from "../lib/scripts.ts";
 import { TaskStore } from "../lib/store.ts";
 import { IdempotencyRecords } from "../lib/state/idempotency.ts";
 import { announceCancel } from "../lib/state/cancel-channel.ts";
@@ -90,6 +90,27 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     await store.markSent(t);
     expect(await redis.zScore(store.outboxKey(t), t)).toBeNull();
     expect((await store.dueOutbox(0)).map((e) => e.id)).not.toContain(t);
+  });
+
+  test("a create carries a deadline on Redis's clock (REDIS_TIMEOUT_MS less a margin): one that arrives after it writes nothing", async () => {
+    const timeout = commandTimeout(redis)!;
+    await store.clock!.sample();
+    const before = await redisNow();
+    const by = store.clock!.answerBy()!;
+    const after = await redisNow();
+    // The offset is read at the middle of a round trip the clock accepts only if under timeout/4.
+    const slack = timeout / 8 + 5;
+    const expected = timeout - Math.min(250, timeout / 4);
+    expect(by).toBeGreaterThanOrEqual(before + expected - slack);
+    expect(by).toBeLessThanOrEqual(after + expected + slack);
+    // The script itself, as a create answered late would meet it: past its deadline, -1, nothing written.
+    const t = id();
+    const keys = [store.keys.task(t), store.keys.legacyStatus(t), store.keys.events(t)];
+    expect(await runScript(redis, "create", keys, ["u", 3600, "{}", "", "", (await redisNow()) - 1])).toBe(-1);
+    expect(await fieldsOf(t)).toEqual([]);
+    expect(await send(redis, keys[1], ["EXISTS", keys[1]!])).toBe(0);
+    expect(await runScript(redis, "create", keys, ["u", 3600, "{}", "", "", (await redisNow()) + 60_000])).toBeGreaterThan(0);
+    expect((await store.get(t))?.status).toBe("queued");
   });
 
   test("sends confirmed in one turn are marked by one script call on one node (one per task on a cluster); a tombstone stays one", async () => {

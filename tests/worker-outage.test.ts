@@ -11,6 +11,7 @@ import { createLogger, silentLogger, type Logger } from "../lib/log.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import { closeClient, createConsumer, Publisher, type MessageView, type OutgoingMessage } from "../lib/mq.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, type Redis } from "../lib/redis.ts";
+import { send } from "../lib/scripts.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
 import { handleMessage, MIN_HIDE_MS, type WorkerContext } from "../lib/worker/handle.ts";
@@ -195,12 +196,15 @@ describe("outages (issue 8)", () => {
   }, 60_000);
 
   /**
-   * An API whose next create reaches Redis just as Redis hangs, and lands once the API has given up on
-   * it (REDIS_TIMEOUT_MS): Redis wakes the moment the API logs the 503, so what the API does next (free
-   * an Idempotency-Key, the background tombstone) finds Redis up. It has served a task before, as a
-   * running API has: a fresh Redis without the create script would answer the late EVALSHA NOSCRIPT.
+   * An API whose next create reaches Redis just as Redis hangs, and executes once the API has given up
+   * on it (REDIS_TIMEOUT_MS): Redis wakes the moment the API logs the 503, so what the API does next
+   * (free an Idempotency-Key, the background tombstone) finds Redis up. Redis has served a create
+   * before, as a running one has (a fresh Redis without the create script would answer the late
+   * EVALSHA with NOSCRIPT). `clock`: whether this API has read Redis's clock yet, so that its create
+   * carries a deadline (lib/state/redis-clock.ts); without, the late create lands, as on an API's
+   * first create or before the deadline existed.
    */
-  async function apiWithLateCreate(cfg: Config) {
+  async function apiWithLateCreate(cfg: Config, opts: { clock: boolean }) {
     const { redis, store } = await storeOn(cfg);
     let created: string | undefined;
     let hang = false;
@@ -222,14 +226,42 @@ describe("outages (issue 8)", () => {
       method: "POST", headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
       body: JSON.stringify({ user_id: "late-create", content: "x" }),
     }));
-    expect((await post()).status).toBe(202);
+    if (opts.clock) {
+      expect((await post()).status).toBe(202);
+      await store.clock!.sample();
+      expect(store.clock!.answerBy()).toBeNumber();
+    } else {
+      const other = await storeOn(cfg);
+      expect(await other.store.create(crypto.randomUUID(), "late-create", "{}")).toBe(true);
+    }
     hang = true;
     return { redis, store, tasks, app, post, created: () => created! };
   }
 
+  /** One outbox sweep now, for hints of any age: the lock an earlier test's sweep took is dropped first. */
+  async function sweepNow(tasks: TaskService, store: TaskStore): Promise<number> {
+    await send(store.redis, store.keys.outboxLock, ["DEL", store.keys.outboxLock]);
+    return tasks.sweepOutbox(0);
+  }
+
+  test("#2 a create that reaches Redis after the API gave up on it refuses itself: nothing lands, nothing for the outbox to send", async () => {
+    const cfg = config();
+    const a = await apiWithLateCreate(cfg, { clock: true });
+    expect((await a.post()).status).toBe(503);
+    await a.store.ping(); // answered after the late create, on the same connection
+    // The API dies before any tombstone is written: what is in Redis is what the create left.
+    await closeRedis(a.redis);
+    const b = await storeOn(cfg);
+    expect(await b.redis.hGetAll(b.store.keys.task(a.created()))).toEqual({});
+    const tasksB = new TaskService(cfg, b.store, publisher, silentLogger);
+    await sweepNow(tasksB, b.store);
+    expect(await b.redis.exists(b.store.keys.task(a.created()))).toBe(0);
+    await a.tasks.settleAbandons();
+  }, 60_000);
+
   test("#2 a 503 whose create lands late keeps its Idempotency-Key until the tombstone is written: the retry, after that API died, gets the one task", async () => {
     const cfg = config();
-    const a = await apiWithLateCreate(cfg);
+    const a = await apiWithLateCreate(cfg, { clock: false });
     const key = `late-${crypto.randomUUID()}`;
     const res = await a.post(key);
     expect(res.status).toBe(503);
@@ -241,7 +273,8 @@ describe("outages (issue 8)", () => {
 
     // Another API's outbox sweeper sends the task: the client was told 503, yet it will run ...
     const tasksB = new TaskService(cfg, b.store, publisher, silentLogger);
-    expect(await tasksB.sweepOutbox(0)).toBeGreaterThanOrEqual(1);
+    expect(await sweepNow(tasksB, b.store)).toBeGreaterThanOrEqual(1);
+    expect(await b.redis.hGet(b.store.keys.task(a.created()), "sent")).toBe("1");
     // ... so the client's retry with its key must name that task, not make a second one.
     const retry = await createApp({ cfg, store: b.store, tasks: tasksB, log: silentLogger }).handle(new Request("http://local/tasks", {
       method: "POST", headers: { "content-type": "application/json", "idempotency-key": key },
@@ -255,7 +288,7 @@ describe("outages (issue 8)", () => {
 
   test("#2 an API shutting down writes the tombstones still pending before it closes Redis; the retry then makes a new task", async () => {
     const cfg = config();
-    const a = await apiWithLateCreate(cfg);
+    const a = await apiWithLateCreate(cfg, { clock: false });
     const key = `late-${crypto.randomUUID()}`;
     expect((await a.post(key)).status).toBe(503);
     expect(a.tasks.pendingAbandons).toBe(1);

@@ -8,13 +8,17 @@
   ARGV[1] user_id   ARGV[2] ttl (s)   ARGV[3] request message body
   ARGV[4] tenant whose API key submitted it ("" none): its owner for GET (lib/http/auth.ts)
   ARGV[5] run_at (ms since the epoch) of a delayed task, or "" (or absent) to run at once
+  ARGV[6] answer by (ms, Redis time): after it the API no longer waits for this create and answers
+          503, so it must not land (lib/state/redis-clock.ts); "" (or absent) no deadline
   Returns: created_at (ms, > 0) created (the listing index, another slot, is written with it:
-           lib/state/user-index.ts); 0 a task (or a tombstone) with this id exists (nothing written)
+           lib/state/user-index.ts); 0 a task (or a tombstone) with this id exists (nothing written);
+           -1 arrived after its deadline (nothing written)
 ]]
 --- @include "events"
 if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[6] and ARGV[6] ~= "" and now > tonumber(ARGV[6]) then return -1 end
 local status, ttl = "queued", tonumber(ARGV[2])
 redis.call("HSET", KEYS[1], "status", status, "user_id", ARGV[1], "attempts", 0,
   "created_at", now, "updated_at", now, "message", ARGV[3], "sent", 0)
