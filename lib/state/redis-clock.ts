@@ -4,11 +4,12 @@
 // instead of landing as a task whose client was told 503.
 //
 // The offset is sampled with TIME, read at the middle of the round trip (good to half of it), and
-// again every REFRESH_MS; it is kept against this process's monotonic clock (performance.now()), so
-// a step of the host's wall clock (NTP) moves no deadline; a sample whose round trip took more than a quarter of the command timeout
-// says little and is dropped. No sample yet (just started, Redis away since): no deadline, as before.
-// On Redis Cluster the sample comes from one node (the one owning `routeKey`); the nodes' clocks are
-// taken to agree to well within the margin (NTP keeps them within milliseconds).
+// again every REFRESH_MS. It is kept against this process's monotonic clock (performance.now()),
+// so a step of the host's wall clock (NTP) moves no deadline. A sample whose round trip took more
+// than a quarter of the command timeout says little and is dropped. No sample yet (just started,
+// Redis away since): no deadline, as before. On Redis Cluster the sample comes from one node (the
+// one owning `routeKey`); the nodes' clocks are taken to agree to well within the margin (NTP keeps
+// them within milliseconds).
 import { send, type Redis } from "../scripts.ts";
 
 const REFRESH_MS = 30_000;
