@@ -199,13 +199,7 @@ export class TaskService {
   async settleAbandons(): Promise<void> {
     clearInterval(this.#abandonTimer);
     this.#abandonTimer = undefined;
-    for (const id of [...this.#abandoning.keys()]) {
-      try {
-        await this.#writeTombstone(id);
-      } catch {
-        break; // Redis still away: each call would wait out its timeout
-      }
-    }
+    await this.#retryAbandonsOnce(); // the background pass, once more: it stops at Redis's first failure
     if (this.#abandoning.size > 0)
       this.log.error("tombstones of tasks told 503 not written before shutdown; if their creates landed, the outbox may run them", {
         count: this.#abandoning.size, task_ids: [...this.#abandoning.keys()].slice(0, 100),

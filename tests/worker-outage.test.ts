@@ -222,10 +222,7 @@ describe("outages (issue 8)", () => {
     } });
     const tasks = new TaskService(cfg, store, publisher, log);
     const app = createApp({ cfg, store, tasks, log });
-    const post = (key?: string) => app.handle(new Request("http://local/tasks", {
-      method: "POST", headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
-      body: JSON.stringify({ user_id: "late-create", content: "x" }),
-    }));
+    const post = (key?: string) => postLateCreate(app, key);
     if (opts.clock) {
       expect((await post()).status).toBe(202);
       await store.clock!.sample();
@@ -236,6 +233,14 @@ describe("outages (issue 8)", () => {
     }
     hang = true;
     return { redis, store, tasks, app, post, created: () => created! };
+  }
+
+  /** The POST of apiWithLateCreate's tests, to any API (`key`: its Idempotency-Key). */
+  function postLateCreate(app: ReturnType<typeof createApp>, key?: string) {
+    return app.handle(new Request("http://local/tasks", {
+      method: "POST", headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+      body: JSON.stringify({ user_id: "late-create", content: "x" }),
+    }));
   }
 
   /** One outbox sweep now, for hints of any age: the lock an earlier test's sweep took is dropped first. */
@@ -276,10 +281,7 @@ describe("outages (issue 8)", () => {
     expect(await sweepNow(tasksB, b.store)).toBeGreaterThanOrEqual(1);
     expect(await b.redis.hGet(b.store.keys.task(a.created()), "sent")).toBe("1");
     // ... so the client's retry with its key must name that task, not make a second one.
-    const retry = await createApp({ cfg, store: b.store, tasks: tasksB, log: silentLogger }).handle(new Request("http://local/tasks", {
-      method: "POST", headers: { "content-type": "application/json", "idempotency-key": key },
-      body: JSON.stringify({ user_id: "late-create", content: "x" }),
-    }));
+    const retry = await postLateCreate(createApp({ cfg, store: b.store, tasks: tasksB, log: silentLogger }), key);
     expect(retry.status).toBe(200);
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
     expect(((await retry.json()) as { task_id: string }).task_id).toBe(a.created());
