@@ -7,6 +7,8 @@ const Int = (def: number, min: number, max: number, description: string) =>
   Type.Integer({ default: def, minimum: min, maximum: max, description });
 const Str = (def: string, description: string) => Type.String({ default: def, minLength: 1, description });
 const Opt = (description: string) => Type.Optional(Type.String({ description }));
+/** The dashboard's token guards retries of any task and is checked without a rate limit: no short guessable ones. */
+export const ADMIN_TOKEN_MIN = 32;
 
 export const ConfigSchema = Type.Object({
   REDIS_HOST: Str("127.0.0.1", "Redis host (ignored when REDIS_URL is set)"),
@@ -43,7 +45,7 @@ export const ConfigSchema = Type.Object({
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
   API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
-  ADMIN_TOKEN: Opt("token of the operators' dashboard, GET /dashboard (secret; unset: the dashboard is off, 404); use 32+ random characters"),
+  ADMIN_TOKEN: Opt(`token of the operators' dashboard, GET /dashboard (secret; unset: the dashboard is off, 404); ${ADMIN_TOKEN_MIN}+ random characters`),
   AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {
     default: "auto",
     description: "keys: Bearer API key on /tasks; none: no authentication; auto: none on a loopback API_HOST, keys otherwise",
@@ -131,13 +133,21 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
   if (Boolean(cfg.MQ_ACCESS_KEY) !== Boolean(cfg.MQ_SECRET_KEY))
     problems.push("MQ_ACCESS_KEY and MQ_SECRET_KEY must be set together");
   if (cfg.LLM_API_KEY && !cfg.LLM_BASE_URL) problems.push("LLM_API_KEY is set but LLM_BASE_URL is not");
+  if (cfg.REDIS_URL) {
+    const why = redisUrlProblem(cfg.REDIS_URL);
+    if (why) problems.push(`REDIS_URL=(hidden): ${why}`);
+  }
+  if (cfg.OTEL_EXPORTER_OTLP_ENDPOINT && urlHost(cfg.OTEL_EXPORTER_OTLP_ENDPOINT) === undefined)
+    problems.push(`OTEL_EXPORTER_OTLP_ENDPOINT=${shownUrl(cfg.OTEL_EXPORTER_OTLP_ENDPOINT)}: not an http(s) URL; ${ENCODE_HINT}`);
   if (cfg.LLM_BASE_URL) {
     const host = urlHost(cfg.LLM_BASE_URL);
-    if (host === undefined) problems.push(`LLM_BASE_URL=${JSON.stringify(cfg.LLM_BASE_URL)}: not an http(s) URL`);
+    if (host === undefined) problems.push(`LLM_BASE_URL=${shownUrl(cfg.LLM_BASE_URL)}: not an http(s) URL`);
     // A remote service without a key is almost surely a forgotten key; a local server needs none.
     else if (!cfg.LLM_API_KEY && !LOCAL_HOSTS.has(host))
       problems.push(`LLM_API_KEY is needed for LLM_BASE_URL on ${host} (only 127.0.0.1, localhost and ::1 go without)`);
   }
+  if (cfg.ADMIN_TOKEN !== undefined && cfg.ADMIN_TOKEN.length < ADMIN_TOKEN_MIN)
+    problems.push(`ADMIN_TOKEN=(hidden): must be at least ${ADMIN_TOKEN_MIN} characters (random: openssl rand -hex 32)`);
   if (/[{}]/.test(cfg.REDIS_PREFIX))
     problems.push(`REDIS_PREFIX=${JSON.stringify(cfg.REDIS_PREFIX)}: must not contain { or } (Redis Cluster hash tags)`);
   // The TTL is renewed by every transition and heartbeat; the longest wait without one is a retry's delay.
@@ -150,6 +160,33 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
 }
 
 const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+const ENCODE_HINT = "reserved characters in a user name or password (/ ? # @ : % and spaces) must be percent-encoded (encodeURIComponent)";
+
+/**
+ * A URL as a config message may show it: hidden when it may hold credentials (an `@`), since one
+ * that does not parse cannot be stripped of them.
+ */
+const shownUrl = (url: string) => (url.includes("@") ? "(hidden: may hold a password)" : JSON.stringify(url));
+
+/**
+ * What is wrong with a REDIS_URL, or undefined. Never the URL itself: it may carry the password, and
+ * the TypeError of `new URL` holds the whole input (`input`), which an entry file's last-resort
+ * handler would print. An unencoded `/`, `?` or `#` in the password ends the authority early: the
+ * parse fails (the rest is read as a port), or leaves no host or a stray path; one hint for all.
+ */
+export function redisUrlProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return `does not parse as a URL; ${ENCODE_HINT}`;
+  }
+  if (u.protocol !== "redis:" && u.protocol !== "rediss:") return `must start with redis:// or rediss://, got ${JSON.stringify(u.protocol.slice(0, 20))}`;
+  if (!u.hostname) return `has no host; ${ENCODE_HINT}`;
+  if (!/^(\/[0-9]*)?$/.test(u.pathname)) return `the path must be a database number (/0); ${ENCODE_HINT}`;
+  return undefined;
+}
 
 /** Host of an http(s) URL, or undefined when it is not one. */
 function urlHost(url: string): string | undefined {

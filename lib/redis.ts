@@ -8,7 +8,7 @@
 // is noticed through TCP keepalive and reconnected.
 import { readFileSync } from "node:fs";
 import { createClient, createCluster } from "redis";
-import type { Config } from "./config.ts";
+import { ConfigError, redisUrlProblem, type Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { commandTimeout, isCluster, send, setCommandTimeout, type ClusterRedis, type Redis, type SingleRedis } from "./scripts.ts";
 
@@ -33,6 +33,10 @@ export function clusterNodes(cfg: Config): { host: string; port: number }[] {
 
 /** Credentials and TLS for every connection: REDIS_USERNAME/REDIS_PASSWORD win over REDIS_URL's. */
 function auth(cfg: Config) {
+  // parseConfig checked REDIS_URL; a Config built another way gets the same message, never the
+  // TypeError of new URL(), whose `input` (printed by an entry file's catch) holds the password.
+  const problem = cfg.REDIS_URL ? redisUrlProblem(cfg.REDIS_URL) : undefined;
+  if (problem) throw new ConfigError([`REDIS_URL=(hidden): ${problem}`]);
   const url = cfg.REDIS_URL ? new URL(cfg.REDIS_URL) : undefined;
   const username = cfg.REDIS_USERNAME ?? (url?.username ? decodeURIComponent(url.username) : undefined);
   const password = cfg.REDIS_PASSWORD ?? (url?.password ? decodeURIComponent(url.password) : undefined);

@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig, type Config } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
-import { isTaskId } from "../lib/model.ts";
+import { isTaskId, TaskStatus } from "../lib/model.ts";
 import { Publisher } from "../lib/mq.ts";
 import { closeRedis, connectRedis, createRedis, type Redis } from "../lib/redis.ts";
 import { send } from "../lib/scripts.ts";
@@ -69,6 +69,20 @@ const ago = (iso?: string) => {
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
   return s < 120 ? ` (${s} s ago)` : s < 7200 ? ` (${Math.round(s / 60)} min ago)` : ` (${Math.round(s / 3600)} h ago)`;
 };
+/**
+ * A value in the human-readable output, its control characters (C0, DEL, C1; and the Unicode line
+ * separators and bidi controls, which reorder or break lines) shown as \u001b-style escapes: user ids,
+ * errors and dead-letter reasons are chosen by clients, and an ESC or OSC sequence printed raw would
+ * drive the operator's terminal (retitle it, hide lines, fake a link). --json is escaped by JSON.
+ */
+const visible = (v: unknown) =>
+  String(v).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+/** A template whose every interpolated value goes through visible(); the literal text is ours. */
+const h = (text: TemplateStringsArray, ...values: unknown[]) => text.reduce((out, t, i) => out + visible(values[i - 1]) + t);
+/** Every status a task can have, in the order of its life (stats shows each, 0 included). */
+const STATUSES = TaskStatus.anyOf.map((s) => s.const as string);
+
 const ms = (v: number | null) => (v === null ? "-" : v >= 1000 ? `<= ${v / 1000} s` : `<= ${v} ms`);
 
 async function main() {
@@ -107,26 +121,27 @@ async function main() {
     if (command === "inspect") {
       const d = await inspectTask(store, arg!);
       if (!d) {
-        out(`no task ${arg}`, { error: "task_not_found", task_id: arg });
+        out(h`no task ${arg}`, { error: "task_not_found", task_id: arg });
         return EXIT.nothing;
       }
       const lines = [
-        `task      ${d.task_id}`,
-        `status    ${d.status}`,
-        `user_id   ${d.user_id ?? "-"}${d.tenant ? `   tenant ${d.tenant}` : ""}`,
-        `attempts  ${d.attempts}${d.requeued ? `   re-queued by an operator ${d.requeued}x` : ""}`,
-        `created   ${d.created_at ?? "-"}${ago(d.created_at)}`,
-        `started   ${d.started_at ?? "-"}${ago(d.started_at)}`,
-        `finished  ${d.finished_at ?? "-"}${ago(d.finished_at)}`,
-        `updated   ${d.updated_at ?? "-"}${ago(d.updated_at)}`,
+        h`task      ${d.task_id}`,
+        h`status    ${d.status}`,
+        h`user_id   ${d.user_id ?? "-"}` + (d.tenant ? h`   tenant ${d.tenant}` : ""),
+        h`attempts  ${d.attempts}${d.requeued ? `   re-queued by an operator ${d.requeued}x` : ""}`,
+        h`created   ${d.created_at ?? "-"}${ago(d.created_at)}`,
+        h`started   ${d.started_at ?? "-"}${ago(d.started_at)}`,
+        h`finished  ${d.finished_at ?? "-"}${ago(d.finished_at)}`,
+        h`updated   ${d.updated_at ?? "-"}${ago(d.updated_at)}`,
       ];
-      if (d.lease_until) lines.push(`lease     until ${d.lease_until}`);
+      if (d.lease_until) lines.push(h`lease     until ${d.lease_until}`);
       if (d.sent === false) lines.push("message   not yet confirmed by RocketMQ (the outbox sweeper sends it)");
-      if (d.error) lines.push(`error     ${d.error}`);
+      if (d.error) lines.push(h`error     ${d.error}`);
       if (d.usage)
-        lines.push(`usage     ${d.usage.model}: ${d.usage.prompt_tokens} prompt + ${d.usage.completion_tokens} completion tokens, ` +
-          `${d.usage.llm_ms} ms in LLM calls over ${d.usage.attempts} attempt(s)`);
-      if (d.result) lines.push(`result    score ${d.result.score}, tags ${JSON.stringify(d.result.tags)}, reason ${JSON.stringify(d.result.reason.slice(0, 200))}`);
+        lines.push(h`usage     ${d.usage.model}: ${d.usage.prompt_tokens} prompt + ${d.usage.completion_tokens} completion tokens, ` +
+          h`${d.usage.llm_ms} ms in LLM calls over ${d.usage.attempts} attempt(s)`);
+      // JSON.stringify escapes C0 controls only: visible() the rest (DEL, C1, bidi).
+      if (d.result) lines.push(h`result    score ${d.result.score}, tags ${JSON.stringify(d.result.tags)}, reason ${JSON.stringify(d.result.reason.slice(0, 200))}`);
       out(lines.join("\n"), d);
       return EXIT.ok;
     }
@@ -134,24 +149,24 @@ async function main() {
     if (command === "retry") {
       const r = await retryTask(await tasks(), arg!);
       if (!r.ok) {
-        out(`not retried: ${r.message}`, r);
+        out(h`not retried: ${r.message}`, r);
         return EXIT.nothing;
       }
-      out(r.published ? `task ${arg} re-queued and its message sent` : `task ${arg} re-queued; its message was not confirmed, the API's outbox sweeper sends it`, r);
+      out(r.published ? h`task ${arg} re-queued and its message sent` : h`task ${arg} re-queued; its message was not confirmed, the API's outbox sweeper sends it`, r);
       return EXIT.ok;
     }
 
     if (command === "dead-letters") {
       const entries = await listDeadLetters(store, limit);
       if (!values.replay) {
-        const lines = entries.map((e) => `${e.at}  ${e.task_id ?? "(no task id)"}  ${e.status ?? "-"}\n    ${e.reason}`);
+        const lines = entries.map((e) => h`${e.at}  ${e.task_id ?? "(no task id)"}  ${e.status ?? "-"}\n    ${e.reason}`);
         out(entries.length ? lines.join("\n") : "no dead letters", entries);
         return EXIT.ok;
       }
       const replayable = entries.filter((e) => e.status === "failed" || (e.task_id && !e.status));
       const answers = await replayDeadLetters(await tasks(), replayable);
       const replayed = answers.filter((a) => a.ok).length;
-      const lines = answers.map((a) => `${a.task_id ?? "(no task id)"}  ${a.ok ? "re-queued" : `skipped: ${a.message}`}`);
+      const lines = answers.map((a) => h`${a.task_id ?? "(no task id)"}  ` + (a.ok ? "re-queued" : h`skipped: ${a.message}`));
       lines.push(`${replayed} of ${entries.length} dead letter(s) replayed${entries.length - replayable.length ? ` (${entries.length - replayable.length} not failed any more: skipped)` : ""}`);
       out(lines.join("\n"), { replayed, entries: entries.length, answers });
       return replayed > 0 ? EXIT.ok : EXIT.nothing;
@@ -162,18 +177,19 @@ async function main() {
     const c = stats.statuses;
     const lines = [
       `tasks by status${c.complete ? "" : ` (the first ${c.scanned} records found; --max to look at more)`}:`,
-      ...["queued", "running", "done", "failed"].map((s) => `  ${s.padEnd(8)} ${c.counts[s] ?? 0}`),
+      // Every status --json can count (scheduled and canceled too), and any other a record holds.
+      ...[...new Set([...STATUSES, ...Object.keys(c.counts)])].map((s) => h`  ${s.padEnd(9)} ${c.counts[s] ?? 0}`),
       `last hour: ${stats.hour.done} done, ${stats.hour.failed} failed, ${stats.hour.retry} retried; end to end p50 ${ms(stats.hour.e2e.p50)}, p95 ${ms(stats.hour.e2e.p95)}, p99 ${ms(stats.hour.e2e.p99)}`,
-      `backlog in RocketMQ: ${stats.backlog === null ? `unknown (${stats.backlog_error})` : `${stats.backlog} message(s) no worker has received`}`,
+      `backlog in RocketMQ: ${stats.backlog === null ? h`unknown (${stats.backlog_error})` : `${stats.backlog} message(s) no worker has received`}`,
       `dead letters: ${stats.dead_letters}`,
       `live workers: ${stats.workers.length}`,
-      ...stats.workers.map((w) => `  ${w.id}  in flight ${w.in_flight}/${w.capacity}  finished ${w.finished}  up since ${w.started}`),
+      ...stats.workers.map((w) => h`  ${w.id}  in flight ${w.in_flight}/${w.capacity}  finished ${w.finished}  up since ${w.started}`),
     ];
     out(lines.join("\n"), stats);
     return EXIT.ok;
   } catch (e) {
     const m = e instanceof Unreachable ? e.message : `Redis or RocketMQ failed: ${(e as Error).message}`;
-    console.error(m);
+    console.error(visible(m)); // a server's error text is not ours either
     return EXIT.unreachable;
   } finally {
     // Bounded: a client still reconnecting to a server that is gone must not keep the exit code waiting.

@@ -55,6 +55,53 @@ describe("config", () => {
     expect(parseConfig({ TASK_TTL_SECONDS: "3600", TASK_TIMEOUT_MS: "600000" }).TASK_TTL_SECONDS).toBe(3600);
   });
 
+  test("a REDIS_URL whose password has / or # unencoded: exit 2 naming REDIS_URL and percent-encoding; the password printed nowhere", () => {
+    const password = "Zx9/q+Lm3Tt8==";
+    const urls = [`redis://:${password}@127.0.0.1:6379`, `redis://app:Zx9#q+Lm3Tt8==@127.0.0.1:6379`];
+    const root = join(import.meta.dir, "..");
+    for (const url of urls)
+      for (const entry of [["api.ts"], ["worker.ts"], ["scripts/tasks.ts", "stats"]]) {
+        const p = Bun.spawnSync(["bun", join(root, entry[0]!), ...entry.slice(1)], {
+          env: { ...process.env, REDIS_URL: url, REDIS_PASSWORD: "", API_PORT: "0" },
+          timeout: 30_000,
+          killSignal: "SIGKILL",
+        });
+        const out = p.stdout.toString() + p.stderr.toString();
+        const what = `${entry.join(" ")}: ${out}`;
+        expect(p.exitedDueToTimeout ?? false, what).toBe(false);
+        expect(p.exitCode, what).not.toBe(0);
+        expect(out, what).toContain("REDIS_URL");
+        expect(out, what).toContain("percent-encoded");
+        expect(out, what).not.toContain("Zx9");
+        expect(out, what).not.toContain("Lm3Tt8");
+      }
+    // Encoded, the same password is accepted.
+    expect(parseConfig({ REDIS_URL: `redis://:${encodeURIComponent(password)}@127.0.0.1:6379` }).REDIS_URL).toContain("Zx9%2F");
+  }, 120_000);
+
+  test("an OTEL_EXPORTER_OTLP_ENDPOINT or LLM_BASE_URL that does not parse is named without its value (it may hold a password)", () => {
+    let err: ConfigError | undefined;
+    try {
+      parseConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://u:Zx9/q+Lm3@127.0.0.1:4318", LLM_BASE_URL: "http://u:Zx9/q+Lm3@h/v1", LLM_API_KEY: "k" });
+    } catch (e) {
+      err = e as ConfigError;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toContain("OTEL_EXPORTER_OTLP_ENDPOINT");
+    expect(err!.message).toContain("LLM_BASE_URL");
+    expect(err!.message).not.toContain("Zx9");
+  });
+
+  test("ADMIN_TOKEN shorter than 32 characters is refused, without showing it", () => {
+    expect(() => parseConfig({ ADMIN_TOKEN: "short-token-31-characters-long!" })).toThrow("ADMIN_TOKEN=(hidden): must be at least 32 characters");
+    try {
+      parseConfig({ ADMIN_TOKEN: "short-token-31-characters-long!" });
+    } catch (e) {
+      expect((e as Error).message).not.toContain("short-token");
+    }
+    expect(parseConfig({ ADMIN_TOKEN: "x".repeat(32) }).ADMIN_TOKEN).toHaveLength(32);
+  });
+
   test("REDIS_PREFIX with a brace is refused (it would split a task's keys over Redis Cluster slots)", () => {
     expect(() => parseConfig({ REDIS_PREFIX: "app{1}:" })).toThrow("REDIS_PREFIX");
   });

@@ -90,6 +90,30 @@ describe("access (in-process)", () => {
     expect((await retry({})).status).toBe(401);
     expect((await retry({ authorization: `Bearer ${TOKEN}` }, "x")).status).toBe(400);
   });
+
+  test("a login body over 4 KiB is a JSON 413 naming the limit (with Content-Length or streamed), never parsed; JSON logins still work", async () => {
+    const a = app(TOKEN);
+    const login = (body: string | ReadableStream<Uint8Array>, headers: Record<string, string>) =>
+      a.handle(new Request("http://localhost/dashboard/login", { method: "POST", headers, body }));
+    const big = `token=${"x".repeat(1024 * 1024)}`;
+    const stream = () => new Blob([big]).stream();
+    for (const [what, body, headers] of [
+      ["form, Content-Length", big, { "content-type": "application/x-www-form-urlencoded", "content-length": String(big.length) }],
+      ["form, streamed", stream(), { "content-type": "application/x-www-form-urlencoded" }],
+      ["JSON, streamed", stream(), { "content-type": "application/json" }],
+    ] as const) {
+      const r = await login(body, headers);
+      expect(r.status, what).toBe(413);
+      expect(r.headers.get("content-type"), what).toContain("application/json");
+      const err = (await r.json()) as { error: string; message: string };
+      expect(err.error, what).toBe("body_too_large");
+      expect(err.message, what).toContain("4096");
+    }
+    const json = await login(JSON.stringify({ token: TOKEN }), { "content-type": "application/json" });
+    expect(json.status).toBe(303);
+    expect((await login(JSON.stringify({ token: "nope" }), { "content-type": "application/json" })).status).toBe(401);
+    expect((await login("{", { "content-type": "application/json" })).status).toBe(401);
+  });
 });
 
 // As root (CI, a fresh machine) `npm test` installs Debian's chromium as the stack installs redis-server.

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, normalize, relative } from "node:path";
+import { isEventId } from "../lib/tasks/events.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const files = [...new Bun.Glob("**/*.md").scanSync({ cwd: ROOT })]
@@ -88,5 +89,28 @@ describe("docs", () => {
       }
     }
     expect(problems).toEqual([]);
+  });
+
+  test("the README's event-stream example is what the API sends: ids count up from 1, every data has `at`", () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const start = readme.indexOf("curl -N localhost:8000/tasks/$id/events");
+    expect(start).toBeGreaterThan(0);
+    const lines = readme.slice(start, readme.indexOf("```", start)).split("\n");
+    const events: { id: string; type: string; data: Record<string, unknown> }[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const id = /^# id: (.*)$/.exec(lines[i]!);
+      if (!id) continue;
+      const type = /^# event: (.*)$/.exec(lines[i + 1]!)![1]!;
+      const data = JSON.parse(/^# data: (.*)$/.exec(lines[i + 2]!)![1]!) as Record<string, unknown>;
+      events.push({ id: id[1]!, type, data });
+    }
+    expect(events.map((e) => e.type)).toEqual(["status", "status", "progress", "progress", "status"]);
+    // lib/tasks/events.ts: numbered per task from 1, the SSE id and the Last-Event-ID taken back.
+    for (const e of events) expect(isEventId(e.id), e.id).toBe(true);
+    const ids = events.map((e) => Number(e.id));
+    expect(ids[0]).toBe(1);
+    expect(ids).toEqual([...ids].sort((x, y) => x - y));
+    // Redis's time of the event, as an ISO string (readEvents), on status and progress events alike.
+    for (const e of events) expect(new Date(e.data.at as string).toISOString(), JSON.stringify(e.data)).toBe(e.data.at as string);
   });
 });

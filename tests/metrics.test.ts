@@ -9,6 +9,7 @@ import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { fakeOpenAI } from "./support/fake-openai.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { parseProm, scrape, sum, type Sample } from "./support/prom.ts";
+import { rawRequest } from "./support/raw-http.ts";
 
 const N = 12;
 const TOKEN = "scrape-secret-for-tests";
@@ -125,6 +126,13 @@ describe("metrics", () => {
     // The worker's port serves /metrics only.
     expect((await fetch(`http://127.0.0.1:${metricsPort}/nope`)).status).toBe(404);
     expect((await fetch(workerMetrics)).status).toBe(401);
+    // Also without a Host header (HTTP/1.0) or with a malformed one: our JSON, never a 500.
+    for (const host of ["", "Host: a b\r\n", "Host: [::1\r\n"])
+      for (const [path, status] of [["/nope", 404], ["/metrics", 401]] as const) {
+        const r = await rawRequest(metricsPort, host ? `GET ${path} HTTP/1.1\r\n${host}Connection: close\r\n\r\n` : `GET ${path} HTTP/1.0\r\n\r\n`);
+        expect(r.status, `${path} ${JSON.stringify(host)}: ${r.body.slice(0, 200)}`).toBe(status);
+        expect(r.headers).toContain("content-type: application/json");
+      }
 
     expect(await worker.stop()).toBe(0);
     expect(await api.stop()).toBe(0);

@@ -112,3 +112,36 @@ test("retry: a failed task runs again to done; a done task is not retried (exit 
   // A clean stop withdraws the announcement at once.
   expect((await json(["stats"])).doc.workers).toHaveLength(0);
 }, 240_000);
+
+test("human output shows a client's control characters as \\u escapes (no ESC or OSC reaches the terminal); stats lists every status", async () => {
+  // A user id, an error and a dead-letter reason as a hostile client could shape them: retitle the
+  // terminal (OSC 0), clear it (CSI 2J), a C1 CSI, a fake link (OSC 8), a bidi override.
+  const evil = "mallory\u001b]0;pwned\u0007\u001b[2J\u009b31m\u202e";
+  const { task_id } = await sys.tasks.submit({ user_id: evil, content: "control characters" });
+  await sys.store.redis.hSet(sys.store.keys.task(task_id), "error", "boom\u001b]8;;http://evil.example\u0007click\u001b]8;;\u0007\r\nfake line");
+  await sys.store.deadLetter({ reason: `poison\u001b[1A\u001b[2K${evil}`, body: "not json", at: new Date().toISOString() });
+  // One scheduled task, so stats has a status the old human output left out.
+  await sys.tasks.submit({ user_id: "ops-later", content: "later" }, undefined, { runAt: Date.now() + 3_600_000 });
+
+  const raw = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/; // every control character but the newline between lines
+  const inspect = await cli(["inspect", task_id]);
+  expect(inspect.code, inspect.stderr).toBe(0);
+  expect(inspect.stdout).not.toMatch(raw);
+  expect(inspect.stdout).toContain("user_id   mallory\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u202e");
+  expect(inspect.stdout).toContain("error     boom\\u001b]8;;http://evil.example\\u0007click\\u001b]8;;\\u0007\\u000d\\u000afake line");
+  expect(inspect.stdout).not.toContain("\nfake line"); // no line of its own
+
+  const dead = await cli(["dead-letters"]);
+  expect(dead.code, dead.stderr).toBe(0);
+  expect(dead.stdout).not.toMatch(raw);
+  expect(dead.stdout).toContain("poison\\u001b[1A\\u001b[2Kmallory\\u001b]0;pwned");
+  // --json is JSON's own escaping, unchanged: the value parses back to what the client sent.
+  const doc = JSON.parse((await cli(["inspect", task_id, "--json"])).stdout) as { user_id: string };
+  expect(doc.user_id).toBe(evil);
+
+  const human = await cli(["stats"]);
+  const json = JSON.parse((await cli(["stats", "--json"])).stdout) as { statuses: { counts: Record<string, number> } };
+  expect(json.statuses.counts.scheduled).toBeGreaterThanOrEqual(1);
+  for (const status of ["queued", "scheduled", "running", "done", "failed", "canceled"])
+    expect(human.stdout, status).toMatch(new RegExp(`^  ${status} +${json.statuses.counts[status] ?? 0}$`, "m"));
+}, 60_000);

@@ -15,6 +15,7 @@ import { ApiKeys } from "../lib/tenancy/api-keys.ts";
 import { RateLimiter } from "../lib/tenancy/rate-limit.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
+import { rawRequest } from "./support/raw-http.ts";
 
 const ROOT = join(import.meta.dir, "..");
 
@@ -52,8 +53,8 @@ afterAll(async () => {
 });
 
 const body = JSON.stringify({ user_id: "u1", content: "机械键盘降价了" });
-const post = (app: typeof a.app, key?: string) =>
-  app.handle(new Request("http://local/tasks", {
+const post = (app: typeof a.app, key?: string, path = "/tasks") =>
+  app.handle(new Request(`http://local${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}) },
     body,
@@ -170,6 +171,20 @@ describe("rate limit per tenant", () => {
     expect(many.filter((r) => r.status === 429).length).toBe(20);
   });
 
+  test("POST /tasks/ and /tasks/?a=1 (routed to the submit route) are limited too: burst 2, then 429 with Retry-After", async () => {
+    const keys = new ApiKeys(a.redis, ns.redisPrefix);
+    for (const path of ["/tasks/", "/tasks/?a=1"]) {
+      const { key } = await keys.create(`slash-${path.length}`, { rate: 0.1, burst: 2 });
+      const answers: Response[] = [];
+      for (let i = 0; i < 4; i++) answers.push(await post(a.app, key, path));
+      expect(answers.map((r) => r.status), path).toEqual([202, 202, 429, 429]);
+      for (const refused of answers.slice(2)) {
+        expect(Number(refused.headers.get("retry-after")), path).toBeGreaterThanOrEqual(1);
+        expect(await refused.json()).toMatchObject({ error: "rate_limited" });
+      }
+    }
+  });
+
   test("a tenant without a rate gets no RateLimit headers", async () => {
     const { key } = await new ApiKeys(a.redis, ns.redisPrefix).create("free");
     const res = await post(a.app, key);
@@ -204,6 +219,19 @@ describe("auth mode from the bind address", () => {
     expect(api.raw.join("\n")).not.toContain("none exists yet");
     const res = await fetch(`http://127.0.0.1:${port}/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body });
     expect(res.status).toBe(401);
+    // Bun routes the path as sent (`/tasks/..` reaches GET /tasks/:id) while request.url holds it
+    // normalised (`/`): the key is still required, before anything about the id is said.
+    for (const path of ["/tasks/..", "/tasks/%2e%2e"]) {
+      const r = await rawRequest(port, `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      expect(r.status, `${path}: ${r.body}`).toBe(401);
+      expect(JSON.parse(r.body), path).toMatchObject({ error: "unauthorized" });
+    }
+    // The rate limit on the real server's router too: POST /tasks/ is the submit route.
+    const { key } = await new ApiKeys(a.redis, ns.redisPrefix).create("slash-real", { rate: 0.1, burst: 2 });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++)
+      statuses.push((await fetch(`http://127.0.0.1:${port}/tasks/`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` }, body })).status);
+    expect(statuses).toEqual([202, 202, 429]);
     await waitFor(async () => (await api.stop()) === 0, 30_000, "api to exit 0");
   }, 60_000);
 });

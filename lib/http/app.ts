@@ -15,6 +15,7 @@ import { withTimeout } from "../time.ts";
 import { checkJsonType, maxBodyBytes, parseTaskInput, readCapped } from "./body.ts";
 import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
+import { pathOf } from "./request-url.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
 import { dashboardPlugin } from "./dashboard.ts";
@@ -75,34 +76,52 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
     return [...methods].sort();
   };
 
+  /** The JSON answer to an error thrown while routing or handling a request. */
+  const errorAnswer = (code: string | number, error: unknown, request: Request): Response => {
+    if (error instanceof HttpError) return errorResponse(error);
+    // pathOf, not new URL(): request.url is a bare path when the Host header is missing or bad
+    // (lib/http/request-url.ts).
+    const pathname = pathOf(request.url);
+    const path = pathname.slice(0, 200);
+    switch (code) {
+      case "NOT_FOUND": {
+        const allow = allowed(pathname);
+        if (allow.length)
+          return jsonResponse(
+            405,
+            { error: "method_not_allowed", message: `${request.method} is not allowed on ${path}; allowed: ${allow.join(", ")}` },
+            { allow: allow.join(", ") },
+          );
+        return jsonResponse(404, { error: "not_found", message: `no route for ${request.method} ${path}` });
+      }
+      case "PARSE":
+        return jsonResponse(400, { error: "malformed_json", message: "request body is not valid JSON" });
+    }
+    const status = (error as { status?: unknown } | null | undefined)?.status; // anything can be thrown, undefined too
+    if (typeof status === "number" && status >= 400 && status < 500)
+      return jsonResponse(status, { error: "bad_request", message: toError(error).message });
+    log.error("unhandled error in request", { error: toError(error), path });
+    return jsonResponse(500, { error: "internal", message: "internal error" });
+  };
+
   return app
     .use(openapi({ path: "/docs", documentation: doc }))
     .use(authPlugin({ mode: tenancy?.auth ?? "none", apiKeys: tenancy?.apiKeys, store, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .use(rateLimitPlugin({ limiter: tenancy?.limiter, retryAfterSeconds: cfg.RETRY_AFTER_SECONDS }))
     .use(observePlugin(cfg))
     .onError(({ code, error, request }) => {
-      if (error instanceof HttpError) return errorResponse(error);
-      const url = new URL(request.url);
-      const path = url.pathname.slice(0, 200);
-      switch (code) {
-        case "NOT_FOUND": {
-          const allow = allowed(url.pathname);
-          if (allow.length)
-            return jsonResponse(
-              405,
-              { error: "method_not_allowed", message: `${request.method} is not allowed on ${path}; allowed: ${allow.join(", ")}` },
-              { allow: allow.join(", ") },
-            );
-          return jsonResponse(404, { error: "not_found", message: `no route for ${request.method} ${path}` });
+      // Never throws: a throw here would reach the client as Bun's own 500, an HTML page with a stack
+      // and file paths in development mode.
+      try {
+        return errorAnswer(code, error, request);
+      } catch (e) {
+        try {
+          log.error("error handler failed", { error: toError(e) });
+        } catch {
+          /* the answer matters more than the log line */
         }
-        case "PARSE":
-          return jsonResponse(400, { error: "malformed_json", message: "request body is not valid JSON" });
+        return jsonResponse(500, { error: "internal", message: "internal error" });
       }
-      const status = (error as { status?: number }).status;
-      if (typeof status === "number" && status >= 400 && status < 500)
-        return jsonResponse(status, { error: "bad_request", message: toError(error).message });
-      log.error("unhandled error in request", { error: toError(error), path: url.pathname });
-      return jsonResponse(500, { error: "internal", message: "internal error" });
     })
     .use(dashboardPlugin({ cfg, store, tasks, log }))
     .post(

@@ -20,10 +20,26 @@ import type { TaskStore } from "../store.ts";
 import type { TaskService } from "../submit.ts";
 import { dashboardPage, fragment, loginPage, SCRIPT } from "./dashboard-page.ts";
 import { jsonResponse } from "./errors.ts";
+import { readCapped } from "./body.ts";
 
 export const COOKIE = "agent_dashboard";
 const SESSION_SECONDS = 12 * 3600;
 const hide = { detail: { hide: true } } as const;
+
+/** Largest login body: a form or JSON object with one token in it. */
+export const LOGIN_BODY_MAX = 4_096;
+
+/** The `token` of a login body: a form (what the login page posts) or, with a JSON content type, a JSON object. */
+function loginToken(bytes: Buffer, contentType: string | null): string {
+  const text = bytes.toString("utf8");
+  if (!/^application\/json\s*(;|$)/i.test(contentType ?? "")) return new URLSearchParams(text).get("token") ?? "";
+  try {
+    const v = (JSON.parse(text) as { token?: unknown } | null)?.token;
+    return typeof v === "string" ? v : "";
+  } catch {
+    return "";
+  }
+}
 
 const sha = (s: string) => createHash("sha256").update(s, "utf8").digest();
 /** Equal in constant time (whatever the lengths: both are hashed first). */
@@ -82,7 +98,8 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
     return jsonResponse(503, { error: "redis_unavailable", message: "Redis is unavailable; retry later" }, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
   };
   // Secure when the browser speaks https to us or to the TLS proxy in front (X-Forwarded-Proto).
-  const secure = (request: Request) => new URL(request.url).protocol === "https:" || request.headers.get("x-forwarded-proto") === "https";
+  // (A prefix test, not new URL(): request.url may be a bare path when the Host header is bad; lib/http/request-url.ts.)
+  const secure = (request: Request) => request.url.startsWith("https:") || request.headers.get("x-forwarded-proto") === "https";
   const cookie = (value: string, maxAge: number, request: Request) =>
     `${COOKIE}=${value}; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=${maxAge}${secure(request) ? "; Secure" : ""}`;
 
@@ -91,15 +108,17 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
     .get("/dashboard/login", () => html(200, loginPage()), hide)
     .post(
       "/dashboard/login",
-      async ({ request, body }) => {
-        const given = typeof body === "object" && body !== null ? String((body as Record<string, unknown>).token ?? "") : new URLSearchParams(String(body ?? "")).get("token") ?? "";
+      async ({ request }) => {
+        // Anyone may post here, without a token: the body is read by us with a small cap (a 413
+        // past it), never by Elysia, which would read up to Bun's limit (256 MiB) first.
+        const given = loginToken(await readCapped(request, LOGIN_BODY_MAX), request.headers.get("content-type"));
         if (!given || !sameSecret(given, token)) {
           log.warn("dashboard: failed login");
           return html(401, loginPage("wrong token"));
         }
         return new Response(null, { status: 303, headers: { location: "/dashboard", "set-cookie": cookie(session, SESSION_SECONDS, request), "cache-control": "no-store" } });
       },
-      hide,
+      { ...hide, parse: "none" },
     )
     .post("/dashboard/logout", ({ request }) =>
       new Response(null, { status: 303, headers: { location: "/dashboard/login", "set-cookie": cookie("", 0, request) } }), hide)

@@ -7,6 +7,7 @@ import { ApiError, errorResponse } from "./errors.ts";
 import { HttpError } from "../errors.ts";
 import { TaskStatus, USER_ID_MAX, USER_ID_PATTERN, type TaskPage } from "../model.ts";
 import { decodeCursor, encodeCursor, type UserIndex } from "../state/user-index.ts";
+import { queryOf } from "./request-url.ts";
 
 export const LIST_LIMIT_DEFAULT = 20;
 export const LIST_LIMIT_MAX = 100;
@@ -54,7 +55,7 @@ export function listRoutes(deps: { index: UserIndex; retryAfterSeconds: number }
     "/tasks",
     async (ctx) => {
       try {
-        const q = parseListQuery(new URL(ctx.request.url).searchParams);
+        const q = parseListQuery(queryOf(ctx.request.url));
         // The API key's tenant (lib/http/auth.ts derives it for every route); "" without keys.
         const tenant = (ctx as unknown as { tenant?: string }).tenant ?? "";
         let page;

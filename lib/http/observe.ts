@@ -13,14 +13,7 @@ import { countSubmit, exposition, metrics } from "../observe/metrics.ts";
 import { METRICS_CHALLENGE, METRICS_UNAUTHORIZED, metricsGuard } from "../observe/index.ts";
 import { contextOfHeaders, inSpan, SpanKind, SpanStatusCode, tracingOn, type Context } from "../observe/tracing.ts";
 import { ERRORS, jsonResponse } from "./errors.ts";
-
-/** The request's path, as Elysia reads it (no URL object on the hot path). */
-function pathOf(url: string): string {
-  const s = url.indexOf("/", url.indexOf("//") + 2);
-  if (s < 0) return "/";
-  const q = url.indexOf("?", s);
-  return q < 0 ? url.slice(s) : url.slice(s, q);
-}
+import { pathOf } from "./request-url.ts";
 
 /** The error code of a refusal's JSON body, if it is one of ours (a bounded label), else `http_<status>`. */
 async function reasonOf(res: Response): Promise<string> {

@@ -10,6 +10,7 @@ import type { TaskStore } from "../store.ts";
 import { isEventId, isFinal, readEvents, sseFrame, statusFromView, waitForFinal, type TaskEvent } from "../tasks/events.ts";
 import { taskNotices } from "../tasks/notices.ts";
 import { ApiError, errorResponse } from "./errors.ts";
+import { queryOf } from "./request-url.ts";
 
 export { isFinal };
 export const WAIT_MAX_SECONDS = 60;
@@ -17,15 +18,15 @@ export const WAIT_MAX_SECONDS = 60;
 export const SSE_KEEPALIVE_MS = 15_000;
 
 /** The one value of query parameter `name`, or undefined; a repeated one is refused. */
-function single(url: URL, name: string): string | undefined {
-  const all = url.searchParams.getAll(name);
+function single(request: Request, name: string): string | undefined {
+  const all = queryOf(request.url).getAll(name);
   if (all.length > 1) throw new ApiError("invalid_parameter", `${name} must be given once, got ${all.length} values`, name);
   return all[0];
 }
 
 /** `?wait=N`: whole seconds from 1 to WAIT_MAX_SECONDS, or undefined when absent. */
 export function waitSeconds(request: Request): number | undefined {
-  const raw = single(new URL(request.url), "wait");
+  const raw = single(request, "wait");
   if (raw === undefined) return undefined;
   const n = /^[0-9]{1,3}$/.test(raw) ? Number(raw) : NaN;
   if (!(n >= 1 && n <= WAIT_MAX_SECONDS))
@@ -40,7 +41,7 @@ export function waitSeconds(request: Request): number | undefined {
  */
 function resumeAfter(request: Request): string | undefined {
   const header = request.headers.get("last-event-id");
-  const query = single(new URL(request.url), "last_event_id");
+  const query = single(request, "last_event_id");
   // Both are checked when both are given; the header wins (EventSource sends it on a reconnection to
   // the URL it was opened with, which may carry an older last_event_id).
   if (query !== undefined && !isEventId(query))

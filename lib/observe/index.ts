@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { exposeConsumerLag } from "./lag.ts";
 import { exposition, initMetrics } from "./metrics.ts";
 import { initTracing, shutdownTracing } from "./tracing.ts";
+import { pathOf } from "../http/request-url.ts";
 
 export { observeHandler } from "./messaging.ts";
 
@@ -75,7 +76,7 @@ function serveMetrics(cfg: Config, hostname: string, port: number) {
     hostname,
     port,
     async fetch(req) {
-      const path = new URL(req.url).pathname;
+      const path = pathOf(req.url); // never throws on a bad Host header
       if (path !== "/metrics") return json(404, "not_found", `no route for ${req.method} ${path.slice(0, 200)}`);
       if (req.method !== "GET" && req.method !== "HEAD") return json(405, "method_not_allowed", `${req.method} is not allowed on /metrics; allowed: GET, HEAD`, { allow: "GET, HEAD" });
       if (allowed && !allowed(req)) return json(401, "unauthorized", METRICS_UNAUTHORIZED, METRICS_CHALLENGE);
