@@ -135,11 +135,21 @@ export class TaskStore {
 
   /** create(), answering the task's created_at (ms, Redis time), or 0 if the id exists already. */
   async createAt(id: string, userId: string, body: string, tenant = "", runAt?: number): Promise<number> {
-    // Sent together: on one node they share the connection, so the hints are applied first. A delayed
+    // One node: sent together on one connection, so the hints are applied first, whatever happens to
+    // this process, at no extra round trip. Redis Cluster: the hints' buckets live on other nodes than
+    // the task, over other connections, so the create could land while a hint never does (a crash
+    // in between) and no sweeper would send the task: there the hints are awaited first (one more
+    // round trip of latency per create; concurrent creates still overlap). A delayed
     // task is also watched from its due time on (reap.lua): if its timer message never comes through
     // (a forward dead-lettered, a broker lost it), the reaper sends it again.
     const hints = [this.hint(this.outboxKey(id), "add", id, 0)];
     if (runAt !== undefined) hints.push(this.hint(this.stalledKey(id), "at", id, runAt + this.stalledAfterMs));
+    if (isCluster(this.redis)) {
+      const h = await Promise.allSettled(hints);
+      const lost = h.find((r) => r.status === "rejected");
+      if (lost) throw new CreateError("no", lost.reason); // the create was not sent
+      hints.length = 0;
+    }
     // The deadline is taken before the send: the script refuses itself by the time this process
     // stops waiting for it, so a 503 for a timeout never leaves a task behind (lib/state/redis-clock.ts).
     const answerBy = this.clock?.answerBy() ?? "";
@@ -161,9 +171,12 @@ export class TaskStore {
    */
   async requeue(id: string, body = "", userId = ""): Promise<Requeue> {
     await this.hint(this.outboxKey(id), "add", id, 0);
-    const [code, data] = (await runScript(this.redis, "requeue", this.taskKeys(id), [this.ttlSeconds, body, userId])) as [number, string];
+    const args = [this.ttlSeconds, body, userId, tenantOf(body)];
+    const [code, data] = (await runScript(this.redis, "requeue", this.taskKeys(id), args)) as [number, string];
     if (code === 1) return { kind: "requeued", body: data };
-    await this.zrem(this.outboxKey(id), id).catch(() => {}); // nothing to send: a stale hint is dropped by the sweeper anyway
+    // The hint is left: it may be the only one of a task still queued and unsent (its API died after
+    // the create), which the sweeper must still send; for any other, the sweeper drops it
+    // (outbox-check.lua). (A ZREM here removed that task's hint, leaving it queued until its TTL.)
     if (code === 0) return { kind: "not_failed", status: data };
     return { kind: code === 2 ? "unknown" : "no_message" };
   }
@@ -232,8 +245,9 @@ export class TaskStore {
   ): Promise<Claim> {
     const max = opts.maxAttempts ?? this.maxAttempts;
     const isolated = opts.isolated ? "isolated" : "";
+    // Adopting records the message's tenant too: without it the owner's GET and cancel answer 404.
     const run = (body: string, mode: "probe" | "adopt") =>
-      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode, isolated]) as Promise<
+      runScript(this.redis, "claim", this.taskKeys(id), [token, leaseMs, this.ttlSeconds, userId, max, body, mode, isolated, tenantOf(body)]) as Promise<
         [number, number | string, string?, string?]
       >;
     const [h, c] = await Promise.allSettled([this.hint(this.stalledKey(id), "add", id, leaseMs + this.stalledAfterMs), run("", "probe")]);
@@ -300,8 +314,10 @@ export class TaskStore {
     }
   }
 
-  private async finish(id: string, token: string, mode: string, data = "", userId = "", delayMs = 0, usage?: TaskUsage): Promise<FinishOutcome> {
-    const args = [token, this.ttlSeconds, mode, data, userId, delayMs, ...(usage ? [JSON.stringify(usage)] : [])];
+  private async finish(
+    id: string, token: string, mode: string, data = "", userId = "", delayMs = 0, usage?: TaskUsage, tenant = "",
+  ): Promise<FinishOutcome> {
+    const args = [token, this.ttlSeconds, mode, data, userId, delayMs, usage ? JSON.stringify(usage) : "", tenant];
     const r = await runScript(this.redis, "finish", this.taskKeys(id), args);
     const outcome = FINISH[Number(r)] ?? "not_owner";
     // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
@@ -346,13 +362,20 @@ export class TaskStore {
     await this.hint(this.stalledKey(id), "add", id, delayMs + this.stalledAfterMs);
     return this.finish(id, token, "release", "", "", delayMs);
   }
-  /** A poison message names this task: failed, only if Redis does not know it (its real message may be fine). */
-  forceFail(id: string, error: string, userId = "") {
-    return this.finish(id, "", "force", error, userId);
+  /**
+   * A poison message names this task: failed, only if Redis does not know it (its real message may be
+   * fine). `tenant`: the message's, recorded for a task Redis does not know (its owner for GET).
+   */
+  forceFail(id: string, error: string, userId = "", tenant = "") {
+    return this.finish(id, "", "force", error, userId, 0, undefined, tenant);
   }
-  /** RocketMQ dead-lettered a copy: failed unless finished, live, waiting for its retry or publishing. */
-  deadLettered(id: string, error: string, userId = "") {
-    return this.finish(id, "", "dead", error, userId);
+  /**
+   * RocketMQ dead-lettered a copy: failed unless finished, live, waiting for its retry or publishing;
+   * "canceled" when its cancellation was asked (its canceled result is published by a later claim).
+   * `tenant`: the message's, recorded for a task Redis does not know.
+   */
+  deadLettered(id: string, error: string, userId = "", tenant = "") {
+    return this.finish(id, "", "dead", error, userId, 0, undefined, tenant);
   }
 
   /**
@@ -434,6 +457,17 @@ export class TaskStore {
 
   async ping(): Promise<boolean> {
     return pingRedis(this.redis);
+  }
+}
+
+/** The tenant a request message names ("" none, or not a message): recorded when a task is recorded anew from it. */
+function tenantOf(body: string): string {
+  if (!body.includes('"tenant"')) return ""; // the usual claim carries no body; most messages no tenant
+  try {
+    const t = (JSON.parse(body) as { tenant?: unknown }).tenant;
+    return typeof t === "string" ? t : "";
+  } catch {
+    return "";
   }
 }
 

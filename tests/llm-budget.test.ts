@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis } from "../lib/redis.ts";
-import type { Redis } from "../lib/scripts.ts";
+import { send, type Redis } from "../lib/scripts.ts";
 import { estimateTokens, LlmBudget } from "../lib/tenancy/llm-budget.ts";
 import { runTenancyScript } from "../lib/tenancy/scripts.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
@@ -52,6 +52,19 @@ describe("turns handed out by Redis", () => {
     const budget = new LlmBudget(redis, ns.redisPrefix, 600, 60_000);
     for (const g of await starts(budget, "m-both", 300, 5)) expect(Math.abs(g - 300)).toBeLessThanOrEqual(1);
     for (const g of await starts(budget, "m-both2", 20, 5)) expect(Math.abs(g - 100)).toBeLessThanOrEqual(1);
+  });
+
+  test("the state lives until a minute past the later timeline, so a call far over the budget is not forgotten while ahead", async () => {
+    const budget = new LlmBudget(redis, ns.redisPrefix, 600, 60_000); // 1 ms a token
+    const key = budget.keys.llmBudget("m-long");
+    const pttl = () => send<number>(redis, key, ["PTTL", key]);
+    // One call estimated at twice the minute's tokens: the token timeline is 120 s ahead.
+    expect(await budget.reserve("m-long", 120_000)).toBe(0);
+    expect(await pttl()).toBeGreaterThan(120_000 + 60_000 - 1_000);
+    expect(await budget.reserve("m-long", 10)).toBeGreaterThan(119_000); // still waits its turn
+    // The real usage moves the token timeline further ahead: the state's life follows it.
+    await budget.adjust("m-long", 240_000);
+    expect(await pttl()).toBeGreaterThan(360_000 + 60_000 - 2_000);
   });
 
   test("the estimate counts the request and the answer allowance", () => {

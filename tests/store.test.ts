@@ -9,7 +9,7 @@ import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, unlinkKeys, type Redis } from "../lib/redis.ts";
 import { commandTimeout, keySlot, runScript, scriptCalls, send } from "../lib/scripts.ts";
-import { TaskStore } from "../lib/store.ts";
+import { CreateError, TaskStore } from "../lib/store.ts";
 import { IdempotencyRecords } from "../lib/state/idempotency.ts";
 import { announceCancel } from "../lib/state/cancel-channel.ts";
 import { CancelWatch } from "../lib/worker/cancel-watch.ts";
@@ -111,6 +111,25 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await send(redis, keys[1], ["EXISTS", keys[1]!])).toBe(0);
     expect(await runScript(redis, "create", keys, ["u", 3600, "{}", "", "", (await redisNow()) + 60_000])).toBeGreaterThan(0);
     expect((await store.get(t))?.status).toBe("queued");
+  });
+
+  test("the outbox hint lands before the create is sent, on Redis Cluster too (another node): a create whose hint failed writes nothing there", async () => {
+    const s = new TaskStore(redis, 3600, `${prefix}hintless:`, 600_000, { buckets: 1 });
+    const t = id();
+    const zset = s.outboxKey(t);
+    await send(redis, zset, ["SET", zset, "not a zset"]); // ZADD answers WRONGTYPE: the hint fails
+    const err = (await s.createAt(t, "u", "{}").then(() => undefined, (e: unknown) => e)) as CreateError;
+    expect(err).toBeInstanceOf(CreateError);
+    const k = s.keys.task(t);
+    if (_name.startsWith("Redis Cluster")) {
+      expect(err.written).toBe("no");
+      expect(await send(redis, k, ["EXISTS", k])).toBe(0);
+    } else {
+      // One connection: the hint is applied first whatever happens to the process; a failed one is
+      // reported with the create written, and the caller makes a tombstone of it (abandon).
+      expect(err.written).toBe("yes");
+    }
+    await send(redis, zset, ["DEL", zset]);
   });
 
   test("sends confirmed in one turn are marked by one script call on one node (one per task on a cluster); a tombstone stays one", async () => {
@@ -335,10 +354,11 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     const t = id();
     await store.create(t, "u", "{}");
     await store.claim(t, "a", 10_000, "u");
-    expect(await store.retry(t, "a", "boom", 10_000)).toBe("written");
+    // Due back at once (0 ms): a claim before a retry's backoff ends is refused (back_at, below).
+    expect(await store.retry(t, "a", "boom", 0)).toBe("written");
     expect(await store.get(t)).toMatchObject({ status: "queued", attempts: 1, error: "boom" });
     await store.claim(t, "b", 10_000, "u");
-    expect(await store.release(t, "b")).toBe("written");
+    expect(await store.release(t, "b", 0)).toBe("written");
     expect(await store.get(t)).toMatchObject({ status: "queued", attempts: 1 });
     await store.claim(t, "c", 10_000, "u");
     expect(await store.fail(t, "c", "gave up")).toBe("written");
@@ -381,6 +401,118 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     const t = id();
     expect(await store.claim(t, "w", 10_000, "python-user", { message: "{}" })).toMatchObject({ kind: "claimed", attempt: 1 });
     expect((await store.get(t))?.user_id).toBe("python-user");
+  });
+
+  test("a canceled or 503-abandoned delayed task keeps its record until run_at + TTL: its timer message finds it, never adopts it", async () => {
+    const delayMs = 7_200_000; // twice the store's TTL (3600 s)
+    const pttl = (k: string) => send<number>(redis, k, ["PTTL", k]);
+    const keysOf = (t: string) => [store.keys.task(t), store.keys.legacyStatus(t), store.keys.events(t)];
+    // Canceled while scheduled: every key outlives the run_at, through the publish and a failed publish.
+    const c = id();
+    await store.createAt(c, "u", "{}", "", (await redisNow()) + delayMs);
+    expect(await store.cancel(c, "api", 10_000)).toMatchObject({ kind: "canceled" });
+    for (const k of keysOf(c)) expect(await pttl(k)).toBeGreaterThanOrEqual(delayMs);
+    expect(await store.release(c, "api", 0)).toBe("written"); // its publish failed: the next claim publishes
+    expect(await store.claim(c, "w", 10_000, "u")).toMatchObject({ kind: "publish", outcome: "canceled" });
+    for (const k of keysOf(c)) expect(await pttl(k)).toBeGreaterThanOrEqual(delayMs);
+    expect(await store.published(c, "w")).toBe("written");
+    for (const k of keysOf(c)) expect(await pttl(k)).toBeGreaterThanOrEqual(delayMs);
+    // Told 503: the tombstone outlives the run_at, so the timer message is skipped then.
+    const a = id();
+    await store.createAt(a, "u", "{}", "", (await redisNow()) + delayMs);
+    expect(await store.abandon(a)).toBe(true);
+    expect(await pttl(store.keys.task(a))).toBeGreaterThanOrEqual(delayMs);
+    expect(await store.claim(a, "w", 10_000, "u", { message: "{}" })).toEqual({ kind: "finished", status: "rejected" });
+  });
+
+  test("a copy of the message that arrives before a retry's backoff (back_at) ends is not run: hidden for the rest of the wait", async () => {
+    const t = id();
+    await store.create(t, "u", "{}");
+    await store.claim(t, "a", 10_000, "u");
+    expect(await store.retry(t, "a", "429: retry after 60 s", 60_000)).toBe("written");
+    const c = await store.claim(t, "b", 10_000, "u");
+    expect(c.kind).toBe("busy");
+    if (c.kind === "busy") {
+      expect(c.leaseLeftMs).toBeGreaterThan(50_000);
+      expect(c.leaseLeftMs).toBeLessThanOrEqual(60_000);
+    }
+    expect(await store.get(t)).toMatchObject({ status: "queued", attempts: 1 });
+    // Once the backoff is over, it runs.
+    const r = id();
+    await store.create(r, "u", "{}");
+    await store.claim(r, "a", 10_000, "u");
+    await store.retry(r, "a", "boom", 300);
+    expect(await claimWhenFree(store, r, "b", 10_000)).toMatchObject({ kind: "claimed", attempt: 2 });
+  });
+
+  test("a task recorded anew from its message (adopted, re-queued, or failed by a poison or dead letter) keeps the message's tenant", async () => {
+    const body = (t: string) => JSON.stringify({ task_id: t, user_id: "u", content: "x", tenant: "acme" });
+    const adopted = id();
+    expect(await store.claim(adopted, "w", 10_000, "u", { message: body(adopted) })).toMatchObject({ kind: "claimed" });
+    expect(await field(adopted, "tenant")).toBe("acme");
+    const requeued = id();
+    expect(await store.requeue(requeued, body(requeued), "u")).toMatchObject({ kind: "requeued" });
+    expect(await field(requeued, "tenant")).toBe("acme");
+    const dead = id();
+    expect(await store.deadLettered(dead, "dlq", "u", "acme")).toBe("written");
+    expect(await field(dead, "tenant")).toBe("acme");
+    const poison = id();
+    expect(await store.forceFail(poison, "bad", "u", "acme")).toBe("written");
+    expect(await field(poison, "tenant")).toBe("acme");
+    // Without a tenant (no API keys): none written, as create.lua does.
+    const plain = id();
+    await store.claim(plain, "w", 10_000, "u", { message: JSON.stringify({ task_id: plain, user_id: "u", content: "x" }) });
+    expect(await field(plain, "tenant")).toBeNull();
+  });
+
+  test("the events list lives as long as the task hash: every renewal of the task's TTL renews the list's (SSE numbering never restarts)", async () => {
+    const short = new TaskStore(redis, 60, prefix, 600_000);
+    const ev = (t: string) => short.keys.events(t);
+    const shorten = async (t: string) => {
+      await redis.expire(short.keys.task(t), 5);
+      await redis.expire(ev(t), 5);
+    };
+    // heartbeat
+    const h = id();
+    await short.create(h, "u", "{}");
+    await short.claim(h, "w", 10_000, "u");
+    await shorten(h);
+    expect(await short.heartbeat(h, "w", 10_000)).toBe(true);
+    expect(await redis.ttl(ev(h))).toBeGreaterThan(50);
+    // a claim to publish only, and the publish of a failure (no change of status)
+    const p = id();
+    await short.create(p, "u", "{}");
+    await short.claim(p, "w", 10_000, "u");
+    await short.fail(p, "w", "gave up");
+    await short.release(p, "w", 0);
+    await shorten(p);
+    expect(await short.claim(p, "w2", 10_000, "u")).toMatchObject({ kind: "publish", outcome: "failed" });
+    expect(await redis.ttl(ev(p))).toBeGreaterThan(50);
+    await shorten(p);
+    expect(await short.published(p, "w2")).toBe("written");
+    expect(await redis.ttl(ev(p))).toBeGreaterThan(50);
+  });
+
+  test("a refused re-queue leaves the outbox hint of a queued, unsent task: the sweeper still sends it", async () => {
+    const t = id();
+    await store.create(t, "u", `{"task_id":"${t}"}`); // its API died before the send
+    expect(await store.requeue(t)).toEqual({ kind: "not_failed", status: "queued" });
+    expect(await store.dueOutbox(0)).toContainEqual({ id: t, body: `{"task_id":"${t}"}` });
+  });
+
+  test("a dead-lettered copy of a task whose cancellation was asked (202) records it canceled, not failed", async () => {
+    const t = id();
+    await store.create(t, "u", "{}");
+    await store.claim(t, "w", 300, "u");
+    expect(await store.cancel(t, "api", 10_000)).toEqual({ kind: "requested" });
+    // Its worker died; the lease ran out; RocketMQ dead-letters the message.
+    let w: string | undefined;
+    await waitFor(async () => (w = await store.deadLettered(t, "dlq", "u")) !== "not_owner", 10_000, "expired lease");
+    expect(w).toBe("canceled");
+    expect(await store.get(t)).toMatchObject({ status: "canceled" });
+    expect((await store.get(t))?.error).toBeUndefined();
+    // Its canceled result is still to publish: the next claim (the stalled re-send's) publishes it.
+    expect(await store.claim(t, "w2", 10_000, "u")).toMatchObject({ kind: "publish", outcome: "canceled" });
   });
 
   test("a poison message fails only a task Redis does not know (issue 8 #10)", async () => {

@@ -10,7 +10,8 @@
     canceled (finish.lua). A heartbeat (heartbeat.lua) or a claim (claim.lua) that sees `cancel_at`
     does the same, if the notice was lost. Asking again while it winds down answers the same.
   KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
-  ARGV[1] ttl (s)   ARGV[2] how long the caller holds the canceled task to publish its result (ms)
+  ARGV[1] ttl (s), plus the wait until its run_at for a delayed task not yet due (include/events.lua)
+  ARGV[2] how long the caller holds the canceled task to publish its result (ms)
   ARGV[3] the caller's claim token
   Returns: {0}                        no such task (or a tombstone): 404
            {1, attempts, user_id}     canceled now: publish the canceled result, then "published"
@@ -19,7 +20,7 @@
   Events: `canceled` when canceled now (include/events.lua); a running task's comes from finish.lua.
 ]]
 --- @include "events"
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "user_id", "cancel_at")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "user_id", "cancel_at", "run_at")
 local status = h[1]
 if not status or status == "rejected" then return {0} end
 if status == "done" or status == "failed" or status == "canceled" then return {2, status} end
@@ -34,7 +35,8 @@ end
 redis.call("HSET", KEYS[1], "status", "canceled", "outcome", "canceled", "owner", ARGV[3],
   "lease_until", now + tonumber(ARGV[2]), "cancel_at", now, "finished_at", now, "updated_at", now)
 redis.call("HDEL", KEYS[1], "back_at")
-redis.call("EXPIRE", KEYS[1], ARGV[1])
-redis.call("SET", KEYS[2], "canceled", "EX", ARGV[1])
+local ttl = task_ttl(ARGV[1], h[8], now)
+redis.call("EXPIRE", KEYS[1], ttl)
+redis.call("SET", KEYS[2], "canceled", "EX", ttl)
 status_event(KEYS[1], KEYS[3], "canceled", now)
 return {1, tonumber(h[5] or "0"), h[6] or ""}

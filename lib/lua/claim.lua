@@ -11,6 +11,10 @@
   ARGV[6] request message body, kept when adopting   ARGV[7] "probe": the body was left out (the usual
   case needs none), so for an unknown task return 4 instead of adopting it; "adopt": adopt it
   ARGV[8] "isolated" when the caller runs it alone in its process (a suspect, below), else ""
+  ARGV[9] tenant named by the message ("" none), kept when adopting: its owner for GET (lib/http/auth.ts)
+  A queued task waiting for its retry's backoff (`back_at`, e.g. an LLM's Retry-After) is not run by
+  a copy of its message that comes earlier (an outbox re-send, a stalled re-publish): {3, ms left},
+  as for a live lease, so the caller hides the copy until then.
   A task whose earlier run died under a lease (its worker crashed: `crashes` counts those) may be
   what kills workers, and every task running beside it dies with it. For its last allowed attempt
   such a task is a *suspect*: only claimed "isolated" (run alone); otherwise 7 is returned and nothing
@@ -23,7 +27,8 @@
                                          ms since the task was created, or was due (run_at), for
                                          the queue-wait metric
            {2, status}                   finished (done, failed or canceled) or rejected: ack and skip
-           {3, lease_left_ms}            another runner holds a live lease: come back later
+           {3, lease_left_ms}            another runner holds a live lease, or the retry's backoff
+                                         has this long to go: come back later
            {4, 0}                        unknown task and no body given: call again with the body
            {5, attempts, outcome, data}  claimed to publish the recorded outcome (done: result JSON,
                                          failed: error, canceled: "") and nothing else
@@ -36,12 +41,13 @@
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "attempts", "result", "error", "crashes", "cancel_at",
-  "created_at", "run_at")
+  "created_at", "run_at", "back_at")
 local status = h[1]
 if not status then
   if ARGV[7] == "probe" then return {4, 0} end
   redis.call("HSET", KEYS[1], "status", "queued", "user_id", ARGV[4], "attempts", 0, "created_at", now, "sent", 1)
   if ARGV[6] ~= "" then redis.call("HSET", KEYS[1], "message", ARGV[6]) end
+  if ARGV[9] and ARGV[9] ~= "" then redis.call("HSET", KEYS[1], "tenant", ARGV[9]) end
   status = "queued"
   h[5] = "0"
 end
@@ -51,10 +57,11 @@ if h[2] and h[2] ~= ARGV[1] then
   if left > 0 then return {3, left} end
 end
 local lease_until = now + tonumber(ARGV[2])
-local ttl = ARGV[3]
+-- A canceled delayed task is claimed to publish before its run_at: its keys stay past it (task_ttl).
+local ttl = task_ttl(ARGV[3], h[11], now)
 if h[4] then
   redis.call("HSET", KEYS[1], "owner", ARGV[1], "lease_until", lease_until, "updated_at", now)
-  redis.call("EXPIRE", KEYS[1], ttl)
+  expire_task(KEYS[1], KEYS[3], ttl) -- no event here: the list's TTL is renewed with the hash's
   redis.call("EXPIRE", KEYS[2], ttl)
   if h[4] == "done" then return {5, tonumber(h[5] or "0"), "done", h[6] or ""} end
   if h[4] == "canceled" then return {5, tonumber(h[5] or "0"), "canceled", ""} end
@@ -68,6 +75,11 @@ if h[9] then
   redis.call("SET", KEYS[2], "canceled", "EX", ttl)
   status_event(KEYS[1], KEYS[3], "canceled", now)
   return {5, tonumber(h[5] or "0"), "canceled", ""}
+end
+-- After the cancel check: a task canceled while it waited for its retry ends now, not at back_at.
+if status == "queued" and h[12] then
+  local left = tonumber(h[12]) - now
+  if left > 0 then return {3, left} end
 end
 local attempts = tonumber(h[5] or "0")
 if attempts >= tonumber(ARGV[5]) then

@@ -4,6 +4,7 @@
   ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
   ARGV[7] this run's LLM usage, JSON ("" or absent: none), added to the task's `usage` by "done",
           "failed", "retry" and "canceled" (counters summed over attempts; model: the last one)
+  ARGV[8] tenant named by the message ("force", "dead": for a task Redis does not know; "" none)
   Modes (all but "force" and "dead" need the claim: status running or publish pending, owner = token):
     "done"      the agent's result (ARGV[4], JSON) is recorded, still running and owned: publish it,
                 then "published". A failed publish repeats only the publish (claim.lua, {5, ...}).
@@ -15,28 +16,34 @@
                 outcome recorded, only the claim is dropped: the next claim publishes it
     "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it
     "dead"      RocketMQ dead-lettered a copy: failed with ARGV[4], unless finished, running under a
-                live lease, waiting for its retry (back_at in the future), or an outcome is recorded
+                live lease, waiting for its retry (back_at in the future), or an outcome is recorded.
+                A task whose cancellation was asked (`cancel_at`: the client got 202) is recorded
+                canceled instead (returns 3), its canceled result still to publish: nobody holds it,
+                so the next claim of its message (the stalled re-send's: reap.lua) publishes it
     "canceled"  the run was aborted because its cancellation was asked (cancel.lua): canceled, its
                 canceled result still to publish ("published")
   A run whose cancellation was asked (`cancel_at`) and that ends as "done", "failed" or "retry" is
   recorded canceled instead (returns 3): the client was told 202, so the task ends canceled.
   Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written);
-           3 recorded canceled instead (publish the canceled result, then "published")
+           3 recorded canceled instead (publish the canceled result, then "published"; for "dead":
+           a later claim publishes it)
+  Every TTL set here is ARGV[2] plus the wait until run_at while a delayed task is not yet due
+  (include/events.lua task_ttl), and renews the events list's with the hash's.
   Events: a `status` event for every change of status (include/events.lua): done with its result,
   failed and queued (a retry) with their error, canceled.
 ]]
 --- @include "events"
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at", "cancel_at")
-local status, mode, ttl = h[1], ARGV[3], ARGV[2]
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcome", "back_at", "cancel_at", "run_at")
+local status, mode, ttl = h[1], ARGV[3], task_ttl(ARGV[2], h[7], now)
 -- A failed task keeps its request message until it expires: an operator may re-queue it (requeue.lua).
 local function shrink(st)
   redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress")
   if st ~= "failed" then redis.call("HDEL", KEYS[1], "message") end
 end
 local function final(st)
-  redis.call("EXPIRE", KEYS[1], ttl)
+  expire_task(KEYS[1], KEYS[3], ttl) -- a "published" without a change of status writes no event
   redis.call("SET", KEYS[2], st, "EX", ttl)
   if st ~= status then
     local extra
@@ -58,8 +65,18 @@ if mode == "force" or mode == "dead" then
     if mode == "force" or h[4] then return 0 end
     if status == "running" and tonumber(h[3] or "0") > now then return 0 end
     if status == "queued" and tonumber(h[5] or "0") > now then return 0 end
+    if h[6] then
+      -- Its cancellation was asked (202) and its run ended without recording it: the task ends
+      -- canceled, as a claim would record it (claim.lua), not failed.
+      redis.call("HDEL", KEYS[1], "owner", "back_at")
+      redis.call("HSET", KEYS[1], "status", "canceled", "outcome", "canceled", "lease_until", now,
+        "finished_at", now, "updated_at", now)
+      final("canceled")
+      return 3
+    end
   else
     redis.call("HSET", KEYS[1], "user_id", ARGV[5], "attempts", 0, "created_at", now)
+    if ARGV[8] and ARGV[8] ~= "" then redis.call("HSET", KEYS[1], "tenant", ARGV[8]) end
   end
   shrink("failed")
   redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)

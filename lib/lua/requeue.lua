@@ -7,6 +7,8 @@
   KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
   ARGV[1] ttl (s)   ARGV[2] request message body to use when the task kept none ("" none)
   ARGV[3] user_id, for a task Redis no longer knows
+  ARGV[4] tenant named by the request message, for a task Redis no longer knows ("" none): its owner
+          for GET (lib/http/auth.ts), as create.lua records it
   Returns: {1, body}     re-queued: publish `body`, then mark it sent
            {0, status}   not failed for good (queued, running, done, rejected, or failed with its
                          failure result still to publish): nothing written
@@ -24,6 +26,7 @@ if not body or body == "" then body = ARGV[2] end
 if not status then
   if body == "" then return {2, ""} end
   redis.call("HSET", KEYS[1], "user_id", ARGV[3], "created_at", now)
+  if ARGV[4] and ARGV[4] ~= "" then redis.call("HSET", KEYS[1], "tenant", ARGV[4]) end
 elseif status ~= "failed" or h[2] then
   return {0, status}
 elseif body == "" then

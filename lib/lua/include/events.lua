@@ -28,3 +28,22 @@ local function status_event(task_key, events_key, status, now, extra)
   return task_event(task_key, events_key, "status",
     '{"status":' .. cjson.encode(status) .. ',"at":' .. string.format("%d", now) .. (extra or "") .. '}')
 end
+
+-- The TTL (s) a transition gives the task's keys: `ttl`, plus the wait until its run_at while a
+-- delayed task is not yet due (`run_at`: ms or nil), as create.lua gives it. Its timer message comes
+-- at run_at whatever happened meanwhile (canceled, told 503), and must find the record then: a claim
+-- that finds none adopts the message (claim.lua) and runs it.
+local function task_ttl(ttl, run_at, now)
+  local at = tonumber(run_at or "")
+  ttl = tonumber(ttl)
+  if at and at > now then ttl = ttl + math.ceil((at - now) / 1000) end
+  return ttl
+end
+
+-- Renews the TTL of a task's hash and of its events list together: a list that expired first would
+-- restart its numbering at 1 (task_event), and SSE clients resuming with Last-Event-ID would miss
+-- events. (A new event copies the hash's TTL to the list itself; this is for renewals without one.)
+local function expire_task(task_key, events_key, ttl)
+  redis.call("EXPIRE", task_key, ttl)
+  if events_key then redis.call("EXPIRE", events_key, ttl) end
+end

@@ -10,21 +10,31 @@
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens = tonumber(ARGV[4])
 local ti = tpm > 0 and 60000 / tpm or 0
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+-- Idle for a minute past the later of the two turns: the state is the same as none. Not a minute
+-- past the call's start: one call estimated above the minute's tokens, or a correction, puts the
+-- token timeline further ahead, and state forgotten while ahead would let the next calls through.
+local function keep()
+  local b = redis.call("HMGET", KEYS[1], "rpm_tat", "tpm_tat")
+  local last = math.max(now, tonumber(b[1] or "") or 0, tonumber(b[2] or "") or 0)
+  redis.call("PEXPIRE", KEYS[1], math.ceil(last - now) + 60000)
+end
 if ARGV[1] == "adjust" then
   if tpm > 0 then
     local tat = tonumber(redis.call("HGET", KEYS[1], "tpm_tat") or "")
-    if tat then redis.call("HSET", KEYS[1], "tpm_tat", string.format("%.3f", tat + tokens * ti)) end
+    if tat then
+      redis.call("HSET", KEYS[1], "tpm_tat", string.format("%.3f", tat + tokens * ti))
+      keep()
+    end
   end
   return 1
 end
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local b = redis.call("HMGET", KEYS[1], "rpm_tat", "tpm_tat")
 local start = now
 if rpm > 0 then start = math.max(start, tonumber(b[1] or "") or 0) end
 if tpm > 0 then start = math.max(start, tonumber(b[2] or "") or 0) end
 if rpm > 0 then redis.call("HSET", KEYS[1], "rpm_tat", string.format("%.3f", start + 60000 / rpm)) end
 if tpm > 0 then redis.call("HSET", KEYS[1], "tpm_tat", string.format("%.3f", start + tokens * ti)) end
--- Idle for a minute past the last turn: the state is the same as none.
-redis.call("PEXPIRE", KEYS[1], math.ceil(start - now) + 60000)
+keep()
 return {math.ceil(start - now), math.floor(now)}
