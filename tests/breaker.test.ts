@@ -33,3 +33,37 @@ test("opens after 3 failures, probes with backoff, half-opens when the probe ans
   expect(lines.filter((l) => l.msg.includes("receiving resumed")).length).toBe(1);
   expect(lines.length).toBe(2);
 });
+
+// A message in hand handled cleanly while the breaker is open closes it; the probe loop, already
+// waiting, must then leave it closed (it used to set it half-open: one message at a time again).
+test("a success while the probe loop waits keeps the breaker closed", async () => {
+  const log = createLogger({ level: "info", format: "json", write: () => {} });
+  const probes: number[] = [];
+  const b = new Breaker(log, { threshold: 1, baseMs: 20, maxMs: 20, probe: async () => (probes.push(Date.now()), true) });
+  b.failure(new Error("down"));
+  expect(b.state).toBe("open");
+  b.success(); // the probe loop is sleeping (10-20 ms)
+  expect(b.state).toBe("closed");
+  // 50 times the longest wait: the loop has woken by then (a margin, not a guess at an event).
+  await Bun.sleep(1_000);
+  expect(b.state).toBe("closed");
+  expect(probes.length).toBe(0);
+  b.stop();
+});
+
+test("a success while a probe is in flight keeps the breaker closed", async () => {
+  const log = createLogger({ level: "info", format: "json", write: () => {} });
+  let answer!: (up: boolean) => void;
+  let probed = false;
+  const b = new Breaker(log, {
+    threshold: 1, baseMs: 20, maxMs: 20,
+    probe: () => ((probed = true), new Promise<boolean>((r) => (answer = r))),
+  });
+  b.failure(new Error("down"));
+  await waitFor(() => probed, 5_000, "the probe to start");
+  b.success();
+  answer(true);
+  await new Promise((r) => setTimeout(r, 0)); // the loop's continuation runs in the microtasks before this
+  expect(b.state).toBe("closed");
+  b.stop();
+});

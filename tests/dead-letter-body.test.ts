@@ -30,7 +30,7 @@ test("a poison message's body is cut to the configured prefix; 0 keeps none", as
     const settler = { ack: async (x: MessageView) => void acked.push(x), hide: async () => {} };
     const parsed = parseRequest(body);
     if (parsed.ok) throw new Error("expected a poison message");
-    await poison(m, parsed, { cfg, store, settler, log: silentLogger } as never);
+    await poison(m, parsed, { cfg, store, settler, log: silentLogger } as never, new AbortController().signal);
     expect(acked).toEqual([m]);
     const [entry] = await store.deadLetters(1);
     expect(entry!.body).toBe(kept);

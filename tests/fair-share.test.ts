@@ -3,7 +3,10 @@
 // more than its limit running on all workers together (checked from every task's own start and
 // finish times), and A's waiting tasks cost no RocketMQ redelivery (every run is a first delivery).
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { silentLogger } from "../lib/log.ts";
+import { REQUEST_TAG } from "../lib/model.ts";
 import { ApiKeys } from "../lib/tenancy/api-keys.ts";
+import { TenantSlots } from "../lib/tenancy/fair-share.ts";
 import { Service, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
@@ -55,6 +58,31 @@ function maxOverlap(runs: { started?: number; finished?: number }[]): number {
   for (const [, d] of events) max = Math.max(max, (now += d));
   return max;
 }
+
+test("a parked task whose record Redis lost (a crash, an expiry) is kept from its message and ends done", async () => {
+  await new ApiKeys(sys.redis, sys.ns.redisPrefix).setLimits("P", { concurrency: 1 });
+  const slots = new TenantSlots(sys.redis, sys.ns.redisPrefix, {
+    holdMs: 600_000, reserveMs: 60_000, log: silentLogger,
+    publish: async (id, body) => void (await sys.publisher.send({ topic: sys.ns.requestTopic, tag: REQUEST_TAG, key: id, body })),
+  });
+  // P's one slot is held by a task running elsewhere under a live lease (the reaper keeps such a slot).
+  const blocker = crypto.randomUUID();
+  expect(await sys.store.create(blocker, "p-user", "{}", "P")).toBe(true);
+  expect(await sys.store.claim(blocker, "elsewhere", 600_000, "p-user")).toMatchObject({ kind: "claimed" });
+  expect(await slots.admit("P", blocker)).toBe("admitted");
+  // Accepted (202), then Redis loses the record, as a crash that lost its last second of AOF would.
+  const { task_id } = await sys.tasks.submit({ user_id: "p-user", content: "parked, its record lost" }, "P");
+  const k = sys.store.keys;
+  await sys.redis.del([k.task(task_id), k.legacyStatus(task_id), k.events(task_id)]);
+  const w = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "0" });
+  await w.waitForLog("task parked: its tenant is at its concurrency limit", 60_000, task_id);
+  // The blocker ends: its slot goes to the parked task, re-published from the task's record.
+  expect(await sys.store.complete(blocker, "elsewhere", { tags: ["b"], score: 1, reason: "blocker" })).toBe("written");
+  await slots.release("P", blocker);
+  await sys.waitStatus(task_id, "done", 30_000);
+  expect(await w.stop()).toBe(0);
+  expect(w.logs("task running", task_id).length).toBe(1);
+}, 120_000);
 
 test(`tenant B's tasks start within 5 s behind tenant A's backlog of ${BACKLOG}; A never runs more than ${C} at once`, async () => {
   for (let i = 0; i < 2; i++) workers.push(new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "3000", WORKER_CONCURRENCY: "64" }));

@@ -7,6 +7,10 @@
 // Workers are child processes (`bun worker.ts`); statuses are read with TaskStore.get, results from
 // the result topic. Short settings: MQ_INVISIBLE_MS=10000 (its minimum).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RunEvent } from "../lib/agent/test-agents.ts";
 import { Service, stopAll, waitFor } from "./support/processes.ts";
 import { messagesInTopic } from "./support/results.ts";
 import { tcpProxy } from "./support/tcp-proxy.ts";
@@ -70,6 +74,48 @@ describe("long runs", () => {
 });
 
 describe("finishing: the result is published before the task is done", () => {
+  test("a fenced run whose agent ignores its AbortSignal: the task is failed, not released to another worker", async () => {
+    // README, "Hard deadline": A's Redis stops answering (the relay holds), so A fences its run; the
+    // agent ignores the signal and runs on. Released once Redis answered again, the task went back to
+    // the queue and B ran it beside A's ignored run. Now it is failed (the claim was still A's), and B
+    // only publishes the recorded failure. The recording agent's file names every run's process.
+    const dir = mkdtempSync(join(tmpdir(), "deaf-fence-"));
+    const relay = await tcpProxy(sys.ns.env.REDIS_URL!);
+    try {
+      const env = { ...sys.ns.env, MQ_INVISIBLE_MS: "10000", AGENT: "record", AGENT_RECORD_DIR: dir, TASK_ABORT_GRACE_MS: "300" };
+      const a = new Service("worker.ts", { ...env, REDIS_URL: relay.url });
+      await a.waitForLog("worker running", 60_000);
+      const { task_id } = await sys.tasks.submit({ user_id: "fence", content: "deaf #hang=25000" });
+      await a.waitForLog("task running", 60_000, task_id);
+      const b = new Service("worker.ts", env);
+      await b.waitForLog("worker running", 60_000);
+      relay.hold();
+      // The fence fires lease - 2 s after the last heartbeat that got through; the grace 300 ms later.
+      await waitFor(() => a.logs("task abandoned: its claim is lost or could not be renewed", task_id).length > 0 ||
+        a.logs("agent ignored its AbortSignal after its run was fenced: not released; failed if the claim is still ours", task_id).length > 0,
+        30_000, () => `the run fenced\n${tail(a)}`);
+      relay.resume();
+      // A released task runs again (its copy comes back once A stopped extending it), on B or on A.
+      const reruns = () => b.logs("task running", task_id).length + a.logs("task running", task_id).length - 1;
+      await waitFor(async () => reruns() > 0 || (await sys.store.get(task_id))?.status === "failed",
+        60_000, () => `a second run or the task failed\n${tail(b)}\n${tail(a)}`);
+      expect(reruns(), tail(b)).toBe(0);
+      const view = await sys.store.get(task_id);
+      expect(view?.status).toBe("failed");
+      expect(view?.error).toContain("run fenced; the agent ignored its AbortSignal for 300 ms and may still run, so the task is not retried");
+      await waitFor(() => sys.results.for(task_id).length > 0, 60_000, () => `the failure result\n${tail(b)}`);
+      expect(sys.results.for(task_id)[0]!.body).toMatchObject({ status: "failed", result: null });
+      expect(await b.stop()).toBe(0);
+      expect(await a.stop()).toBe(0);
+      const starts = readdirSync(dir).flatMap((f) => readFileSync(join(dir, f), "utf8").trim().split("\n"))
+        .map((l) => JSON.parse(l) as RunEvent).filter((e) => e.ev === "start" && e.task === task_id);
+      expect(starts.map((e) => e.pid)).toEqual([a.proc.pid]);
+    } finally {
+      relay.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 180_000);
+
   test("a crash after the result was published and before done: the task ends done, and a second result goes out", async () => {
     // Worker A reaches Redis through a relay that delays every command 2 s. The moment the broker holds
     // A's result, the relay stops forwarding (whatever A writes after publishing never lands) and A is

@@ -12,6 +12,7 @@ import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import { closeClient, createConsumer, Publisher, type MessageView, type OutgoingMessage } from "../lib/mq.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, type Redis } from "../lib/redis.ts";
 import { send } from "../lib/scripts.ts";
+import { sleep } from "../lib/time.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
 import { handleMessage, MIN_HIDE_MS, type WorkerContext } from "../lib/worker/handle.ts";
@@ -166,6 +167,58 @@ describe("outages (issue 8)", () => {
     expect(cap.count("dependencies answer again: receiving resumed")).toBeGreaterThanOrEqual(1);
     expect(cap.lines.filter((l) => l.level === "warn" || l.level === "error").length).toBeLessThan(10);
     await loop.stop(0);
+  }, 120_000);
+
+  test("#1 after an outage the probe closes the breaker once Redis answers its claim: tasks waiting start before the probe's long run ends", async () => {
+    // The probe used to close the breaker only when its handler ended, agent run included (minutes
+    // with an LLM): until then the worker ran one task at a time.
+    const cfg = config({ WORKER_CONCURRENCY: 8, MQ_INVISIBLE_MS: 10_000 });
+    await pr.stop();
+    const { store } = await storeOn(cfg);
+    const consumer = createConsumer(cfg, silentLogger, ns.group, ns.requestTopic, "*", 5_000);
+    // Every run is long, whatever message it is (a quick probe would close the breaker early on the
+    // old code too), and its start and end are recorded in the order they happen.
+    const events: string[] = [];
+    const agent: Agent = async (task, signal) => {
+      events.push(`start ${task.task_id}`);
+      await sleep(6_000, signal);
+      events.push(`end ${task.task_id}`);
+      return { tags: ["t"], score: 1, reason: "long test agent" };
+    };
+    const cap = capture();
+    const loop = new ConsumerLoop(consumer, { cfg, store, publisher, agent, log: cap.log }, handleMessage, { baseMs: 200, maxMs: 1_000 });
+    opened.push({ close: async () => { await loop.stop(0); await closeClient(consumer, silentLogger); } });
+    await loop.start();
+    // Three claims fail against the stopped Redis: the breaker opens.
+    const openers = await Promise.all(Array.from({ length: 3 }, (_, i) => sendRequest(`opener ${i}`)));
+    await waitFor(() => loop.breaker.state === "open", 30_000, "the breaker to open");
+    // Sent while it is open, so they wait visible in the broker when the probe is let through: the
+    // probe is one of them or an opener (a long run either way), never an empty receive (which closes
+    // the breaker at once).
+    const waiting = await Promise.all(Array.from({ length: 3 }, (_, i) => sendRequest(`waiting ${i}`)));
+    await pr.start();
+    for (const id of [...waiting, ...openers])
+      await waitFor(async () => (await store.get(id).catch(() => null))?.status === "done", 60_000, `task ${id} done`);
+    await loop.stop(0);
+
+    // The probe is the first run: no claim succeeds before Redis is back, and until the probe claims
+    // the breaker lets nothing else through.
+    const probe = events[0]!.slice("start ".length);
+    const probeEnd = events.indexOf(`end ${probe}`);
+    expect(probeEnd).toBeGreaterThan(0);
+    // Causal, not timed: each waiting task's run had started when the probe's run ended ...
+    const startedAfterProbe = waiting.filter((id) => id !== probe && !(events.indexOf(`start ${id}`) < probeEnd));
+    expect(startedAfterProbe).toEqual([]);
+    // ... and so says the task record (GET /tasks/:id): started_at before the probe's finished_at.
+    const probeView = await store.get(probe);
+    for (const id of waiting.filter((w) => w !== probe)) {
+      const view = await store.get(id);
+      expect(Date.parse(view!.started_at!)).toBeLessThan(Date.parse(probeView!.finished_at!));
+    }
+    for (const id of [...waiting, ...openers]) expect(events.filter((e) => e === `start ${id}`).length).toBe(1);
+    // Closed once (by the probe's claim), and its later clean end logs nothing more.
+    expect(cap.count("Redis or the result topic is failing: receiving paused, probing with backoff")).toBe(1);
+    expect(cap.count("dependencies answer again: receiving resumed")).toBe(1);
   }, 120_000);
 
   test("#2 Redis hanging: POST and GET answer 503 within REDIS_TIMEOUT_MS + 1 s; a task told 503 never runs", async () => {

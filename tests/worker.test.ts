@@ -5,6 +5,10 @@
 // "Exactly one result" is counted after results.settled(): the workers are stopped and the collector
 // has received every message the broker holds for the result topic.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RunEvent } from "../lib/agent/test-agents.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import type { Publisher } from "../lib/mq.ts";
 import { TaskStore } from "../lib/store.ts";
@@ -175,6 +179,37 @@ describe("worker", () => {
       () => `the handed-back tasks done by another worker\n${b.raw.slice(-20).join("\n")}`);
     for (const { task_id } of ids) expect((await store.get(task_id))?.attempts).toBe(1);
     expect(await b.stop()).toBe(0);
+  }, 120_000);
+
+  test("SIGTERM while the agent ignores its AbortSignal: the task is failed with the reason, never run by another worker", async () => {
+    // README, "Hard deadline": a deaf run may go on in its process, so its task is failed, not handed
+    // back (B, in the same group, would run it beside the ignored run). The recording agent's #hang
+    // ignores the signal; its record file (outside Redis and RocketMQ) names every run's process.
+    const dir = mkdtempSync(join(tmpdir(), "deaf-"));
+    const env = { AGENT: "record", AGENT_RECORD_DIR: dir, SHUTDOWN_TIMEOUT_MS: "300", TASK_ABORT_GRACE_MS: "300", MQ_INVISIBLE_MS: "10000" };
+    const a = worker(env);
+    await a.waitForLog("worker running");
+    const { task_id } = await tasks.submit({ user_id: "deaf", content: "deaf #hang=8000" });
+    await a.waitForLog("task running", 30_000, task_id);
+    const b = worker(env);
+    await b.waitForLog("worker running");
+    a.signal("SIGTERM");
+    expect(await a.exited).toBe(0);
+    // Handed back, B would have run it to done ~8 s later: wait for whichever end comes.
+    await waitFor(async () => ["done", "failed"].includes((await statusOf(task_id)) ?? ""), 60_000,
+      () => `the task to end\n${b.raw.slice(-20).join("\n")}`);
+    const view = await store.get(task_id);
+    expect(view?.status, b.raw.slice(-20).join("\n")).toBe("failed");
+    expect(view?.error).toContain("ShutdownAbort: worker shutting down; the agent ignored its AbortSignal for 300 ms and may still run, so the task is not retried");
+    expect(view?.attempts).toBe(1);
+    expect(await b.stop()).toBe(0);
+    expect(b.logs("task running", task_id).length).toBe(0);
+    const starts = readdirSync(dir).flatMap((f) => readFileSync(join(dir, f), "utf8").trim().split("\n"))
+      .map((l) => JSON.parse(l) as RunEvent).filter((e) => e.ev === "start" && e.task === task_id);
+    expect(starts.map((e) => e.pid)).toEqual([a.proc.pid]);
+    await results.settled();
+    expect(results.for(task_id).map((r) => r.body)).toEqual([expect.objectContaining({ status: "failed", result: null, error: view?.error })]);
+    rmSync(dir, { recursive: true, force: true });
   }, 120_000);
 
   test("SIGTERM with time to spare: running tasks finish before the process exits", async () => {

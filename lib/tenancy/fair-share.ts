@@ -63,9 +63,12 @@ export class TenantSlots {
       if (ids.length === 0) return sent;
       free = "";
       for (const id of ids) {
-        const body = await on<string | null>(this.redis, "HGET", this.#task(id), "message");
+        const [status, body] = await on<(string | null)[]>(this.redis, "HMGET", this.#task(id), "status", "message");
         if (!body) {
-          this.opts.log.info("parked task no longer waits (finished or expired): skipped", { task_id: id, tenant });
+          // Parking made sure the record was there (lib/worker/tenant-limits.ts); one gone since
+          // expired while parked (README: a parked task waits at most TASK_TTL_SECONDS): say so loudly.
+          if (status) this.opts.log.info("parked task no longer waits (finished): skipped", { task_id: id, tenant, status });
+          else this.opts.log.warn("parked task lost: its record expired while it was parked", { task_id: id, tenant });
           free = id;
           continue;
         }

@@ -3,8 +3,9 @@
 // MQ_RETRY_MAX_TIMES + 1 the broker dead-letters the message. So after a few failures in a row the
 // breaker *opens*: the loop stops receiving (the backlog waits in the broker, untouched), and the
 // breaker probes Redis with exponential backoff and full jitter. When Redis answers it goes
-// *half-open*: one message at a time is let through; one handled without a dependency failure
-// closes it. Each change of state is logged once, not each failure.
+// *half-open*: one message is let through, and the loop closes it (success()) as soon as Redis answers
+// that message's claim, or, for a message that never claims, once it is handled without a dependency
+// failure (lib/worker/loop.ts #track). Each change of state is logged once, not each failure.
 import { toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { sleep } from "../time.ts";
@@ -78,12 +79,17 @@ export class Breaker {
       const wait = Math.floor(this.#delay / 2 + (Math.random() * this.#delay) / 2);
       await sleep(wait, this.#stop.signal).catch(() => {});
       if (this.#stop.signal.aborted) return;
+      // A message in hand may have been handled cleanly meanwhile and closed the breaker (success()):
+      // then this loop is stale, and setting half-open would throttle a healthy loop to one message.
+      if (this.state !== "open") return;
       let ok = false;
       try {
         ok = await this.opts.probe();
       } catch {
         ok = false;
       }
+      // The same during the probe itself (up to REDIS_TIMEOUT_MS).
+      if (this.state !== "open") return;
       if (ok) {
         this.log.debug("probe answered: letting one message through");
         this.state = "half-open";

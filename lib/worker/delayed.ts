@@ -25,7 +25,7 @@ export const DELAY_LOOP_CONCURRENCY = 256;
 
 export async function forwardDue(m: MessageView, ctx: WorkerContext, shutdown: AbortSignal): Promise<Outcome> {
   const parsed = parseRequest(m.body);
-  if (!parsed.ok) return poison(m, parsed, ctx);
+  if (!parsed.ok) return poison(m, parsed, ctx, shutdown);
   const msg = parsed.msg;
   const due = msg.run_at ? Date.parse(msg.run_at) : NaN;
   const wait = Number.isFinite(due) ? due - Date.now() : 0;

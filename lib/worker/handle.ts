@@ -41,6 +41,13 @@ export interface WorkerContext {
   log: Logger;
   /** cancellation notices (lib/worker/cancel-watch.ts); without it, a cancel reaches a run at its heartbeat */
   cancels?: CancelWatch;
+  /**
+   * Called once Redis has answered this message's claim (any answer; not when it threw). The consumer
+   * loop sets it for its half-open breaker's probe message: the answer proves Redis works, so the loop
+   * closes the breaker then, instead of when the run ends (minutes with an LLM agent), which kept the
+   * worker at one task at a time after an outage.
+   */
+  redisAnswered?: () => void;
 }
 
 export type Outcome = "done" | "failed" | "canceled" | "retry" | "skipped" | "busy" | "poison" | "handed_back" | "lost" | "parked"
@@ -81,7 +88,7 @@ export function retryDelayMs(cfg: Config, attempt: number, retryAfterMs?: number
   return Math.min(MAX_HIDE_MS, Math.max(MIN_HIDE_MS, backoff, retryAfterMs ?? 0));
 }
 
-type Parsed = { ok: true; msg: RequestMessage } | { ok: false; reason: string; taskId?: string; userId?: string };
+type Parsed = { ok: true; msg: RequestMessage } | { ok: false; reason: string; taskId?: string; userId?: string; tenant?: string };
 
 export function parseRequest(body: Buffer): Parsed {
   let json: unknown;
@@ -95,7 +102,9 @@ export function parseRequest(body: Buffer): Parsed {
   const obj = (json && typeof json === "object" ? json : {}) as Record<string, unknown>;
   const taskId = typeof obj.task_id === "string" && isTaskId(obj.task_id) ? obj.task_id : undefined;
   const userId = typeof obj.user_id === "string" ? obj.user_id : undefined;
-  return { ok: false, reason: `invalid request message: ${first?.path || "/"} ${first?.message}`, taskId, userId };
+  // Recorded for a task Redis does not know (finish.lua "force"): without it the owner's GET answers 404.
+  const tenant = typeof obj.tenant === "string" && obj.tenant.length <= 64 ? obj.tenant : undefined;
+  return { ok: false, reason: `invalid request message: ${first?.path || "/"} ${first?.message}`, taskId, userId, tenant };
 }
 
 /** Publishes `r`, the outcome of handling message `of` (whose trace the send span joins). */
@@ -122,8 +131,11 @@ export function resultMessage(
   };
 }
 
-/** A message that can never be processed: set aside with its reason, recorded as failed if it names an unknown task, acked. */
-export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext): Promise<Outcome> {
+/**
+ * A message that can never be processed: set aside with its reason, recorded as failed if it names an
+ * unknown task, acked once that task's failure result is out (publishHeld; handed back at shutdown).
+ */
+export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext, shutdown: AbortSignal): Promise<Outcome> {
   const log = ctx.log.child({ message_id: m.messageId, ...(p.taskId ? { task_id: p.taskId } : {}) });
   log.warn("message set aside: cannot be processed", { reason: p.reason });
   await ctx.store.deadLetter({
@@ -136,16 +148,26 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
   if (p.taskId) {
     // Only a task Redis does not know is failed: a known one has its own, valid message (finish.lua "force").
     const error = `message could not be processed: ${p.reason}`;
-    if ((await ctx.store.forceFail(p.taskId, error, p.userId ?? "")) === "written")
-      await publishResult(ctx, m, resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error)).catch((e) =>
-        log.warn("failure result not published", { error: toError(e) }),
-      );
+    if ((await ctx.store.forceFail(p.taskId, error, p.userId ?? "", p.tenant ?? "")) === "written") {
+      const message = resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error);
+      if (!(await publishHeld(m, ctx, message, shutdown, log))) return handBackUnpublished(m, ctx, log);
+    }
   }
   await ctx.settler.ack(m);
   return "poison";
 }
 
-/** How long a message whose result could not be published stays hidden: grows with its deliveries. */
+/**
+ * A failure recorded without a claim (a poison message's, a dead letter's) whose result is still
+ * unpublished at shutdown: the message is handed back, not acked. Its next delivery finds the task
+ * finished and does not publish again (finish.lua keeps no outcome for these: see dead-letter.ts).
+ */
+export async function handBackUnpublished(m: MessageView, ctx: WorkerContext, log: Logger): Promise<Outcome> {
+  await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+  log.warn("failure result still unpublished at shutdown: message handed back");
+  return "handed_back";
+}
+
 /** Wait before the n-th retry of a result publish: 2 s doubling to 30 s. */
 export const publishRetryMs = (n: number) => Math.min(30_000, MIN_HIDE_MS * 2 ** Math.min(Math.max(n, 1), 5));
 
@@ -169,6 +191,31 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
 }
 
 /**
+ * Publishes `message` for message `m`, retrying only the publish (2 s doubling to 30 s) while `m` is
+ * kept in hand and hidden. True once published; false when `shutdown` came first (`m` is no longer
+ * kept hidden: the caller hands it back).
+ */
+export async function publishHeld(m: MessageView, ctx: WorkerContext, message: ResultMessage, shutdown: AbortSignal, log: Logger): Promise<boolean> {
+  let hold: { stop(): void } | undefined;
+  try {
+    for (let tries = 1; ; tries++) {
+      try {
+        await publishResult(ctx, m, message);
+        return true;
+      } catch (e) {
+        const delay = publishRetryMs(tries);
+        if (tries === 1 || tries % 10 === 0)
+          log.warn("result not published; only the publish is retried, the message kept in hand", { error: toError(e), tries, retry_in_ms: delay });
+        hold ??= keepHidden(m, ctx);
+        if (!(await sleep(delay, shutdown).then(() => true, () => false))) return false;
+      }
+    }
+  } finally {
+    hold?.stop();
+  }
+}
+
+/**
  * Publishes the outcome recorded under this claim (a result, or a final failure), then marks the
  * task finished and acks. A failed publish drops only the claim (the outcome stays recorded): the
  * message comes back and the next claim publishes again, never running the agent again.
@@ -184,30 +231,15 @@ async function publishOutcome(
   if (usage) message.usage = usage;
   // The result topic refusing writes (read-only, full disk) must not spend the request message's
   // deliveries: a hide-and-redeliver per try dead-lettered whole backlogs in seconds. The message stays
-  // in hand, kept hidden like a running task's, while only the publish is retried with backoff; at
-  // shutdown it is handed back (the next claim publishes the recorded outcome, never runs the agent).
-  let hold: { stop(): void } | undefined;
-  for (let tries = 1; ; tries++) {
-    try {
-      await publishResult(ctx, m, message);
-      break;
-    } catch (e) {
-      const delay = publishRetryMs(tries);
-      if (tries === 1 || tries % 10 === 0)
-        log.warn("result not published; only the publish is retried, the message kept in hand", { error: toError(e), tries, retry_in_ms: delay });
-      hold ??= keepHidden(m, ctx);
-      try {
-        await sleep(delay, shutdown);
-      } catch {
-        hold.stop();
-        await ctx.store.release(msg.task_id, token, MIN_HIDE_MS).catch(() => {});
-        await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
-        log.info("result still unpublished at shutdown: handed back");
-        return "handed_back";
-      }
-    }
+  // in hand, kept hidden like a running task's, while only the publish is retried with backoff
+  // (publishHeld); at shutdown it is handed back (the next claim publishes the recorded outcome, never
+  // runs the agent).
+  if (!(await publishHeld(m, ctx, message, shutdown, log))) {
+    await ctx.store.release(msg.task_id, token, MIN_HIDE_MS).catch(() => {});
+    await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+    log.info("result still unpublished at shutdown: handed back");
+    return "handed_back";
   }
-  hold?.stop();
   const w = await observeFinish(m, opts.canceled ? "canceled" : result ? "done" : "failed", () => ctx.store.published(msg.task_id, token));
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
@@ -224,7 +256,7 @@ async function publishOutcome(
  */
 export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown: AbortSignal): Promise<Outcome> {
   const parsed = parseRequest(m.body);
-  if (!parsed.ok) return poison(m, parsed, ctx);
+  if (!parsed.ok) return poison(m, parsed, ctx, shutdown);
   const msg = parsed.msg;
   const iso = ctx.isolation;
   if (!iso) {
@@ -314,6 +346,7 @@ async function claimAndRun(
     if (!neverSent(e)) retryLater(() => store.release(msg.task_id, token, 0), releaseRetryMs(leaseMs), log, "release of an unanswered claim");
     throw new DependencyError("redis", `claim failed: ${toError(e).message}`, { cause: e });
   }
+  ctx.redisAnswered?.();
   if (claim.kind !== "claimed") unwatch();
   if (claim.kind === "finished") {
     if (claim.status === "rejected") log.info("message of a task that was not accepted (the client got a 503): skipped");
@@ -322,7 +355,8 @@ async function claimAndRun(
     return "skipped";
   }
   if (claim.kind === "busy") {
-    // Another worker runs it now. Not acked: if that worker dies, this copy is what brings the task back.
+    // Another worker runs it now, or its retry's backoff (back_at) has not ended. Not acked: if that
+    // worker dies, this copy is what brings the task back.
     log.info("task is running elsewhere: message hidden until its lease ends", { lease_left_ms: claim.leaseLeftMs });
     await settler.hide(m, Math.min(MAX_HIDE_MS, Math.max(MIN_HIDE_MS, claim.leaseLeftMs + 1_000)));
     return "busy";
@@ -414,7 +448,20 @@ async function claimAndRun(
     if (!result) progress.stop(); // no more progress writes for a run that ended without a result
   }
 
-  if (failure instanceof ShutdownAbort) {
+  // A deaf agent (it ignored its signal through the grace) may run on in this process whatever
+  // aborted it: handing its task back after a shutdown, or releasing it after a fence, would let
+  // another worker run it beside the ignored run. Failed instead, never retried (README, "Hard deadline").
+  if (deaf && failure instanceof LeaseLost) {
+    const reason = `${failure.name}: ${failure.message}; ${deafNote(cfg)}`;
+    log.warn("agent ignored its AbortSignal after its run was fenced: not released; failed if the claim is still ours", { attempt, reason });
+    // Not released. The failure is written only while the claim is still ours (finish.lua checks the
+    // token), so it is safe however late it lands; its message comes back once its invisibility ends,
+    // and the next claim publishes the recorded failure without running the agent.
+    const failIt = () => store.fail(msg.task_id, token, reason, meter.total());
+    failIt().catch(() => retryLater(failIt, releaseRetryMs(leaseMs), log, "failure of a fenced deaf run"));
+    return "lost";
+  }
+  if (failure instanceof ShutdownAbort && !deaf) {
     await store.release(msg.task_id, token, MIN_HIDE_MS);
     // Hidden for the shortest time, so another worker picks it up within seconds.
     await settler.hide(m, MIN_HIDE_MS);
@@ -453,7 +500,8 @@ async function claimAndRun(
 
   const err = failure ?? new Error("agent returned nothing");
   if (deaf) {
-    err.message += `; the agent ignored its AbortSignal for ${cfg.TASK_ABORT_GRACE_MS} ms and may still run, so the task is not retried`;
+    // A shutdown's deaf run ends here too (ShutdownAbort): failed like a timed-out one.
+    err.message += `; ${deafNote(cfg)}`;
     log.warn("agent ignored its AbortSignal: slot freed, task failed instead of retried", { attempt });
   }
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS || deaf;
@@ -478,6 +526,10 @@ async function claimAndRun(
   }
   return publishOutcome(m, ctx, msg, token, attempt, null, reason, shutdown, { withUsage: meter.total() !== undefined });
 }
+
+/** What a deaf run's failure says (README, "Hard deadline"). */
+const deafNote = (cfg: Config) =>
+  `the agent ignored its AbortSignal for ${cfg.TASK_ABORT_GRACE_MS} ms and may still run, so the task is not retried`;
 
 /** Sums one run's LLM calls (AgentTask.usage); `total()` is undefined when the agent made none. */
 function usageMeter() {

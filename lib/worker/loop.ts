@@ -47,8 +47,11 @@ export class ConsumerLoop {
   #requested = 0;
   #loop?: Promise<void>;
   #stopping?: Promise<void>;
-  /** a message let through while the breaker is half-open, not yet handled */
-  #probeInFlight = false;
+  /**
+   * The message let through while the breaker is half-open, until Redis answered its claim or it was
+   * handled: a token per probe, so that a probe's late end cannot clear a later probe's.
+   */
+  #probe?: object;
   readonly settler: Settler;
   readonly breaker: Breaker;
   /** suspects (tasks whose earlier run died with its worker) run alone in this process */
@@ -130,7 +133,7 @@ export class ConsumerLoop {
       }
       const state = this.breaker.state;
       // Open: receive nothing (no delivery is spent). Half-open: one message at a time, as the probe.
-      if (state === "open" || (state === "half-open" && (this.#probeInFlight || this.#requested > 0))) {
+      if (state === "open" || (state === "half-open" && (this.#probe || this.#requested > 0))) {
         await Promise.race([this.breaker.changed(), this.#waitForSlot()]);
         continue;
       }
@@ -164,15 +167,33 @@ export class ConsumerLoop {
   }
 
   #track(m: MessageView, probe: boolean) {
-    if (probe) this.#probeInFlight = true;
-    const p = this.handler(m, { ...this.ctx, settler: this.settler, isolation: this.isolation }, this.#shutdown.signal)
+    const token = probe ? {} : undefined;
+    if (token) this.#probe = token;
+    const probeDone = () => {
+      if (token && this.#probe === token) this.#probe = undefined;
+    };
+    // A probe closes the breaker as soon as Redis answers its claim (handle.ts): waiting for the run
+    // to end held the worker at one task at a time for the whole agent run (minutes with an LLM). Its
+    // slot as the probe ends then too, or a later half-open (Redis failing again) would wait for this
+    // run. A probe that never claims (poison, a dead letter, a parked or waiting message) still closes
+    // the breaker when it ends cleanly, below; success() on a closed breaker logs nothing.
+    const redisAnswered = token
+      ? () => {
+          probeDone();
+          this.breaker.success();
+        }
+      : undefined;
+    const ctx: WorkerContext = { ...this.ctx, settler: this.settler, isolation: this.isolation, redisAnswered };
+    const p = this.handler(m, ctx, this.#shutdown.signal)
       // "lost" proves nothing about Redis (a fenced run ends that way while Redis is down).
       .then((outcome) => {
         if (outcome !== "lost") this.breaker.success();
       })
       .catch(async (e) => {
         // Redis or RocketMQ failed underneath. Logged once per outage (the breaker logs its opening);
-        // the message stays hidden past the next probe instead of coming back in a spin.
+        // the message stays hidden past the next probe instead of coming back in a spin. A probe whose
+        // claim was answered has closed the breaker already: its later failure counts as any closed-state
+        // failure does (one of the threshold), since Redis did answer meanwhile.
         const wasClosed = this.breaker.state === "closed";
         this.breaker.failure(e);
         const fields = { message_id: m.messageId, error: toError(e) };
@@ -181,7 +202,7 @@ export class ConsumerLoop {
         await this.settler.hide(m, this.breaker.hideMs, () => this.breaker.state !== "closed").catch(() => {});
       })
       .finally(() => {
-        if (probe) this.#probeInFlight = false;
+        probeDone();
         this.#inflight.delete(p);
         this.#wakeLanes();
       });

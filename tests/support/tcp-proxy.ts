@@ -39,6 +39,17 @@ export async function tcpProxy(target: string, opts: { delayMs?: number } = {}) 
     hold() {
       held = true;
     },
+    /**
+     * Forwards again. The connections open during the hold are cut (what their clients sent was
+     * dropped, so late replies would pair with the wrong commands): clients reconnect.
+     */
+    resume() {
+      held = false;
+      for (const p of pairs) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+    },
     close() {
       for (const p of pairs) {
         p.client.destroy();
