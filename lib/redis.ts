@@ -108,13 +108,23 @@ function retryClusterConnect(client: ClusterRedis) {
   t.unref?.();
 }
 
+/** How long closeRedis waits for replies still due, past the command timeout, before cutting the connection. */
+const CLOSE_MARGIN_MS = 500;
+
+/**
+ * Closes the connection after the replies still due (a counter flush, a last write), but never waits
+ * on a Redis that does not answer: close() waits for every command in flight, and the connection is
+ * kept across timeouts (late replies pair with their commands), so with Redis hung a command that
+ * already timed out kept close() waiting forever and a stopping worker ran into its shutdown deadline
+ * (exit 1). Past the command timeout nobody awaits those replies: the connection is destroyed.
+ */
 export async function closeRedis(client: Redis): Promise<void> {
   closing.add(client);
-  try {
-    if (client.isOpen) await client.close();
-  } catch {
-    client.destroy();
-  }
+  if (!client.isOpen) return;
+  const closed = client.close().then(() => true, () => false);
+  const bound = (commandTimeout(client) ?? 2_000) + CLOSE_MARGIN_MS;
+  const timer = new Promise<false>((r) => setTimeout(() => r(false), bound).unref?.());
+  if (!(await Promise.race([closed, timer]))) client.destroy();
 }
 
 /** PING (on a cluster: every master answers). */

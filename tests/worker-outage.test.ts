@@ -19,7 +19,7 @@ import { handleMessage, MIN_HIDE_MS, type WorkerContext } from "../lib/worker/ha
 import { Isolation } from "../lib/worker/isolation.ts";
 import { ConsumerLoop, type ReceivingConsumer } from "../lib/worker/loop.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
-import { waitFor } from "./support/processes.ts";
+import { freePort, Service, waitFor } from "./support/processes.ts";
 import { privateRedis, type PrivateRedis } from "./support/redis-server.ts";
 
 let ns: TestNamespace;
@@ -570,4 +570,33 @@ describe("outages (issue 8)", () => {
     await ctx.settler.hide(m, MIN_HIDE_MS, () => false); // waits for every settle queued before it
     expect(hides.at(-1)).toBe(MIN_HIDE_MS);
   }, 60_000);
+
+  test("#9 SIGTERM while Redis hangs with a command in flight: the API and the worker exit 0 ('shutdown complete'), not at their deadline", async () => {
+    // close() of node-redis waits for every reply still due, and a command that timed out stays due
+    // (the connection is kept across timeouts): with Redis hung, "close redis" waited until the
+    // shutdown deadline and the worker exited 1 (65 s later). closeRedis now stops waiting after the
+    // command timeout.
+    const env = { ...ns.env, REDIS_URL: pr.url, REDIS_TIMEOUT_MS: "1000", API_PORT: String(freePort()) };
+    const api = new Service("api.ts", env);
+    const worker = new Service("worker.ts", env);
+    try {
+      await api.waitForLog("api listening", 60_000);
+      await worker.waitForLog("worker running", 60_000);
+      pr.pause();
+      // A command each that Redis will not answer: the API's create (a 503) and the worker's claim.
+      const res = await fetch(`http://127.0.0.1:${env.API_PORT}/tasks`, {
+        method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: "hung", content: "x" }),
+      });
+      expect(res.status).toBe(503);
+      await sendRequest("claimed while Redis hangs");
+      await worker.waitForLog("message handling failed; it will be redelivered", 60_000);
+      const [w, a] = await Promise.all([worker.stop(90_000), api.stop(90_000)]);
+      expect({ worker: w, api: a }).toEqual({ worker: 0, api: 0 });
+      expect(worker.logs("shutdown complete").length).toBe(1);
+      expect(worker.logs("shutdown deadline passed: forcing exit")).toEqual([]);
+    } finally {
+      pr.resume();
+      await Promise.all([worker.stop(5_000), api.stop(5_000)]);
+    }
+  }, 180_000);
 });
