@@ -27,9 +27,11 @@ export async function handleDeadLetter(m: MessageView, ctx: WorkerContext, shutd
   }
   if (w === "written") {
     const attempts = (await ctx.store.get(msg.task_id))?.attempts ?? 0;
-    if (!(await publishHeld(m, ctx, resultMessage(msg, attempts, null, reason), shutdown, log))) return handBackUnpublished(m, ctx, log);
+    // Set aside before the publish, as poison() does: a message handed back at shutdown comes back to
+    // a finished task and is skipped, so an entry written after the publish would never be written.
     await ctx.store.deadLetter({ reason, message_id: m.messageId, task_id: msg.task_id, body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS), at: new Date().toISOString() });
     log.warn("task failed: its message was dead-lettered", { reason });
+    if (!(await publishHeld(m, ctx, resultMessage(msg, attempts, null, reason), shutdown, log))) return handBackUnpublished(m, ctx, log);
   } else {
     log.info("dead-lettered copy of a task that is finished or running elsewhere: acked", { outcome: w });
   }
