@@ -35,8 +35,8 @@ export type Requeue =
 
 
 /** `canceled`: the run's cancellation was asked, so it was recorded canceled instead (publish that). */
-export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled";
-const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled" };
+export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled" | "pending";
+const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled", 4: "pending" };
 
 /** What lib/lua/cancel.lua did (POST /tasks/:id/cancel). */
 export type CancelOutcome =
@@ -321,7 +321,8 @@ export class TaskStore {
     const r = await runScript(this.redis, "finish", this.taskKeys(id), args);
     const outcome = FINISH[Number(r)] ?? "not_owner";
     // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
-    if (outcome === "written" && (mode === "published" || mode === "force" || mode === "dead"))
+    // ("dead" leaves its failure result to publish under a claim, which writes the hint again.)
+    if (outcome === "written" && (mode === "published" || mode === "force"))
       void this.zrem(this.stalledKey(id), id).catch(() => {});
     return outcome;
   }
@@ -332,6 +333,11 @@ export class TaskStore {
   /** Failed for good under the claim; the failure result is still to publish, then `published()`. */
   fail(id: string, token: string, error: string, usage?: TaskUsage) {
     return this.finish(id, token, "failed", error, "", 0, usage);
+  }
+  /** Whether Redis holds a record of this task (any status, a tombstone included). */
+  async exists(id: string): Promise<boolean> {
+    const k = this.keys.task(id);
+    return Number(await send(this.redis, k, ["EXISTS", k])) === 1;
   }
   /** The task's LLM usage summed over its attempts so far, if any was recorded. */
   async usage(id: string): Promise<TaskUsage | undefined> {
@@ -371,8 +377,9 @@ export class TaskStore {
   }
   /**
    * RocketMQ dead-lettered a copy: failed unless finished, live, waiting for its retry or publishing;
-   * "canceled" when its cancellation was asked (its canceled result is published by a later claim).
-   * `tenant`: the message's, recorded for a task Redis does not know.
+   * "canceled" when its cancellation was asked. "written", "canceled" and "pending" (an outcome
+   * recorded earlier that no live claim holds) leave a result to publish: claim the copy to publish
+   * it (lib/worker/dead-letter.ts). `tenant`: the message's, recorded for a task Redis does not know.
    */
   deadLettered(id: string, error: string, userId = "", tenant = "") {
     return this.finish(id, "", "dead", error, userId, 0, undefined, tenant);

@@ -74,6 +74,39 @@ test("a dead-lettered task's failure result is published once the result topic t
   expect(w.logs("task failed: its message was dead-lettered", task_id).length).toBe(1);
 }, 150_000);
 
+test("a dead-lettered task's failure result still unpublished when its worker stops is published by the next worker", async () => {
+  // The result topic refuses writes while the dead letter is handled, and the worker is stopped
+  // meanwhile: it hands the message back. The next worker's delivery publishes the recorded failure.
+  // (Before: the next delivery found the task failed, acked it, and the result was never published.)
+  const { ns, results } = sys;
+  const admin = ns.admin();
+  const topic = ns.resultTopic;
+  const queues = (await admin.getTopicConfig((await admin.brokers())[0]!.master, topic))!.readQueueNums;
+  const { task_id } = await sys.tasks.submit({ user_id: "dlq", content: "its worker stopped before the result was out" });
+  await takeAndDrop(ns, task_id);
+  await admin.createTopic({ topic, queues, perm: 4, messageType: "NORMAL" }); // 4: read only
+  let first: Service;
+  try {
+    first = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });
+    await sys.waitStatus(task_id, "failed", 60_000);
+    const refused = () => first.logs("result not published; only the publish is retried, the message kept in hand", task_id);
+    await waitFor(() => refused().length > 0, 30_000, () => `the refused publish\n${first.raw.slice(-20).join("\n")}`);
+    expect(await first.stop()).toBe(0);
+  } finally {
+    await admin.createTopic({ topic, queues, perm: 6, messageType: "NORMAL" });
+  }
+  expect(results.for(task_id)).toEqual([]);
+  const next = new Service("worker.ts", { ...ns.env, AGENT_DELAY_MS: "0" });
+  // The proxy caches the read-only route for up to 20 s and the client its own for 30 s: the first
+  // publishes may still be refused, and are retried.
+  await waitFor(() => results.for(task_id).length > 0, 150_000, () => `the failure result\n${next.raw.slice(-20).join("\n")}`);
+  expect(results.for(task_id)[0]!.body).toMatchObject({ task_id, status: "failed", result: null });
+  expect((await sys.store.get(task_id))?.error).toContain("dead-lettered");
+  expect(next.logs("task running", task_id).length).toBe(0);
+  expect(await next.stop()).toBe(0);
+  expect((await sys.store.deadLetters()).filter((d) => d.task_id === task_id).length).toBe(1);
+}, 270_000);
+
 test("a dead letter of a finished task is acked and changes nothing", async () => {
   const a = new Service("worker.ts", { ...sys.ns.env, AGENT_DELAY_MS: "0" });
   const { task_id } = await sys.tasks.submit({ user_id: "dlq", content: "finished first" });

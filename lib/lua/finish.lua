@@ -16,17 +16,21 @@
                 outcome recorded, only the claim is dropped: the next claim publishes it
     "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it
     "dead"      RocketMQ dead-lettered a copy: failed with ARGV[4], unless finished, running under a
-                live lease, waiting for its retry (back_at in the future), or an outcome is recorded.
+                live lease, or waiting for its retry (back_at in the future). Recorded as an outcome
+                nobody holds, its failure result still to publish: the caller claims its copy to
+                publish it (claim.lua {5}), and a copy handed back at shutdown finds it again here
+                (returns 4). An outcome recorded earlier and held by no live claim: returns 4, the
+                caller claims to publish it; held by a live claim: left alone (0).
                 A task whose cancellation was asked (`cancel_at`: the client got 202) is recorded
-                canceled instead (returns 3), its canceled result still to publish: nobody holds it,
-                so the next claim of its message (the stalled re-send's: reap.lua) publishes it
+                canceled instead (returns 3), its canceled result still to publish the same way
     "canceled"  the run was aborted because its cancellation was asked (cancel.lua): canceled, its
                 canceled result still to publish ("published")
   A run whose cancellation was asked (`cancel_at`) and that ends as "done", "failed" or "retry" is
   recorded canceled instead (returns 3): the client was told 202, so the task ends canceled.
   Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written);
            3 recorded canceled instead (publish the canceled result, then "published"; for "dead":
-           a later claim publishes it)
+           a claim publishes it); 4 ("dead" only) an outcome is recorded and no live claim holds it:
+           claim the copy to publish it (nothing written)
   Every TTL set here is ARGV[2] plus the wait until run_at while a delayed task is not yet due
   (include/events.lua task_ttl), and renews the events list's with the hash's.
   Events: a `status` event for every change of status (include/events.lua): done with its result,
@@ -62,7 +66,11 @@ local finished = status == "done" or ((status == "failed" or status == "canceled
 if mode == "force" or mode == "dead" then
   if finished then return 2 end
   if status then
-    if mode == "force" or h[4] then return 0 end
+    if mode == "force" then return 0 end
+    if h[4] then
+      if h[2] and tonumber(h[3] or "0") > now then return 0 end
+      return 4
+    end
     if status == "running" and tonumber(h[3] or "0") > now then return 0 end
     if status == "queued" and tonumber(h[5] or "0") > now then return 0 end
     if h[6] then
@@ -80,6 +88,10 @@ if mode == "force" or mode == "dead" then
   end
   shrink("failed")
   redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)
+  -- A dead letter's failure result is published under a claim of its copy, as an exhausted claim's
+  -- is: a worker stopped before it is out hands the copy back, and the next one publishes it. (A
+  -- poison message has no claimable copy: "force" records none, docs/reliability.md.)
+  if mode == "dead" then redis.call("HSET", KEYS[1], "outcome", "failed", "lease_until", now) end
   return final("failed")
 end
 if finished then return 2 end

@@ -1,4 +1,6 @@
---[[ Extend the lease of a running claim, and the TTL of the task's keys (a run may outlast it).
+--[[ Extend the lease of a claim, and the TTL of the task's keys (a run may outlast it): a running
+  claim's, or one that publishes a recorded outcome (its publish retried while the result topic
+  refuses writes).
   KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot; its TTL too)
   ARGV[1] claim token   ARGV[2] lease (ms)   ARGV[3] ttl (s)
   Returns: 1 extended, 0 the claim is no longer ours (stop the run), 2 extended, but its cancellation
@@ -6,8 +8,8 @@
   was lost)
 ]]
 --- @include "events"
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "cancel_at")
-if h[1] ~= "running" or h[2] ~= ARGV[1] then return 0 end
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "cancel_at", "outcome")
+if h[2] ~= ARGV[1] or (h[1] ~= "running" and not h[4]) then return 0 end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("HSET", KEYS[1], "lease_until", now + tonumber(ARGV[2]))

@@ -158,11 +158,11 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
 }
 
 /**
- * A failure recorded without a claim (a poison message's, a dead letter's) whose result is still
- * unpublished at shutdown: the message is handed back, not acked. Its next delivery finds the task
- * finished and does not publish again (finish.lua keeps no outcome for these: see dead-letter.ts).
+ * A poison message's failure (recorded without a claim) whose result is still unpublished at
+ * shutdown: the message is handed back, not acked. Its next delivery finds the task finished and does
+ * not publish again (finish.lua "force" keeps no outcome: docs/reliability.md, open problems).
  */
-export async function handBackUnpublished(m: MessageView, ctx: WorkerContext, log: Logger): Promise<Outcome> {
+async function handBackUnpublished(m: MessageView, ctx: WorkerContext, log: Logger): Promise<Outcome> {
   await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
   log.warn("failure result still unpublished at shutdown: message handed back");
   return "handed_back";
@@ -195,7 +195,9 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
  * kept in hand and hidden. True once published; false when `shutdown` came first (`m` is no longer
  * kept hidden: the caller hands it back).
  */
-export async function publishHeld(m: MessageView, ctx: WorkerContext, message: ResultMessage, shutdown: AbortSignal, log: Logger): Promise<boolean> {
+async function publishHeld(
+  m: MessageView, ctx: WorkerContext, message: ResultMessage, shutdown: AbortSignal, log: Logger, claim?: HeldClaim,
+): Promise<boolean> {
   let hold: { stop(): void } | undefined;
   try {
     for (let tries = 1; ; tries++) {
@@ -206,7 +208,7 @@ export async function publishHeld(m: MessageView, ctx: WorkerContext, message: R
         const delay = publishRetryMs(tries);
         if (tries === 1 || tries % 10 === 0)
           log.warn("result not published; only the publish is retried, the message kept in hand", { error: toError(e), tries, retry_in_ms: delay });
-        hold ??= keepHidden(m, ctx);
+        hold ??= keepHidden(m, ctx, claim);
         if (!(await sleep(delay, shutdown).then(() => true, () => false))) return false;
       }
     }
@@ -234,7 +236,7 @@ async function publishOutcome(
   // in hand, kept hidden like a running task's, while only the publish is retried with backoff
   // (publishHeld); at shutdown it is handed back (the next claim publishes the recorded outcome, never
   // runs the agent).
-  if (!(await publishHeld(m, ctx, message, shutdown, log))) {
+  if (!(await publishHeld(m, ctx, message, shutdown, log, { id: msg.task_id, token }))) {
     await ctx.store.release(msg.task_id, token, MIN_HIDE_MS).catch(() => {});
     await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
     log.info("result still unpublished at shutdown: handed back");
@@ -298,11 +300,21 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
 const SUSPECT = Symbol("suspect");
 
 /** Keeps a message that waits (unclaimed) hidden, renewing its invisibility every lease/3. */
-function keepHidden(m: MessageView, ctx: WorkerContext) {
+/** A claim held while its outcome's publish is retried. */
+type HeldClaim = { id: string; token: string };
+
+/**
+ * Keeps a message in hand hidden, and with `claim` that claim's Redis lease alive too: a result topic
+ * refusing writes for longer than a lease must not let the stalled-task check re-send the task, whose
+ * next claim would publish the same result a second time.
+ */
+function keepHidden(m: MessageView, ctx: WorkerContext, claim?: HeldClaim) {
   let on = true;
+  const leaseMs = ctx.cfg.MQ_INVISIBLE_MS;
   const t = setInterval(() => {
-    ctx.settler.hide(m, ctx.cfg.MQ_INVISIBLE_MS, () => on).catch(() => {});
-  }, Math.max(1_000, Math.floor(ctx.cfg.MQ_INVISIBLE_MS / 3)));
+    ctx.settler.hide(m, leaseMs, () => on).catch(() => {});
+    if (claim) ctx.store.heartbeat(claim.id, claim.token, leaseMs).catch(() => {});
+  }, Math.max(1_000, Math.floor(leaseMs / 3)));
   return {
     stop() {
       on = false;

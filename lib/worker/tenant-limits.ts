@@ -4,7 +4,6 @@
 import { toError } from "../errors.ts";
 import type { MessageView } from "../mq.ts";
 import type { TenantSlots } from "../tenancy/fair-share.ts";
-import { send } from "../scripts.ts";
 import { parseRequest, type Outcome, type WorkerContext } from "./handle.ts";
 
 /** task id and tenant of a request message, without validating the rest (the handler does). */
@@ -26,8 +25,7 @@ function peek(body: Buffer): { taskId: string; tenant: string } | undefined {
  * the message is then not acked, and comes back.
  */
 async function keepsRecord(m: MessageView, ctx: WorkerContext, taskId: string): Promise<boolean> {
-  const key = ctx.store.keys.task(taskId);
-  if (Number(await send(ctx.store.redis, key, ["EXISTS", key])) === 1) return true;
+  if (await ctx.store.exists(taskId)) return true;
   const p = parseRequest(m.body);
   if (!p.ok || p.msg.task_id !== taskId) return false;
   if (await ctx.store.create(taskId, p.msg.user_id, m.body.toString("utf8"), p.msg.tenant ?? "")) {
