@@ -8,6 +8,7 @@ import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { TaskService } from "./lib/submit.ts";
 import { closeTaskNotices } from "./lib/tasks/notices.ts";
+import { journalPath, TombstoneJournal } from "./lib/tasks/tombstone-journal.ts";
 import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
 import { ApiKeys } from "./lib/tenancy/api-keys.ts";
@@ -29,7 +30,10 @@ async function main() {
     log.warn("RocketMQ not reachable yet; POST /tasks answers 503 until it is", { error: e });
   });
   const store = TaskStore.fromConfig(redis, cfg);
-  const tasks = new TaskService(cfg, store, publisher, log);
+  const journal = journalPath(cfg);
+  const tasks = new TaskService(cfg, store, publisher, log, journal ? new TombstoneJournal(journal, log) : undefined);
+  // Before the first outbox sweep, which would send the tasks of those tombstones.
+  await tasks.recoverTombstones();
   const tenancy = { auth, apiKeys: new ApiKeys(redis, cfg.REDIS_PREFIX), limiter: new RateLimiter(redis, cfg.REDIS_PREFIX) };
   await warnIfNoKeys(auth, tenancy.apiKeys, log);
   const app = createApp({ cfg, store, tasks, log, tenancy }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });

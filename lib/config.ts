@@ -44,6 +44,8 @@ export const ConfigSchema = Type.Object({
     "most messages of one topic sent in one request, gathered over one event-loop turn (1: one request per message)"),
 
   API_PORT: Int(8000, 0, 65535, "HTTP port of the API"),
+  API_TOMBSTONE_JOURNAL: Opt("file where the API keeps the ids of tasks told 503 whose tombstone Redis has not taken yet, " +
+    "written at its next start (default: <temp dir>/agent-prod/tombstones-[<REDIS_PREFIX>-]<API_PORT>.log; on a volume that outlives the container)"),
   API_HOST: Str("127.0.0.1", "HTTP bind address of the API (0.0.0.0: every interface; then API keys are required, see AUTH_MODE)"),
   ADMIN_TOKEN: Opt(`token of the operators' dashboard, GET /dashboard (secret; unset: the dashboard is off, 404); ${ADMIN_TOKEN_MIN}+ random characters`),
   AUTH_MODE: Type.Union([Type.Literal("auto"), Type.Literal("keys"), Type.Literal("none")], {

@@ -21,6 +21,7 @@ import { UserIndex } from "./state/user-index.ts";
 import { CreateError, type Requeue, type TaskStore } from "./store.ts";
 import { countOutboxResent, countStalledRepublished } from "./observe/metrics.ts";
 import type { Context } from "./observe/tracing.ts";
+import type { TombstoneJournal } from "./tasks/tombstone-journal.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
 const ABANDON_RETRY_MS = 10 * 60_000;
@@ -39,6 +40,8 @@ export class TaskService {
     /** the process's producer (POST /tasks/:id/cancel publishes canceled results through it) */
     readonly publisher: Publisher,
     private readonly log: Logger,
+    /** where pending tombstones outlive this process (api.ts); without one, memory only */
+    private readonly journal?: TombstoneJournal,
   ) {
     this.index = UserIndex.fromConfig(store, cfg);
   }
@@ -141,8 +144,28 @@ export class TaskService {
       return;
     }
     this.#abandoning.set(id, Date.now());
+    this.journal?.add(id);
+    this.#startAbandonTimer();
+  }
+
+  #startAbandonTimer() {
     this.#abandonTimer ??= setInterval(() => void this.#retryAbandons(), 1_000);
     this.#abandonTimer.unref?.();
+  }
+
+  /**
+   * At start-up, before the first outbox sweep: the tombstones this API's last process left pending
+   * in its journal (it died before Redis took them) are pending again here, so the sweep skips those
+   * tasks, and are written now if Redis answers (else by the background retry). Returns how many.
+   */
+  async recoverTombstones(): Promise<number> {
+    const ids = this.journal?.recover() ?? [];
+    if (ids.length === 0) return 0;
+    for (const id of ids) this.#abandoning.set(id, Date.now());
+    this.log.warn("tombstones left pending by this API's last process: writing them", { count: ids.length, task_ids: ids.slice(0, 100) });
+    this.#startAbandonTimer();
+    await this.#retryAbandons();
+    return ids.length;
   }
 
   #retrying = false;
@@ -162,8 +185,10 @@ export class TaskService {
         await this.#writeTombstone(id);
       } catch {
         if (Date.now() - since > ABANDON_RETRY_MS) {
+          // Given up here and in the journal alike (which mirrors what is pending in memory).
           this.log.error("tombstone of a task told 503 not written; if its create landed, the outbox may run it", { task_id: id });
           this.#abandoning.delete(id);
+          this.journal?.done(id);
         }
         return; // Redis still away: try again next tick
       }
@@ -171,6 +196,7 @@ export class TaskService {
     if (this.#abandoning.size === 0) {
       clearInterval(this.#abandonTimer);
       this.#abandonTimer = undefined;
+      this.journal?.clear();
     }
   }
 
@@ -179,6 +205,7 @@ export class TaskService {
     if (!(await this.store.abandon(id)))
       this.log.error("a task told 503 was claimed before its tombstone landed: it may run", { task_id: id });
     this.#abandoning.delete(id);
+    this.journal?.done(id);
   }
 
   /** Tombstones not yet confirmed by Redis (for shutdown logs and tests). */
@@ -193,17 +220,20 @@ export class TaskService {
 
   /**
    * At shutdown, once no request can add one: a last try at each pending tombstone, then the timer
-   * stops. What Redis does not take now is lost with the process (the outbox may send such a task
-   * if its create landed), so it is logged with the ids (the first 100).
+   * stops. What Redis does not take now stays in the journal for this API's next start; without a
+   * journal it is lost with the process (the outbox may send such a task if its create landed). Both
+   * are logged with the ids (the first 100).
    */
   async settleAbandons(): Promise<void> {
     clearInterval(this.#abandonTimer);
     this.#abandonTimer = undefined;
     await this.#retryAbandonsOnce(); // the background pass, once more: it stops at Redis's first failure
-    if (this.#abandoning.size > 0)
-      this.log.error("tombstones of tasks told 503 not written before shutdown; if their creates landed, the outbox may run them", {
-        count: this.#abandoning.size, task_ids: [...this.#abandoning.keys()].slice(0, 100),
-      });
+    if (this.#abandoning.size > 0) {
+      const ids = { count: this.#abandoning.size, task_ids: [...this.#abandoning.keys()].slice(0, 100) };
+      if (this.journal)
+        this.log.warn("tombstones of tasks told 503 not written before shutdown: kept in the journal, written at the next start", { ...ids, journal: this.journal.path });
+      else this.log.error("tombstones of tasks told 503 not written before shutdown; if their creates landed, the outbox may run them", ids);
+    }
     this.#abandoning.clear();
   }
 

@@ -7,6 +7,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 import { blackHole } from "./support/tcp-proxy.ts";
+import { existsSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 let sys: TestSystem;
 let hole: Awaited<ReturnType<typeof blackHole>>;
@@ -57,3 +60,21 @@ test("a task written by an API that died before sending is sent by the outbox sw
   await sys.results.settled();
   expect(sys.results.for(orphan).map((r) => r.body.status)).toEqual(["done"]);
 }, 180_000);
+
+test("an API restarted after dying with a tombstone pending writes it from its journal before its first sweep: that task is never sent", async () => {
+  // What a dead API leaves (worker-outage.test.ts #2 makes it for real): a task whose create landed,
+  // unsent, its outbox entry there, and its id in the API's journal as told 503.
+  const id = crypto.randomUUID();
+  const body = JSON.stringify({ task_id: id, user_id: "outbox", payload: "told 503", action: "agent" });
+  expect(await sys.store.create(id, "outbox", body)).toBe(true);
+  const journal = join(tmpdir(), `tombstones-${id}.log`);
+  writeFileSync(journal, `+${id}\n+${crypto.randomUUID()}\n-`); // a second one, and a line cut by the crash
+  const restarted = api({ API_TOMBSTONE_JOURNAL: journal });
+  await restarted.svc.waitForLog("api listening", 90_000);
+  expect(restarted.svc.logs("tombstones left pending by this API's last process: writing them").length).toBe(1);
+  expect(await sys.redis.hGet(sys.store.keys.task(id), "status")).toBe("rejected");
+  expect((await sys.store.dueOutbox(0)).map((e) => e.id)).not.toContain(id);
+  expect(existsSync(journal)).toBe(false); // all written: the journal is gone
+  expect((await fetch(`http://127.0.0.1:${restarted.port}/tasks/${id}`)).status).toBe(404);
+  expect(await restarted.svc.stop()).toBe(0);
+}, 120_000);

@@ -15,6 +15,10 @@ import { send } from "../lib/scripts.ts";
 import { sleep } from "../lib/time.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
+import { TombstoneJournal } from "../lib/tasks/tombstone-journal.ts";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { handleMessage, MIN_HIDE_MS, type WorkerContext } from "../lib/worker/handle.ts";
 import { Isolation } from "../lib/worker/isolation.ts";
 import { ConsumerLoop, type ReceivingConsumer } from "../lib/worker/loop.ts";
@@ -257,7 +261,7 @@ describe("outages (issue 8)", () => {
    * carries a deadline (lib/state/redis-clock.ts); without, the late create lands, as on an API's
    * first create or before the deadline existed.
    */
-  async function apiWithLateCreate(cfg: Config, opts: { clock: boolean }) {
+  async function apiWithLateCreate(cfg: Config, opts: { clock: boolean; journal?: TombstoneJournal }) {
     const { redis, store } = await storeOn(cfg);
     let created: string | undefined;
     let hang = false;
@@ -273,7 +277,7 @@ describe("outages (issue 8)", () => {
     const log = createLogger({ level: "debug", format: "json", write: (l) => {
       if ((JSON.parse(l) as { msg: string }).msg === "task not accepted: Redis unavailable") pr.resume();
     } });
-    const tasks = new TaskService(cfg, store, publisher, log);
+    const tasks = new TaskService(cfg, store, publisher, log, opts.journal);
     const app = createApp({ cfg, store, tasks, log });
     const post = (key?: string) => postLateCreate(app, key);
     if (opts.clock) {
@@ -339,6 +343,26 @@ describe("outages (issue 8)", () => {
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
     expect(((await retry.json()) as { task_id: string }).task_id).toBe(a.created());
     await a.tasks.settleAbandons(); // stops A's retry timer (its Redis is closed: nothing written)
+  }, 60_000);
+
+  test("#2 an API that died with a tombstone pending writes it from its journal at its next start, before its first outbox sweep: the task told 503 never runs", async () => {
+    const cfg = config();
+    const path = join(tmpdir(), `tombstones-${crypto.randomUUID()}.log`);
+    const a = await apiWithLateCreate(cfg, { clock: false, journal: new TombstoneJournal(path, silentLogger) });
+    expect((await a.post()).status).toBe(503);
+    expect(a.tasks.tombstonePending(a.created())).toBe(true);
+    // API A dies before its tombstone is written: its Redis connection gone, its memory lost.
+    await closeRedis(a.redis);
+    const b = await storeOn(cfg);
+    expect((await b.store.get(a.created()))?.status).toBe("queued"); // the create did land
+    // Restarted on the same journal (api.ts: before its first sweep).
+    const tasksB = new TaskService(cfg, b.store, publisher, silentLogger, new TombstoneJournal(path, silentLogger));
+    expect(await tasksB.recoverTombstones()).toBe(1);
+    expect(await b.redis.hGet(b.store.keys.task(a.created()), "status")).toBe("rejected");
+    await sweepNow(tasksB, b.store);
+    expect(await b.redis.hGet(b.store.keys.task(a.created()), "sent")).toBeNull(); // never sent
+    expect(existsSync(path)).toBe(false); // nothing pending: the journal is gone
+    await a.tasks.settleAbandons();
   }, 60_000);
 
   test("#2 an API shutting down writes the tombstones still pending before it closes Redis; the retry then makes a new task", async () => {
@@ -445,6 +469,30 @@ describe("outages (issue 8)", () => {
     expect(runs.length).toBe(1);
     expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1 });
     expect(ok.results().length).toBe(1);
+  }, 60_000);
+
+  test("#5 a publish retried for longer than the lease keeps the claim: the stalled-task check does not re-send the task, its result goes out once", async () => {
+    // (Before: the lease ran out while only the publish was retried, the reaper re-sent the task, and
+    // its next claim published the recorded result a second time.)
+    const cfg = config({ MQ_INVISIBLE_MS: 3_000, STALLED_AFTER_MS: 500 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("published past its lease");
+    const { agent, runs } = testAgent(0);
+    const pub = countingPublisher({ failResults: 3 }); // retried after 2, 4 and 8 s: 14 s, a 3 s lease
+    const ctx = context(cfg, store, agent, silentLogger, pub.publisher, req.consumer);
+    let settled = false;
+    const handled = handleMessage(await req.next(id), ctx, new AbortController().signal).finally(() => (settled = true));
+    const resent: string[] = [];
+    while (!settled) {
+      for (const s of await store.stalled(100)) if (s.id === id) resent.push(s.id);
+      await sleep(250);
+    }
+    expect(await handled).toBe("done");
+    expect(resent).toEqual([]);
+    expect(runs.length).toBe(1);
+    expect(pub.results().length).toBe(1);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1 });
   }, 60_000);
 
   test("#5 a final failure whose publish throws is recorded failed at once, and its failure result is published on retry", async () => {
