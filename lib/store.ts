@@ -35,8 +35,8 @@ export type Requeue =
 
 
 /** `canceled`: the run's cancellation was asked, so it was recorded canceled instead (publish that). */
-export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled" | "pending";
-const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled", 4: "pending" };
+export type FinishOutcome = "written" | "not_owner" | "already_finished" | "canceled" | "pending" | "held";
+const FINISH: Record<number, FinishOutcome> = { 1: "written", 0: "not_owner", 2: "already_finished", 3: "canceled", 4: "pending", 5: "held" };
 
 /** What lib/lua/cancel.lua did (POST /tasks/:id/cancel). */
 export type CancelOutcome =
@@ -321,8 +321,8 @@ export class TaskStore {
     const r = await runScript(this.redis, "finish", this.taskKeys(id), args);
     const outcome = FINISH[Number(r)] ?? "not_owner";
     // Not awaited: nothing waits on it, and a hint left behind is dropped by the reaper.
-    // ("dead" leaves its failure result to publish under a claim, which writes the hint again.)
-    if (outcome === "written" && (mode === "published" || mode === "force"))
+    // ("dead" and "force" leave a failure result to publish under a claim.)
+    if (outcome === "written" && mode === "published")
       void this.zrem(this.stalledKey(id), id).catch(() => {});
     return outcome;
   }
@@ -370,10 +370,13 @@ export class TaskStore {
   }
   /**
    * A poison message names this task: failed, only if Redis does not know it (its real message may be
-   * fine). `tenant`: the message's, recorded for a task Redis does not know (its owner for GET).
+   * fine), its failure result still to publish under `claim` ("written"), then `published()`, or
+   * `release()` at shutdown. A later copy of the message takes a claim that ended over ("pending":
+   * publish) or finds it live ("held"). `tenant`: the message's, recorded for a task Redis does not
+   * know (its owner for GET).
    */
-  forceFail(id: string, error: string, userId = "", tenant = "") {
-    return this.finish(id, "", "force", error, userId, 0, undefined, tenant);
+  forceFail(id: string, claim: { token: string; leaseMs: number }, error: string, userId = "", tenant = "") {
+    return this.finish(id, claim.token, "force", error, userId, claim.leaseMs, undefined, tenant);
   }
   /**
    * RocketMQ dead-lettered a copy: failed unless finished, live, waiting for its retry or publishing;

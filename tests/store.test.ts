@@ -457,7 +457,7 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await store.deadLettered(dead, "dlq", "u", "acme")).toBe("written");
     expect(await field(dead, "tenant")).toBe("acme");
     const poison = id();
-    expect(await store.forceFail(poison, "bad", "u", "acme")).toBe("written");
+    expect(await store.forceFail(poison, { token: "p", leaseMs: 10_000 }, "bad", "u", "acme")).toBe("written");
     expect(await field(poison, "tenant")).toBe("acme");
     // Without a tenant (no API keys): none written, as create.lua does.
     const plain = id();
@@ -517,13 +517,23 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
 
   test("a poison message fails only a task Redis does not know (issue 8 #10)", async () => {
     const p = id();
-    expect(await store.forceFail(p, "bad message", "x")).toBe("written");
+    expect(await store.forceFail(p, { token: "p1", leaseMs: 300 }, "bad message", "x")).toBe("written");
     expect(await store.get(p)).toMatchObject({ status: "failed", error: "bad message", user_id: "x" });
     const live = id();
     await store.create(live, "u", "{}");
     await store.claim(live, "w", 10_000, "u");
-    expect(await store.forceFail(live, "bad copy", "u")).toBe("not_owner");
+    expect(await store.forceFail(live, { token: "p", leaseMs: 10_000 }, "bad copy", "u")).toBe("not_owner");
     expect((await store.get(live))?.status).toBe("running");
+    // Its failure result is published under the poison copy's claim: another copy waits while that
+    // claim lives, takes it over once it ended (the first worker died or stopped), and publishes.
+    expect(await store.forceFail(p, { token: "p2", leaseMs: 10_000 }, "bad message", "x")).toBe("held");
+    let w: string | undefined;
+    await waitFor(async () => (w = await store.forceFail(p, { token: "p2", leaseMs: 10_000 }, "bad message", "x")) !== "held", 10_000, "the first claim's end");
+    expect(w).toBe("pending");
+    expect(await store.published(p, "p1")).toBe("not_owner");
+    expect(await store.published(p, "p2")).toBe("written");
+    expect(await store.get(p)).toMatchObject({ status: "failed", error: "bad message" });
+    expect(await store.forceFail(p, { token: "p3", leaseMs: 10_000 }, "bad message", "x")).toBe("already_finished");
   });
 
   test("a dead-lettered copy fails neither a live run nor a task waiting for its retry (issue 8 #10)", async () => {

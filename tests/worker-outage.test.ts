@@ -471,6 +471,29 @@ describe("outages (issue 8)", () => {
     expect(ok.results().length).toBe(1);
   }, 60_000);
 
+  test("#5 a poison message's failure result still unpublished at shutdown is published by its next delivery", async () => {
+    // (Before: the next delivery found the task failed, acked the message, and that result never went out.)
+    const cfg = config();
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = crypto.randomUUID();
+    const body = encodeJson({ task_id: id, user_id: "outage" }); // no payload: cannot be processed
+    await publisher.send({ topic: ns.requestTopic, tag: REQUEST_TAG, key: id, body });
+    const { agent, runs } = testAgent(0);
+    const refused = countingPublisher({ failResults: 1_000 });
+    const shutdown = new AbortController();
+    const first = handleMessage(await req.next(id), context(cfg, store, agent, silentLogger, refused.publisher, req.consumer), shutdown.signal);
+    await waitFor(async () => (await store.get(id))?.status === "failed", 10_000, "the task failed");
+    shutdown.abort();
+    expect(await first).toBe("handed_back");
+    const ok = countingPublisher();
+    expect(await handleMessage(await req.next(id), context(cfg, store, agent, silentLogger, ok.publisher, req.consumer), new AbortController().signal)).toBe("poison");
+    expect(ok.results().map((r) => JSON.parse(String(r.body)))).toEqual([expect.objectContaining({ task_id: id, status: "failed", result: null })]);
+    expect((await store.get(id))?.error).toContain("message could not be processed");
+    expect((await store.deadLetters()).filter((d) => d.task_id === id).length).toBe(1); // set aside once
+    expect(runs.length).toBe(0);
+  }, 60_000);
+
   test("#5 a publish retried for longer than the lease keeps the claim: the stalled-task check does not re-send the task, its result goes out once", async () => {
     // (Before: the lease ran out while only the publish was retried, the reaper re-sent the task, and
     // its next claim published the recorded result a second time.)

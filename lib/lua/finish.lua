@@ -1,7 +1,8 @@
 --[[ Record the end of a claimed run, or what happens to a task without a claim. Times are Redis's.
   KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
-  ARGV[1] claim token ("" for "force" and "dead")   ARGV[2] ttl (s)   ARGV[3] mode   ARGV[4] data
-  ARGV[5] user_id ("force", "dead": for a task Redis does not know)   ARGV[6] delay (ms): retry, release
+  ARGV[1] claim token ("" for "dead"; "force": the poison copy's own)   ARGV[2] ttl (s)   ARGV[3] mode
+  ARGV[4] data   ARGV[5] user_id ("force", "dead": for a task Redis does not know)
+  ARGV[6] delay (ms): retry, release; "force": the lease of its claim
   ARGV[7] this run's LLM usage, JSON ("" or absent: none), added to the task's `usage` by "done",
           "failed", "retry" and "canceled" (counters summed over attempts; model: the last one)
   ARGV[8] tenant named by the message ("force", "dead": for a task Redis does not know; "" none)
@@ -14,7 +15,11 @@
     "retry"     back to queued with error ARGV[4]; the message is due back in ARGV[6] ms
     "release"   handed back, the run not counted (attempts - 1); due back in ARGV[6] ms. With an
                 outcome recorded, only the claim is dropped: the next claim publishes it
-    "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it
+    "force"     a poison message names this task: failed with ARGV[4], only if Redis does not know it.
+                Recorded as an outcome (`forced`) claimed by ARGV[1] for ARGV[6] ms: publish its
+                failure result, then "published" (or "release" at shutdown). A later copy finds that
+                outcome again: takes the claim when no live one holds it (returns 4) and publishes,
+                or comes back later (5).
     "dead"      RocketMQ dead-lettered a copy: failed with ARGV[4], unless finished, running under a
                 live lease, or waiting for its retry (back_at in the future). Recorded as an outcome
                 nobody holds, its failure result still to publish: the caller claims its copy to
@@ -30,7 +35,9 @@
   Returns: 1 written; 0 not ours or left alone (nothing written); 2 already finished (nothing written);
            3 recorded canceled instead (publish the canceled result, then "published"; for "dead":
            a claim publishes it); 4 ("dead" only) an outcome is recorded and no live claim holds it:
-           claim the copy to publish it (nothing written)
+           claim the copy to publish it (nothing written); ("force") the forced failure is pending
+           and now claimed by ARGV[1]: publish it, then "published"; 5 ("force" only) the forced
+           failure is pending under another copy's live claim: come back once it ends
   Every TTL set here is ARGV[2] plus the wait until run_at while a delayed task is not yet due
   (include/events.lua task_ttl), and renews the events list's with the hash's.
   Events: a `status` event for every change of status (include/events.lua): done with its result,
@@ -43,7 +50,7 @@ local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcom
 local status, mode, ttl = h[1], ARGV[3], task_ttl(ARGV[2], h[7], now)
 -- A failed task keeps its request message until it expires: an operator may re-queue it (requeue.lua).
 local function shrink(st)
-  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress")
+  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress", "forced")
   if st ~= "failed" then redis.call("HDEL", KEYS[1], "message") end
 end
 local function final(st)
@@ -66,7 +73,14 @@ local finished = status == "done" or ((status == "failed" or status == "canceled
 if mode == "force" or mode == "dead" then
   if finished then return 2 end
   if status then
-    if mode == "force" then return 0 end
+    if mode == "force" then
+      -- An earlier copy of this poison message failed it and did not get its result out (a worker
+      -- stopped or died): this copy takes the claim over and publishes it.
+      if not h[4] or redis.call("HEXISTS", KEYS[1], "forced") == 0 then return 0 end
+      if h[2] and tonumber(h[3] or "0") > now then return 5 end
+      redis.call("HSET", KEYS[1], "owner", ARGV[1], "lease_until", now + tonumber(ARGV[6]))
+      return 4
+    end
     if h[4] then
       if h[2] and tonumber(h[3] or "0") > now then return 0 end
       return 4
@@ -89,9 +103,12 @@ if mode == "force" or mode == "dead" then
   shrink("failed")
   redis.call("HSET", KEYS[1], "status", "failed", "error", ARGV[4], "finished_at", now, "updated_at", now)
   -- A dead letter's failure result is published under a claim of its copy, as an exhausted claim's
-  -- is: a worker stopped before it is out hands the copy back, and the next one publishes it. (A
-  -- poison message has no claimable copy: "force" records none, docs/reliability.md.)
+  -- is: a worker stopped before it is out hands the copy back, and the next one publishes it. A
+  -- poison copy cannot be claimed (claim.lua needs a valid request), so "force" claims it here.
   if mode == "dead" then redis.call("HSET", KEYS[1], "outcome", "failed", "lease_until", now) end
+  if mode == "force" then
+    redis.call("HSET", KEYS[1], "outcome", "failed", "forced", 1, "owner", ARGV[1], "lease_until", now + tonumber(ARGV[6]))
+  end
   return final("failed")
 end
 if finished then return 2 end

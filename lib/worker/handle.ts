@@ -133,39 +133,61 @@ export function resultMessage(
 
 /**
  * A message that can never be processed: set aside with its reason, recorded as failed if it names an
- * unknown task, acked once that task's failure result is out (publishHeld; handed back at shutdown).
+ * unknown task, acked once that task's failure result is out. The failure is recorded under a claim
+ * of this copy (finish.lua "force"): the publish is retried with the message in hand, and at shutdown
+ * the claim is dropped and the message handed back, so its next delivery takes the claim and publishes.
  */
 export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, ctx: WorkerContext, shutdown: AbortSignal): Promise<Outcome> {
   const log = ctx.log.child({ message_id: m.messageId, ...(p.taskId ? { task_id: p.taskId } : {}) });
-  log.warn("message set aside: cannot be processed", { reason: p.reason });
-  await ctx.store.deadLetter({
-    reason: p.reason,
-    message_id: m.messageId,
-    task_id: p.taskId,
-    body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS),
-    at: new Date().toISOString(),
-  });
-  if (p.taskId) {
-    // Only a task Redis does not know is failed: a known one has its own, valid message (finish.lua "force").
-    const error = `message could not be processed: ${p.reason}`;
-    if ((await ctx.store.forceFail(p.taskId, error, p.userId ?? "", p.tenant ?? "")) === "written") {
-      const message = resultMessage({ task_id: p.taskId, user_id: p.userId ?? "" }, 0, null, error);
-      if (!(await publishHeld(m, ctx, message, shutdown, log))) return handBackUnpublished(m, ctx, log);
+  const error = `message could not be processed: ${p.reason}`;
+  const claim = p.taskId ? { id: p.taskId, token: crypto.randomUUID() } : undefined;
+  // Only a task Redis does not know is failed: a known one has its own, valid message.
+  const f = claim ? await ctx.store.forceFail(claim.id, { token: claim.token, leaseMs: ctx.cfg.MQ_INVISIBLE_MS }, error, p.userId ?? "", p.tenant ?? "") : undefined;
+  if (f === "held") {
+    // An earlier copy is publishing its failure result now. Not acked: if that worker dies, this copy publishes it.
+    await ctx.settler.hide(m, ctx.cfg.MQ_INVISIBLE_MS);
+    return "busy";
+  }
+  if (f !== "pending") {
+    // Set aside once: a copy handed back at shutdown ("pending" on its next delivery) was set aside before.
+    log.warn("message set aside: cannot be processed", { reason: p.reason });
+    await ctx.store.deadLetter({
+      reason: p.reason,
+      message_id: m.messageId,
+      task_id: p.taskId,
+      body: m.body.toString("utf8").slice(0, ctx.cfg.DEAD_LETTER_BODY_CHARS),
+      at: new Date().toISOString(),
+    });
+  }
+  if (claim && (f === "written" || f === "pending")) {
+    const message = resultMessage({ task_id: claim.id, user_id: p.userId ?? "" }, 0, null, error);
+    if (!(await publishHeld(m, ctx, message, shutdown, log, claim))) {
+      await ctx.store.release(claim.id, claim.token, MIN_HIDE_MS).catch(() => {});
+      await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+      log.warn("failure result still unpublished at shutdown: message handed back");
+      return "handed_back";
     }
+    const w = await ctx.store.published(claim.id, claim.token);
+    if (w !== "written") log.warn("failure result published but the claim was lost meanwhile; the next copy publishes again", { outcome: w });
   }
   await ctx.settler.ack(m);
   return "poison";
 }
 
+/** How long before its lease ends a run with no heartbeat through stops itself (the self-fence). */
+export const fenceMarginMs = (leaseMs: number) => Math.max(2_000, Math.floor(leaseMs / 6));
+
 /**
- * A poison message's failure (recorded without a claim) whose result is still unpublished at
- * shutdown: the message is handed back, not acked. Its next delivery finds the task finished and does
- * not publish again (finish.lua "force" keeps no outcome: docs/reliability.md, open problems).
+ * Why this configuration lets a deaf agent (one that ignores its AbortSignal) run beside another
+ * worker's claim of its task, if it does: a fenced run is failed TASK_ABORT_GRACE_MS after its fence,
+ * which must come before its lease ends. Logged at a worker's start (docs/reliability.md).
  */
-async function handBackUnpublished(m: MessageView, ctx: WorkerContext, log: Logger): Promise<Outcome> {
-  await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
-  log.warn("failure result still unpublished at shutdown: message handed back");
-  return "handed_back";
+export function deafAgentRisk(cfg: Pick<Config, "MQ_INVISIBLE_MS" | "TASK_ABORT_GRACE_MS">): string | undefined {
+  const margin = fenceMarginMs(cfg.MQ_INVISIBLE_MS);
+  if (cfg.TASK_ABORT_GRACE_MS < margin) return undefined;
+  return `TASK_ABORT_GRACE_MS (${cfg.TASK_ABORT_GRACE_MS} ms) is not under the self-fence margin of MQ_INVISIBLE_MS ` +
+    `(${margin} ms, a sixth of it, at least 2 s): an agent that ignores its AbortSignal after its heartbeats failed may still run ` +
+    `when another worker claims its task; lower TASK_ABORT_GRACE_MS or raise MQ_INVISIBLE_MS`;
 }
 
 /** Wait before the n-th retry of a result publish: 2 s doubling to 30 s. */
@@ -408,7 +430,7 @@ async function claimAndRun(
   }, beatEvery);
   // Self-fencing: with no heartbeat through for nearly a lease, another worker may claim the task
   // soon; stop before it can, and never publish (the result is recorded under the claim first).
-  const fenceMargin = Math.max(2_000, Math.floor(leaseMs / 6));
+  const fenceMargin = fenceMarginMs(leaseMs);
   const fence = setInterval(() => {
     if (performance.now() - leaseFrom > leaseMs - fenceMargin)
       run.abort(new LeaseLost(`no heartbeat reached Redis for ${Math.round(performance.now() - leaseFrom)} ms: run fenced`));
