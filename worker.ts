@@ -17,7 +17,7 @@ import { tenantSlotsFor } from "./lib/tenancy/fair-share.ts";
 import { withTenantLimits } from "./lib/worker/tenant-limits.ts";
 import { llmBudgetFor } from "./lib/tenancy/llm-budget.ts";
 import { exitOnMqAuthProblem } from "./lib/mq/auth-error.ts";
-import { handleMessage } from "./lib/worker/handle.ts";
+import { deafAgentRisk, handleMessage } from "./lib/worker/handle.ts";
 import { OpsRecorder } from "./lib/ops/recorder.ts";
 import { WorkerAnnouncer } from "./lib/ops/workers.ts";
 import { CancelWatch } from "./lib/worker/cancel-watch.ts";
@@ -90,6 +90,8 @@ async function main() {
   void dlqLoop.start();
   // The same for the delay topic (a deployment provisioned before delayed tasks existed lacks it).
   void delayLoop.start();
+  const deaf = deafAgentRisk(cfg);
+  if (deaf) log.warn(deaf);
   log.info("worker running", {
     group: cfg.MQ_GROUP_AGENT, topic: cfg.MQ_TOPIC_REQUEST, concurrency: cfg.WORKER_CONCURRENCY, agent: name,
   });

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { ConfigError, parseConfig } from "../lib/config.ts";
+import { deafAgentRisk } from "../lib/worker/handle.ts";
 
 describe("config", () => {
   test("defaults match the original service", () => {
@@ -11,6 +12,12 @@ describe("config", () => {
       MQ_TOPIC_RESULT: "TopicResult", API_PORT: 8000, AGENT_DELAY_MS: 3000, WORKER_CONCURRENCY: 64,
       MAX_CONTENT_BYTES: 32768, TASK_TTL_SECONDS: 86400,
     });
+  });
+
+  test("a worker warns when a deaf agent could outlive its lease: TASK_ABORT_GRACE_MS not under the self-fence margin", () => {
+    expect(deafAgentRisk(parseConfig({}))).toBeUndefined(); // 5 s grace, a 60 s lease's 10 s margin
+    expect(deafAgentRisk(parseConfig({ MQ_INVISIBLE_MS: "10000" }))).toContain("TASK_ABORT_GRACE_MS (5000 ms) is not under the self-fence margin");
+    expect(deafAgentRisk(parseConfig({ MQ_INVISIBLE_MS: "10000", TASK_ABORT_GRACE_MS: "1500" }))).toBeUndefined();
   });
 
   test("every bad variable is named at once; secret values are never shown", () => {
