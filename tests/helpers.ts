@@ -1,6 +1,9 @@
 // Shared test helper: a namespace per test (Redis key prefix, request/result topics, workers' group),
 // provisioned with the same lib/provision.ts the CLI uses, and removed again by cleanup().
 import { randomBytes } from "node:crypto";
+import { readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createClient } from "redis";
 import { type Config, mqCredentials, parseConfig } from "../lib/config.ts";
 import { type ProvisionSpec, deprovision, provision, specFromConfig } from "../lib/provision.ts";
@@ -103,6 +106,12 @@ export async function createNamespace(
         } catch (e) {
           problems.push(e);
         }
+        // An API of this namespace stopped with a tombstone pending (Redis away) left its journal
+        // (lib/tasks/tombstone-journal.ts, default path): it names only this namespace's tasks.
+        const journals = join(tmpdir(), "agent-prod");
+        try {
+          for (const f of readdirSync(journals)) if (f.startsWith(`tombstones-test_${id}_-`)) rmSync(join(journals, f), { force: true });
+        } catch {} // no journal was ever written
         if (problems.length) throw new AggregateError(problems, `cleanup of test namespace ${id} failed`);
       })();
       return cleaning;
