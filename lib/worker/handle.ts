@@ -162,8 +162,6 @@ export async function poison(m: MessageView, p: Extract<Parsed, { ok: false }>, 
   if (claim && (f === "written" || f === "pending")) {
     const message = resultMessage({ task_id: claim.id, user_id: p.userId ?? "" }, 0, null, error);
     if (!(await publishHeld(m, ctx, message, shutdown, log, claim))) {
-      await ctx.store.release(claim.id, claim.token, MIN_HIDE_MS).catch(() => {});
-      await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
       log.warn("failure result still unpublished at shutdown: message handed back");
       return "handed_back";
     }
@@ -213,12 +211,13 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
 }
 
 /**
- * Publishes `message` for message `m`, retrying only the publish (2 s doubling to 30 s) while `m` is
- * kept in hand and hidden. True once published; false when `shutdown` came first (`m` is no longer
- * kept hidden: the caller hands it back).
+ * Publishes `message` for message `m`, the outcome recorded under `claim`, retrying only the publish
+ * (2 s doubling to 30 s) while `m` is kept in hand and hidden and the claim's lease alive. True once
+ * published; false when `shutdown` came first: the claim is then dropped (the outcome stays recorded)
+ * and `m` handed back, so its next delivery takes the claim and publishes.
  */
 async function publishHeld(
-  m: MessageView, ctx: WorkerContext, message: ResultMessage, shutdown: AbortSignal, log: Logger, claim?: HeldClaim,
+  m: MessageView, ctx: WorkerContext, message: ResultMessage, shutdown: AbortSignal, log: Logger, claim: HeldClaim,
 ): Promise<boolean> {
   let hold: { stop(): void } | undefined;
   try {
@@ -231,7 +230,12 @@ async function publishHeld(
         if (tries === 1 || tries % 10 === 0)
           log.warn("result not published; only the publish is retried, the message kept in hand", { error: toError(e), tries, retry_in_ms: delay });
         hold ??= keepHidden(m, ctx, claim);
-        if (!(await sleep(delay, shutdown).then(() => true, () => false))) return false;
+        if (!(await sleep(delay, shutdown).then(() => true, () => false))) {
+          hold.stop();
+          await ctx.store.release(claim.id, claim.token, MIN_HIDE_MS).catch(() => {});
+          await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
+          return false;
+        }
       }
     }
   } finally {
@@ -259,8 +263,6 @@ async function publishOutcome(
   // (publishHeld); at shutdown it is handed back (the next claim publishes the recorded outcome, never
   // runs the agent).
   if (!(await publishHeld(m, ctx, message, shutdown, log, { id: msg.task_id, token }))) {
-    await ctx.store.release(msg.task_id, token, MIN_HIDE_MS).catch(() => {});
-    await ctx.settler.hide(m, MIN_HIDE_MS).catch(() => {});
     log.info("result still unpublished at shutdown: handed back");
     return "handed_back";
   }
@@ -321,7 +323,6 @@ export async function handleMessage(m: MessageView, ctx: WorkerContext, shutdown
 
 const SUSPECT = Symbol("suspect");
 
-/** Keeps a message that waits (unclaimed) hidden, renewing its invisibility every lease/3. */
 /** A claim held while its outcome's publish is retried. */
 type HeldClaim = { id: string; token: string };
 
