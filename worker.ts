@@ -37,7 +37,7 @@ async function main() {
   const { agent, name } = agentFromConfig(cfg, log, llmBudgetFor(cfg, redis, log));
   const store = TaskStore.fromConfig(redis, cfg);
   // Tenants' concurrency limits with fair share (lib/tenancy/fair-share.ts, lib/worker/tenant-limits.ts).
-  const slots = tenantSlotsFor(cfg, redis, publisher, log);
+  const slots = tenantSlotsFor(cfg, redis, publisher, store, log);
   // What runs and what finished, for the dashboard and `scripts/tasks.ts stats` (lib/ops/).
   const ops = new OpsRecorder(redis, store.keys);
   const announcer = new WorkerAnnouncer(redis, store.keys, () => ({ in_flight: ops.inFlight, capacity: cfg.WORKER_CONCURRENCY, finished: ops.finished }));

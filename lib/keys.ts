@@ -129,6 +129,8 @@ export function tenancyKeys(prefix = "") {
     tenantParked: (tenant: string) => `{${prefix}tenant:${tenant}}:parked`,
     /** STRING: lock of the worker running the tenancy reaper */
     tenancyReaperLock: `${prefix}tenancy:reaper:lock`,
+    /** STRING (TTL a quarter of TASK_TTL_SECONDS): parked tasks' records were renewed; renewed again when it is gone */
+    parkedKept: `${prefix}tenancy:parked:kept`,
     /** HASH: rpm_tat, tpm_tat (ms, Redis clock): the fleet's LLM budget of one model */
     llmBudget: (model: string) => `{${prefix}llm:${model}}:budget`,
   };

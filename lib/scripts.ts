@@ -15,7 +15,8 @@ export type Redis = SingleRedis | ClusterRedis;
 
 export type ScriptName =
   | "create" | "sent" | "abandon" | "claim" | "heartbeat" | "finish" | "reap" | "outbox-check"
-  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle" | "user-index" | "progress" | "events-read";
+  | "hint" | "due" | "requeue" | "cancel" | "idem-reserve" | "idem-settle" | "user-index" | "progress" | "events-read"
+  | "keep";
 
 export function isCluster(redis: Redis): redis is ClusterRedis {
   return "masters" in redis;

@@ -295,6 +295,15 @@ export class TaskStore {
   }
 
   /**
+   * Renews the TTL of a parked task's keys while it still waits, queued or scheduled (lib/lua/keep.lua):
+   * parked, it has no transition to renew them. "gone": its record expired or was lost before this.
+   */
+  async keepWaiting(id: string): Promise<"kept" | "not_waiting" | "gone"> {
+    const r = Number(await runScript(this.redis, "keep", this.taskKeys(id), [this.ttlSeconds]));
+    return r === 1 ? "kept" : r === 0 ? "not_waiting" : "gone";
+  }
+
+  /**
    * Cancels a task (lib/lua/cancel.lua). `token` holds a task canceled now for `holdMs` while the
    * caller publishes its canceled result; the stalled hint is written first, so that a caller that
    * dies meanwhile leaves it to the reaper.

@@ -35,3 +35,34 @@ test("a missed release is repaired: the stale slot is freed and the parked task 
   expect(await sys.redis.zCard(keys.keys.tenantParked("R"))).toBe(0);
   await worker.stop();
 }, 120_000);
+
+test("a task parked for longer than TASK_TTL_SECONDS keeps its record and runs when a slot frees", async () => {
+  // The shortest TTL the config allows (60 s), with timeouts that fit under it. Parked, a task has no
+  // transition to renew its keys: only the reaper's renewal (lib/lua/keep.lua) keeps it past its TTL.
+  const env = { TASK_TTL_SECONDS: "60", MQ_INVISIBLE_MS: "20000", TASK_TIMEOUT_MS: "10000", RETRY_BASE_MS: "1000" };
+  const own = await testSystem({ env });
+  try {
+    const keys = new ApiKeys(own.redis, own.ns.redisPrefix);
+    await keys.setLimits("L", { concurrency: 1 });
+    // L's one slot is held by a run elsewhere for the next 10 minutes (the reaper lists no slot before its time).
+    await own.redis.zAdd(keys.keys.tenantRunning("L"), { score: Date.now() + 600_000, value: crypto.randomUUID() });
+
+    const worker = new Service("worker.ts", { ...own.ns.env, AGENT_DELAY_MS: "100" });
+    await worker.waitForLog("worker running", 60_000);
+    const { task_id } = await own.tasks.submit({ user_id: "u", content: "waits behind a long run" }, "L");
+    await worker.waitForLog("task parked: its tenant is at its concurrency limit", 30_000, task_id);
+    const parkedAt = Date.now();
+    // Past the TTL its record was given when it was created (before parking): without a renewal it is gone.
+    await waitFor(async () => Date.now() - parkedAt > 65_000, 70_000, "the task's first TTL to pass");
+    expect(await own.statusOf(task_id)).toBe("queued");
+
+    // The long run ends: its slot goes to the parked task, released by the reaper from its record.
+    await own.redis.del(keys.keys.tenantRunning("L"));
+    await own.waitStatus(task_id, "done", 30_000);
+    expect(worker.logs("parked task lost").length).toBe(0);
+    expect(worker.logs("task running", task_id).length).toBe(1);
+    expect(await worker.stop()).toBe(0);
+  } finally {
+    await own.close();
+  }
+}, 180_000);

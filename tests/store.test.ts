@@ -350,6 +350,31 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect(await redis.ttl(short.keys.legacyStatus(t))).toBeGreaterThan(50);
   });
 
+  test("keepWaiting renews a parked (queued or scheduled) task's keys; it leaves an ended task's TTL and reports a lost record", async () => {
+    const short = new TaskStore(redis, 60, prefix, 600_000);
+    const [queued, done, delayed] = [id(), id(), id()];
+    await short.create(queued, "u", "{}");
+    for (const k of [short.keys.task(queued), short.keys.legacyStatus(queued), short.keys.events(queued)]) await redis.expire(k, 5);
+    expect(await short.keepWaiting(queued)).toBe("kept");
+    for (const k of [short.keys.task(queued), short.keys.legacyStatus(queued)]) expect(await redis.ttl(k)).toBeGreaterThan(50);
+    // The events list too, when it exists: it must not expire before the hash (SSE numbering).
+    if (await redis.exists(short.keys.events(queued))) expect(await redis.ttl(short.keys.events(queued))).toBeGreaterThan(50);
+
+    await short.create(done, "u", "{}");
+    await short.claim(done, "w", 10_000, "u");
+    expect(await short.complete(done, "w", { tags: [], score: 1, reason: "r" })).toBe("written");
+    await redis.expire(short.keys.task(done), 5);
+    expect(await short.keepWaiting(done)).toBe("not_waiting");
+    expect(await redis.ttl(short.keys.task(done))).toBeLessThanOrEqual(5);
+
+    // A longer TTL (a delayed task's: TTL past its due time) is not shortened.
+    await short.create(delayed, "u", "{}", "", Date.now() + 3_600_000);
+    expect(await short.keepWaiting(delayed)).toBe("kept");
+    expect(await redis.ttl(short.keys.task(delayed))).toBeGreaterThan(3_600);
+
+    expect(await short.keepWaiting(id())).toBe("gone");
+  });
+
   test("retry and release go back to queued; release does not count an attempt; a final failure is published, then failed", async () => {
     const t = id();
     await store.create(t, "u", "{}");

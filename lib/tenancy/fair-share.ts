@@ -9,7 +9,9 @@
 //   the slot is reserved for it and its request message re-published from the task record;
 // - a reaper (every worker, one at a time through a lock) extends the slots of tasks still running
 //   under a live lease, frees those of dead workers and of reserved tasks whose message never came,
-//   and releases parked tasks into free slots (a release missed by a crash).
+//   and releases parked tasks into free slots (a release missed by a crash). It also renews the TTL
+//   of parked tasks' records (a quarter of TASK_TTL_SECONDS apart): a tenant whose slots stay full
+//   for longer than that TTL must not lose the tasks that wait for them (lib/lua/keep.lua).
 // Admission and release are Lua scripts under the tenant's hash tag (lua/tenant-*.lua), so the count
 // is exact across workers and the scripts run on Redis Cluster. Tenants without a limit skip all this.
 import { toError } from "../errors.ts";
@@ -19,6 +21,7 @@ import type { Config } from "../config.ts";
 import { REQUEST_TAG } from "../model.ts";
 import type { Publisher } from "../mq.ts";
 import type { Redis } from "../scripts.ts";
+import type { TaskStore } from "../store.ts";
 import { on, runTenancyScript } from "./scripts.ts";
 
 export type Admission = "unlimited" | "admitted" | "already" | "parked";
@@ -33,8 +36,12 @@ export interface TenantSlotsOptions {
   reserveMs: number;
   /** sends a task's request message again (to the request topic) */
   publish(taskId: string, body: Buffer): Promise<void>;
+  /** renews a parked task's record (TaskStore.keepWaiting), every `everyMs` at most; unset: never */
+  keep?: { everyMs: number; record(taskId: string): Promise<unknown> };
   log: Logger;
 }
+/** Parked tasks whose records are renewed at once (one Lua call each, in parallel). */
+const KEEP_PAGE = 500;
 
 export class TenantSlots {
   readonly keys: TenancyKeys;
@@ -65,10 +72,11 @@ export class TenantSlots {
       for (const id of ids) {
         const [status, body] = await on<(string | null)[]>(this.redis, "HMGET", this.#task(id), "status", "message");
         if (!body) {
-          // Parking made sure the record was there (lib/worker/tenant-limits.ts); one gone since
-          // expired while parked (README: a parked task waits at most TASK_TTL_SECONDS): say so loudly.
+          // Parking made sure the record was there (lib/worker/tenant-limits.ts) and the reaper renews
+          // it (#keepParked); one gone since was lost by Redis (a crash, an eviction), or expired while
+          // no worker ran the reaper for TASK_TTL_SECONDS: say so loudly.
           if (status) this.opts.log.info("parked task no longer waits (finished): skipped", { task_id: id, tenant, status });
-          else this.opts.log.warn("parked task lost: its record expired while it was parked", { task_id: id, tenant });
+          else this.opts.log.warn("parked task lost: its record is gone from Redis", { task_id: id, tenant });
           free = id;
           continue;
         }
@@ -96,6 +104,7 @@ export class TenantSlots {
   async reap(lockMs = 4_000): Promise<void> {
     try {
       if ((await on(this.redis, "SET", this.keys.tenancyReaperLock, "1", "NX", "PX", lockMs)) !== "OK") return;
+      const keep = this.opts.keep && Number(await on(this.redis, "EXISTS", this.keys.parkedKept)) === 0 ? this.opts.keep : undefined;
       for (const tenant of await on<string[]>(this.redis, "SMEMBERS", this.keys.tenants)) {
         const running = this.keys.tenantRunning(tenant);
         const [nowText, ...expired] = (await runTenancyScript(this.redis, "tenant-expire", [running], ["list", "", 0])) as string[];
@@ -107,20 +116,34 @@ export class TenantSlots {
           else if ((await runTenancyScript(this.redis, "tenant-expire", [running], ["drop", id, now])) === 1)
             this.opts.log.warn("tenant slot freed: its run ended without a release, or its released message never came", { task_id: id, tenant, status });
         }
+        if (keep) await this.#keepParked(tenant, keep.record);
         await this.release(tenant);
       }
+      // Marked only once every tenant's were renewed: a pass that failed midway is retried next time.
+      if (keep) await on(this.redis, "SET", this.keys.parkedKept, "1", "PX", keep.everyMs);
     } catch (e) {
       this.opts.log.warn("tenancy reaper: pass failed; will try again", { error: toError(e) });
+    }
+  }
+
+  /** Renews the records of a tenant's parked tasks, a page at a time (a release may take some meanwhile). */
+  async #keepParked(tenant: string, record: (taskId: string) => Promise<unknown>): Promise<void> {
+    const parked = this.keys.tenantParked(tenant);
+    for (let from = 0; ; from += KEEP_PAGE) {
+      const ids = await on<string[]>(this.redis, "ZRANGE", parked, from, from + KEEP_PAGE - 1);
+      await Promise.all(ids.map(record));
+      if (ids.length < KEEP_PAGE) return;
     }
   }
 }
 
 /** The worker's slots: held for a claim's lease, parked tasks re-published to the request topic. */
-export function tenantSlotsFor(cfg: Config, redis: Redis, publisher: Publisher, log: Logger): TenantSlots {
+export function tenantSlotsFor(cfg: Config, redis: Redis, publisher: Publisher, store: TaskStore, log: Logger): TenantSlots {
   return new TenantSlots(redis, cfg.REDIS_PREFIX, {
     holdMs: cfg.MQ_INVISIBLE_MS,
     reserveMs: cfg.MQ_INVISIBLE_MS,
     publish: async (id, body) => void (await publisher.send({ topic: cfg.MQ_TOPIC_REQUEST, tag: REQUEST_TAG, key: id, body })),
+    keep: { everyMs: (cfg.TASK_TTL_SECONDS * 1000) / 4, record: (id) => store.keepWaiting(id) },
     log,
   });
 }

@@ -1,0 +1,18 @@
+--[[ A parked task (lib/tenancy/fair-share.ts) waits with no transition to renew its keys' TTL: its
+  tenant's slots may stay full for longer than TASK_TTL_SECONDS. The tenancy reaper renews them
+  while it still waits: queued, or scheduled (a delayed task parked when its time came, before a
+  claim took it as queued); a task that ended meanwhile keeps the TTL its end gave it.
+  KEYS[1] task hash   KEYS[2] legacy status (same slot)   KEYS[3] events list (same slot)
+  ARGV[1] ttl (s): the least TTL the keys are left with (a longer one, a delayed task's, is kept)
+  Returns: 1 renewed (or already long enough), 0 not waiting (ended, or running), -1 no record
+]]
+--- @include "events"
+local status = redis.call("HGET", KEYS[1], "status")
+if not status then return -1 end
+if status ~= "queued" and status ~= "scheduled" then return 0 end
+local ttl = tonumber(ARGV[1])
+if redis.call("TTL", KEYS[1]) < ttl then
+  expire_task(KEYS[1], KEYS[3], ttl)
+  redis.call("EXPIRE", KEYS[2], ttl)
+end
+return 1
