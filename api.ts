@@ -6,7 +6,7 @@ import { Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
 import { handleSignals } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
-import { TaskService } from "./lib/submit.ts";
+import { refusedMayRun, TaskService } from "./lib/submit.ts";
 import { closeTaskNotices } from "./lib/tasks/notices.ts";
 import { journalPath, TombstoneJournal } from "./lib/tasks/tombstone-journal.ts";
 import { resolveAuthMode, warnIfNoKeys } from "./lib/http/auth.ts";
@@ -39,6 +39,8 @@ async function main() {
   const app = createApp({ cfg, store, tasks, log, tenancy }).listen({ port: cfg.API_PORT, hostname: cfg.API_HOST });
   const sweeper = setInterval(() => tasks.sweepOutbox().catch(() => {}), 15_000);
   log.info("api listening", { url: `http://${cfg.API_HOST}:${app.server?.port}`, docs: "/docs", auth });
+  const refused = refusedMayRun(cfg);
+  if (refused) log.warn(refused);
 
   handleSignals(log, () => [
     ["stop sweeper", () => clearInterval(sweeper)],

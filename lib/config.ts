@@ -69,6 +69,9 @@ export const ConfigSchema = Type.Object({
     "the collection of WORKER_GC_INTERVAL_MS runs (at most that often) only when the worker's RSS is at least this (MiB)"),
   STALLED_AFTER_MS: Int(600_000, 1_000, 86_400_000,
     "a running task whose lease ended, or a retrying one whose delay ended, this long ago without a new claim is re-published"),
+  OUTBOX_SWEEP_AGE_MS: Int(660_000, 1_000, 86_400_000,
+    "a task written but never confirmed sent (its API died mid-POST: no 202) is sent by an outbox sweep once this old; " +
+    "keep it above the 10 min an API retries the tombstone of a task it told 503, or such a task may run"),
   DEAD_LETTER_BODY_CHARS: Int(4_096, 0, 1_048_576,
     "characters of a message body kept in a dead-letters entry (user content: keep it short; 0 keeps none)"),
   SHUTDOWN_TIMEOUT_MS: Int(25_000, 0, 3_600_000, "how long shutdown waits for running tasks before handing them back"),

@@ -181,6 +181,11 @@ export class TaskStore {
     return { kind: code === 2 ? "unknown" : "no_message" };
   }
 
+  /** Re-writes a task's outbox hint as if written `agoMs` ago, so that a sweep takes it that much sooner. */
+  async backdateOutbox(id: string, agoMs: number): Promise<void> {
+    await this.hint(this.outboxKey(id), "add", id, -agoMs);
+  }
+
   /** RocketMQ accepted the request message: mark the task sent, and drop its outbox hint. */
   markSent(id: string): Promise<void> {
     if (isCluster(this.redis))

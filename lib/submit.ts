@@ -24,7 +24,9 @@ import type { Context } from "./observe/tracing.ts";
 import type { TombstoneJournal } from "./tasks/tombstone-journal.ts";
 
 /** How long a tombstone that Redis did not take at once is retried in the background. */
-const ABANDON_RETRY_MS = 10 * 60_000;
+export const ABANDON_RETRY_MS = 10 * 60_000;
+/** An operator's re-queue whose publish failed is swept this soon (its hint backdated): no 503 hides behind it. */
+const REQUEUE_SWEEP_MS = 30_000;
 /** Ids kept for that (a hung Redis under a flood of POSTs): bounded memory. */
 const MAX_PENDING_ABANDONS = 100_000;
 
@@ -129,6 +131,8 @@ export class TaskService {
     try {
       await this.publish(id, Buffer.from(r.body, "utf8"));
     } catch (e) {
+      // Its hint was written now, which the sweep would leave alone for OUTBOX_SWEEP_AGE_MS: backdated.
+      await this.store.backdateOutbox(id, Math.max(0, this.cfg.OUTBOX_SWEEP_AGE_MS - REQUEUE_SWEEP_MS)).catch(() => {});
       this.log.warn("re-queued task not published; the outbox sweeper will send it", { task_id: id, error: toError(e) });
       return { ...r, published: false };
     }
@@ -240,8 +244,12 @@ export class TaskService {
   /**
    * Re-publishes tasks whose outbox hint is older than `olderThanMs` and which still say unsent
    * (their API process died mid-submit). Workers' claims make a second copy harmless. Returns how many.
+   * No client was told 202 for such a task (202 waits for the send's confirmation), and some were
+   * told 503 by an API that still retries their tombstones, maybe cut off from Redis: so the default
+   * age, OUTBOX_SWEEP_AGE_MS, outlasts those retries (ABANDON_RETRY_MS), and another API's sweep
+   * leaves them to their tombstones.
    */
-  async sweepOutbox(olderThanMs = 30_000): Promise<number> {
+  async sweepOutbox(olderThanMs = this.cfg.OUTBOX_SWEEP_AGE_MS): Promise<number> {
     if (!(await this.store.lockOutbox())) return 0;
     let n = 0;
     for (const { id, body, runAt } of await this.store.dueOutbox(olderThanMs)) {
@@ -295,3 +303,10 @@ export class TaskService {
 
 /** How often workers look for stalled tasks: a stalled task waits at most about a quarter more. */
 export const stalledCheckEveryMs = (cfg: Config) => Math.min(15_000, Math.max(1_000, Math.floor(cfg.STALLED_AFTER_MS / 4)));
+
+/** A start-up warning when an outbox sweep may send a task another API told 503 (OUTBOX_SWEEP_AGE_MS too short). */
+export function refusedMayRun(cfg: Pick<Config, "OUTBOX_SWEEP_AGE_MS">): string | undefined {
+  if (cfg.OUTBOX_SWEEP_AGE_MS > ABANDON_RETRY_MS) return undefined;
+  return `OUTBOX_SWEEP_AGE_MS (${cfg.OUTBOX_SWEEP_AGE_MS} ms) is not above the ${ABANDON_RETRY_MS / 60_000} min an API retries the ` +
+    `tombstone of a task it told 503: this API's outbox sweep may send such a task of another API (cut off from Redis, or dead) and run it`;
+}

@@ -1,13 +1,18 @@
 // README "Accepting": if the API dies between writing a task and sending its message, the API's own
-// outbox sweeper (every 15 s, entries older than 30 s) sends it again. Both APIs here are `bun api.ts`
-// child processes: the first one's RocketMQ endpoint is a black hole (it accepts connections and never
-// answers), so a POST writes the task and then hangs in the send; the API is killed right then. A
-// second API, with the real endpoint, must send the orphan once it is 30 s old, and a worker runs it.
+// outbox sweeper (every 15 s, entries older than OUTBOX_SWEEP_AGE_MS) sends it again. Both APIs here
+// are `bun api.ts` child processes, with a 30 s age (the default, 11 min, outlasts a refused task's
+// tombstone retries): the first one's RocketMQ endpoint is a black hole (it accepts connections and
+// never answers), so a POST writes the task and then hangs in the send; the API is killed right then.
+// A second API, with the real endpoint, must send the orphan once it is 30 s old, and a worker runs it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 import { blackHole } from "./support/tcp-proxy.ts";
 import { existsSync, writeFileSync } from "node:fs";
+import { silentLogger } from "../lib/log.ts";
+import { Publisher } from "../lib/mq.ts";
+import { send } from "../lib/scripts.ts";
+import { ABANDON_RETRY_MS, TaskService } from "../lib/submit.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -25,7 +30,7 @@ afterAll(async () => {
 
 const api = (env: Record<string, string>) => {
   const port = freePort();
-  return { port, svc: new Service("api.ts", { ...sys.ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", ...env }) };
+  return { port, svc: new Service("api.ts", { ...sys.ns.env, API_PORT: String(port), API_HOST: "127.0.0.1", OUTBOX_SWEEP_AGE_MS: "30000", ...env }) };
 };
 
 test("a task written by an API that died before sending is sent by the outbox sweeper once 30 s old, and runs", async () => {
@@ -78,3 +83,42 @@ test("an API restarted after dying with a tombstone pending writes it from its j
   expect((await fetch(`http://127.0.0.1:${restarted.port}/tasks/${id}`)).status).toBe(404);
   expect(await restarted.svc.stop()).toBe(0);
 }, 120_000);
+
+/** One sweep now with the API's default age: the lock another sweep of this namespace took is dropped first. */
+async function sweepNow(tasks: TaskService): Promise<number> {
+  await send(sys.store.redis, sys.store.keys.outboxLock, ["DEL", sys.store.keys.outboxLock]);
+  return tasks.sweepOutbox();
+}
+
+test("by default a sweep leaves an unsent task to its API for longer than a refused task's tombstone is retried; an operator's re-queue that was not published goes in 30 s", async () => {
+  // An unsent task 5 min old: maybe one told 503 by an API that is cut off from Redis and still
+  // retries its tombstone (for 10 min). No client was told 202 for it, so nothing is lost by waiting.
+  const cfg = sys.ns.config;
+  expect(cfg.OUTBOX_SWEEP_AGE_MS).toBeGreaterThan(ABANDON_RETRY_MS);
+  const id = crypto.randomUUID();
+  expect(await sys.store.create(id, "outbox", JSON.stringify({ task_id: id, user_id: "outbox", payload: "told 503", action: "agent" }))).toBe(true);
+  const age = (ms: number) => sys.redis.zAdd(sys.store.outboxKey(id), { score: Date.now() - ms, value: id });
+  await age(5 * 60_000);
+  expect(await sweepNow(sys.tasks)).toBe(0);
+  expect((await sys.store.dueOutbox(0)).map((e) => e.id)).toContain(id);
+  // Past the age, its API is taken for dead: the task is sent (it ran nowhere; a worker's claim
+  // would make a second copy harmless anyway).
+  await age(cfg.OUTBOX_SWEEP_AGE_MS + 1_000);
+  expect(await sweepNow(sys.tasks)).toBe(1);
+  expect((await sys.store.dueOutbox(0)).map((e) => e.id)).not.toContain(id);
+
+  // An operator's re-queue (scripts/tasks.ts retry) whose publish fails: its hint is backdated, so
+  // that a sweep sends it 30 s later rather than OUTBOX_SWEEP_AGE_MS later.
+  const deaf = new Publisher({ ...cfg, MQ_ENDPOINT: `127.0.0.1:${hole.port}`, MQ_REQUEST_TIMEOUT_MS: 1_000 }, silentLogger, [cfg.MQ_TOPIC_REQUEST]);
+  try {
+    const requeued = crypto.randomUUID();
+    const body = JSON.stringify({ task_id: requeued, user_id: "outbox", payload: "retried by an operator", action: "agent" });
+    const before = Date.now();
+    expect(await new TaskService(cfg, sys.store, deaf, silentLogger).requeue(requeued, body, "outbox")).toMatchObject({ kind: "requeued", published: false });
+    const score = (await sys.redis.zScore(sys.store.outboxKey(requeued), requeued))!;
+    expect(score).toBeLessThanOrEqual(Date.now() - cfg.OUTBOX_SWEEP_AGE_MS + 30_000);
+    expect(score).toBeGreaterThanOrEqual(before - cfg.OUTBOX_SWEEP_AGE_MS + 30_000 - 1_000);
+  } finally {
+    await deaf.close();
+  }
+}, 60_000);
