@@ -244,7 +244,8 @@ export class TaskService {
   /**
    * Re-publishes tasks whose outbox hint is older than `olderThanMs` and which still say unsent
    * (their API process died mid-submit). Workers' claims make a second copy harmless. Returns how many.
-   * No client was told 202 for such a task (202 waits for the send's confirmation), and some were
+   * No client was told 202 for a task whose message may be missing (202 waits for the send's
+   * confirmation; a failed markSent leaves the hint of a message already sent), and some were
    * told 503 by an API that still retries their tombstones, maybe cut off from Redis: so the default
    * age, OUTBOX_SWEEP_AGE_MS, outlasts those retries (ABANDON_RETRY_MS), and another API's sweep
    * leaves them to their tombstones.
