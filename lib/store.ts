@@ -301,10 +301,11 @@ export class TaskStore {
 
   /**
    * Renews the TTL of a parked task's keys while it still waits, queued or scheduled (lib/lua/keep.lua):
-   * parked, it has no transition to renew them. "gone": its record expired or was lost before this.
+   * parked, it has no transition to renew them. `park`: also mark it parked, which keeps the stalled
+   * check from re-sending it until its release or a claim. "gone": its record expired or was lost.
    */
-  async keepWaiting(id: string): Promise<"kept" | "not_waiting" | "gone"> {
-    const r = Number(await runScript(this.redis, "keep", this.taskKeys(id), [this.ttlSeconds]));
+  async keepWaiting(id: string, park = false): Promise<"kept" | "not_waiting" | "gone"> {
+    const r = Number(await runScript(this.redis, "keep", this.taskKeys(id), [this.ttlSeconds, park ? "park" : ""]));
     return r === 1 ? "kept" : r === 0 ? "not_waiting" : "gone";
   }
 
@@ -347,11 +348,6 @@ export class TaskStore {
   /** Failed for good under the claim; the failure result is still to publish, then `published()`. */
   fail(id: string, token: string, error: string, usage?: TaskUsage) {
     return this.finish(id, token, "failed", error, "", 0, usage);
-  }
-  /** Whether Redis holds a record of this task (any status, a tombstone included). */
-  async exists(id: string): Promise<boolean> {
-    const k = this.keys.task(id);
-    return Number(await send(this.redis, k, ["EXISTS", k])) === 1;
   }
   /** The task's LLM usage summed over its attempts so far, if any was recorded. */
   async usage(id: string): Promise<TaskUsage | undefined> {

@@ -615,6 +615,30 @@ describe.each(backends)("TaskStore on %s", (_name, env) => {
     expect((await quick.stalled(100)).map((s) => s.id)).not.toContain(lost); // once a period
   });
 
+  test("stalled: a parked delayed task is left to its tenant's release; once claimed (the mark dropped) and retried, it is watched again", async () => {
+    const quick = new TaskStore(redis, 3600, prefix, 500, { buckets: 4 });
+    const [parked, control] = [id(), id()];
+    const runAt = (await redisNow()) + 200;
+    for (const t of [parked, control]) await quick.create(t, "u", `{"task_id":"${t}"}`, "", runAt);
+    await waitFor(async () => (await redisNow()) > runAt, 5_000, "run_at to pass");
+    // Its tenant at its limit when its message came (lib/worker/tenant-limits.ts).
+    expect(await quick.keepWaiting(parked, true)).toBe("kept");
+    const seen: string[] = [];
+    await waitFor(async () => {
+      for (const s of await quick.stalled(100)) if (s.id === parked || s.id === control) seen.push(s.id);
+      return seen.includes(control);
+    }, 10_000, "the control task to be stalled");
+    // The control (not parked) is re-sent; the parked one is not, a period past its due time too.
+    await waitFor(async () => (await redisNow()) > runAt + 1_200, 5_000, "two periods past its due time");
+    for (const s of await quick.stalled(100)) if (s.id === parked) seen.push(s.id);
+    expect(seen).toEqual([control]);
+    // Released, it runs: the claim drops the mark, and a retry is watched as any other.
+    expect(await quick.claim(parked, "w", 60_000, "u")).toMatchObject({ kind: "claimed" });
+    expect(await field(parked, "parked")).toBeNull();
+    expect(await quick.retry(parked, "w", "boom", 100)).toBe("written");
+    await waitFor(async () => (await quick.stalled(100)).some((s) => s.id === parked), 10_000, "the retried task to be stalled");
+  });
+
   test("dead letters are kept newest first, capped, with a TTL", async () => {
     await store.deadLetter({ reason: "r1", body: "b1", at: "t" });
     await store.deadLetter({ reason: "r2", body: "b2", at: "t" });

@@ -100,7 +100,7 @@ if died then redis.call("HINCRBY", KEYS[1], "crashes", 1) end
 attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
 redis.call("HSET", KEYS[1], "status", "running", "owner", ARGV[1], "lease_until", lease_until,
   "updated_at", now, "started_at", now)
-redis.call("HDEL", KEYS[1], "back_at", "progress")
+redis.call("HDEL", KEYS[1], "back_at", "progress", "parked")
 redis.call("EXPIRE", KEYS[1], ttl)
 redis.call("SET", KEYS[2], "running", "EX", ttl)
 status_event(KEYS[1], KEYS[3], "running", now, ',"attempt":' .. attempts)

@@ -50,7 +50,7 @@ local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "outcom
 local status, mode, ttl = h[1], ARGV[3], task_ttl(ARGV[2], h[7], now)
 -- A failed task keeps its request message until it expires: an operator may re-queue it (requeue.lua).
 local function shrink(st)
-  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress", "forced")
+  redis.call("HDEL", KEYS[1], "sent", "owner", "lease_until", "back_at", "reaped_at", "outcome", "crashes", "cancel_at", "progress", "forced", "parked")
   if st ~= "failed" then redis.call("HDEL", KEYS[1], "message") end
 end
 local function final(st)

@@ -8,16 +8,18 @@
   ARGV[1] stalled after (ms)
   Returns: {0}                 nothing to watch (finished, rejected, gone, or queued for its first run):
                                drop the hint
-           {1, at}             not stalled (yet): look again at `at` (ms)
+           {1, at}             not stalled (yet, or parked by its tenant's limit: keep.lua): look again at `at` (ms)
            {2, at, message}    stalled: re-publish `message` now; look again at `at`
 ]]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local after = tonumber(ARGV[1])
-local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "back_at", "message", "reaped_at", "outcome", "updated_at", "run_at")
+local h = redis.call("HMGET", KEYS[1], "status", "owner", "lease_until", "back_at", "message", "reaped_at", "outcome", "updated_at", "run_at", "parked")
 local status = h[1]
 if not status or status == "done" or status == "rejected" or ((status == "failed" or status == "canceled") and not h[7]) then return {0} end
 if not h[5] or h[5] == "" then return {0} end
+-- Parked (keep.lua): its tenant's release re-publishes it, not this. Looked at again a period later.
+if h[10] and (status == "queued" or status == "scheduled") then return {1, now + after} end
 local due
 if status == "queued" then
   if not h[4] then return {0} end

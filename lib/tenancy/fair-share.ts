@@ -81,6 +81,9 @@ export class TenantSlots {
           continue;
         }
         try {
+          // Unmarked first (keep.lua): should this copy be lost, a delayed or retried task's stalled
+          // hint sends it again.
+          await on(this.redis, "HDEL", this.#task(id), "parked");
           await this.opts.publish(id, Buffer.from(body, "utf8"));
           sent++;
           this.opts.log.info("parked task released", { task_id: id, tenant });

@@ -18,19 +18,21 @@ function peek(body: Buffer): { taskId: string; tenant: string } | undefined {
 }
 
 /**
- * Makes sure the task's record holds its request body before the message is acked for parking: a
- * missing record is rebuilt from the message, as a claim adopts an unknown task (claim.lua "adopt").
- * create.lua writes only when no record (or tombstone) exists, so a finished task is never revived.
+ * Makes sure the task's record holds its request body before the message is acked for parking, and
+ * marks it parked (lib/lua/keep.lua: the stalled check leaves it to its release). A missing record is
+ * rebuilt from the message, as a claim adopts an unknown task (claim.lua "adopt"). create.lua writes
+ * only when no record (or tombstone) exists, so a finished task is never revived.
  * False: the message is not a valid request (the handler sets it aside). Throws when Redis fails:
  * the message is then not acked, and comes back.
  */
 async function keepsRecord(m: MessageView, ctx: WorkerContext, taskId: string): Promise<boolean> {
-  if (await ctx.store.exists(taskId)) return true;
+  if ((await ctx.store.keepWaiting(taskId, true)) !== "gone") return true;
   const p = parseRequest(m.body);
   if (!p.ok || p.msg.task_id !== taskId) return false;
   if (await ctx.store.create(taskId, p.msg.user_id, m.body.toString("utf8"), p.msg.tenant ?? "")) {
     // Its message is this one: nothing for the outbox sweeper to send.
     await ctx.store.markSent(taskId);
+    await ctx.store.keepWaiting(taskId, true);
     ctx.log.warn("parked task had no record in Redis: rebuilt from its message", { task_id: taskId });
   }
   return true;
