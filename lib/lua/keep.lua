@@ -15,7 +15,7 @@ if not status then return -1 end
 if status ~= "queued" and status ~= "scheduled" then return 0 end
 if ARGV[2] == "park" then redis.call("HSET", KEYS[1], "parked", 1) end
 local ttl = tonumber(ARGV[1])
-if redis.call("TTL", KEYS[1]) < ttl then
+if redis.call("PTTL", KEYS[1]) < ttl * 1000 then
   expire_task(KEYS[1], KEYS[3], ttl)
   redis.call("EXPIRE", KEYS[2], ttl)
 end
