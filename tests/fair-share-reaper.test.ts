@@ -1,8 +1,12 @@
 // The tenancy reaper (lib/tenancy/fair-share.ts): a slot whose release was missed (its worker died
 // after the run, or a released message never came) is freed once its hold time passed and its task
-// is not running under a live lease, and the parked task waiting for it is released and runs.
+// is not running under a live lease, and the parked task waiting for it is released and runs. A
+// release that did not send what it took off the parked set (a failed publish, a worker that died)
+// leaves every task of it parked again, at once or by the reaper.
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { silentLogger } from "../lib/log.ts";
 import { ApiKeys } from "../lib/tenancy/api-keys.ts";
+import { TenantSlots } from "../lib/tenancy/fair-share.ts";
 import { Service, waitFor } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 
@@ -66,3 +70,74 @@ test("a task parked for longer than TASK_TTL_SECONDS keeps its record and runs w
     await own.close();
   }
 }, 180_000);
+
+/** Slots of a tenant with `concurrency`, recording what they publish; `failFirst` publishes fail at first. */
+async function recordingSlots(tenant: string, concurrency: number, failFirst = 0) {
+  const keys = new ApiKeys(sys.redis, sys.ns.redisPrefix);
+  await keys.setLimits(tenant, { concurrency });
+  const published: string[] = [];
+  let failures = failFirst;
+  const slots = new TenantSlots(sys.redis, sys.ns.redisPrefix, {
+    holdMs: 60_000, reserveMs: 60_000, log: silentLogger,
+    publish: async (id) => {
+      if (failures-- > 0) throw new Error("broker unavailable");
+      published.push(id);
+    },
+    keep: { everyMs: 60_000, record: (id, park) => sys.store.keepWaiting(id, park) },
+  });
+  return { slots, published, running: keys.keys.tenantRunning(tenant), parked: keys.keys.tenantParked(tenant), lock: keys.keys.tenancyReaperLock };
+}
+
+/** A task waiting with its record, as parking leaves it (its message acked). */
+async function waitingTask(tenant: string): Promise<string> {
+  const id = crypto.randomUUID();
+  expect(await sys.store.create(id, "u", JSON.stringify({ task_id: id, user_id: "u", content: "c", tenant }), tenant)).toBe(true);
+  await sys.store.markSent(id);
+  expect(await sys.store.keepWaiting(id, true)).toBe("kept");
+  return id;
+}
+
+test("a release whose publish fails parks the whole batch again: none of its tasks is left nowhere", async () => {
+  const { slots, published, running, parked } = await recordingSlots("B", 3, 1);
+  const ids = [await waitingTask("B"), await waitingTask("B"), await waitingTask("B")];
+  for (const [i, id] of ids.entries()) await sys.redis.zAdd(parked, { score: i + 1, value: id });
+
+  // Three free slots, three parked tasks taken off the parked set at once; the first publish fails.
+  expect(await slots.release("B")).toBe(0);
+  expect(published).toEqual([]);
+  expect((await sys.redis.zRange(parked, 0, -1)).sort()).toEqual([...ids].sort());
+  expect(await sys.redis.zCard(running)).toBe(0);
+
+  // The next release (the reaper's) sends all three.
+  expect(await slots.release("B")).toBe(3);
+  expect(published.sort()).toEqual([...ids].sort());
+  expect(await sys.redis.zCard(parked)).toBe(0);
+});
+
+test("a release cut short before its publish (its worker died) is repaired: the reaper parks the task again and sends it", async () => {
+  const { slots, published, running, parked, lock } = await recordingSlots("D", 1);
+  const id = await waitingTask("D");
+  // What tenant-release.lua leaves when its worker dies before the publish: the task off the parked
+  // set, a slot reserved for it, now run out; its record still queued and unmarked.
+  await sys.redis.hDel(sys.store.keys.task(id), "parked");
+  await sys.redis.zAdd(running, { score: Date.now() - 1_000, value: id });
+
+  await sys.redis.del(lock); // a pass takes the reaper's lock for a few seconds
+  await slots.reap();
+  expect(published).toEqual([id]);
+  // Released again: a fresh reservation holds its slot until its message comes.
+  expect(Number(await sys.redis.zScore(running, id))).toBeGreaterThan(Date.now());
+  expect(await sys.redis.zCard(parked)).toBe(0);
+
+  // A reserved slot of a task that finished meanwhile is freed, not parked again.
+  await sys.redis.del(running);
+  const done = await waitingTask("D");
+  expect(await sys.store.claim(done, "w", 60_000, "u")).toMatchObject({ kind: "claimed" });
+  expect(await sys.store.complete(done, "w", { tags: ["t"], score: 1, reason: "r" })).toBe("written");
+  await sys.redis.zAdd(running, { score: Date.now() - 1_000, value: done });
+  await sys.redis.del(lock);
+  await slots.reap();
+  expect(published).toEqual([id]);
+  expect(await sys.redis.zCard(running)).toBe(0);
+  expect(await sys.redis.zCard(parked)).toBe(0);
+});
