@@ -8,7 +8,6 @@ import type { Config } from "../config.ts";
 import { HttpError, toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { tcpOpen } from "../net.ts";
-import { isTaskId } from "../model.ts";
 import type { TaskStore } from "../store.ts";
 import type { TaskService } from "../submit.ts";
 import { withTimeout } from "../time.ts";
@@ -16,6 +15,7 @@ import { checkJsonType, maxBodyBytes, parseTaskInput, readCapped } from "./body.
 import { ApiError, errorResponse, jsonResponse } from "./errors.ts";
 import { openapiDocument } from "./openapi.ts";
 import { pathOf } from "./request-url.ts";
+import { taskIdParam } from "./task-id.ts";
 import { authPlugin, type AuthMode } from "./auth.ts";
 import { rateLimitPlugin } from "./rate-limit.ts";
 import { dashboardPlugin } from "./dashboard.ts";
@@ -149,20 +149,19 @@ export function createApp({ cfg, store, tasks, log, tenancy }: AppDeps) {
     .get(
       "/tasks/:id",
       async ({ params, request, server }) => {
-        if (!isTaskId(params.id))
-          throw new ApiError("invalid_task_id", `task id must be a UUID, got ${JSON.stringify(params.id.slice(0, 64))}`);
+        const id = taskIdParam(params);
         const wait = waitSeconds(request);
         const read = async () => {
           try {
-            return await store.get(params.id);
+            return await store.get(id);
           } catch (e) {
             throw new ApiError("redis_unavailable", "Redis is unavailable; retry later", undefined, { "retry-after": String(cfg.RETRY_AFTER_SECONDS) });
           }
         };
         let view = await read();
         // ?wait=N: answered once the task is final, or after N s as it is then (lib/http/task-events.ts).
-        if (view && wait && !isFinal(view.status)) view = await waitForTask(store, params.id, wait, read, { request, server, log });
-        if (!view) throw new ApiError("task_not_found", `no task ${params.id}`);
+        if (view && wait && !isFinal(view.status)) view = await waitForTask(store, id, wait, read, { request, server, log });
+        if (!view) throw new ApiError("task_not_found", `no task ${id}`);
         return view;
       },
       { detail: { summary: "A task's status, result or error, attempts and timestamps" } },

@@ -4,9 +4,10 @@
 // An API key's tenant sees only its own tasks (lib/http/auth.ts answers 404 for another's).
 import { Elysia } from "elysia";
 import type { Config } from "../config.ts";
-import { ErrorBody, isTaskId, TaskView } from "../model.ts";
+import { ErrorBody, TaskView } from "../model.ts";
 import type { CancelService } from "../tasks/cancel.ts";
 import { ApiError } from "./errors.ts";
+import { taskIdParam } from "./task-id.ts";
 
 export function cancelRoutes(deps: { cfg: Config; cancel: CancelService }) {
   const unavailable = () =>
@@ -14,12 +15,12 @@ export function cancelRoutes(deps: { cfg: Config; cancel: CancelService }) {
   return new Elysia({ name: "cancel" }).post(
     "/tasks/:id/cancel",
     async ({ params, set }) => {
-      if (!isTaskId(params.id)) throw new ApiError("invalid_task_id", `task id must be a UUID, got ${JSON.stringify(params.id.slice(0, 64))}`);
-      const r = await deps.cancel.cancel(params.id).catch((e) => {
+      const id = taskIdParam(params);
+      const r = await deps.cancel.cancel(id).catch((e) => {
         throw Object.assign(unavailable(), { cause: e });
       });
-      if (r.kind === "not_found") throw new ApiError("task_not_found", `no task ${params.id}`);
-      if (r.kind === "finished") throw new ApiError("already_finished", `task ${params.id} is already ${r.status}`);
+      if (r.kind === "not_found") throw new ApiError("task_not_found", `no task ${id}`);
+      if (r.kind === "finished") throw new ApiError("already_finished", `task ${id} is already ${r.status}`);
       set.status = 202;
       return r.view;
     },

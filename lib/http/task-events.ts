@@ -5,12 +5,13 @@
 import { Elysia } from "elysia";
 import type { Logger } from "../log.ts";
 import { HttpError } from "../errors.ts";
-import { isTaskId, type TaskView } from "../model.ts";
+import type { TaskView } from "../model.ts";
 import type { TaskStore } from "../store.ts";
 import { isEventId, isFinal, readEvents, sseFrame, statusFromView, waitForFinal, type TaskEvent } from "../tasks/events.ts";
 import { taskNotices } from "../tasks/notices.ts";
 import { ApiError, errorResponse } from "./errors.ts";
 import { queryOf } from "./request-url.ts";
+import { taskIdParam } from "./task-id.ts";
 
 export { isFinal };
 export const WAIT_MAX_SECONDS = 60;
@@ -82,8 +83,7 @@ export function taskEventsPlugin(deps: { store: TaskStore; log: Logger; retryAft
     "/tasks/:id/events",
     async ({ params, request, server }) => {
       try {
-        const id = params.id;
-        if (!isTaskId(id)) throw new ApiError("invalid_task_id", `task id must be a UUID, got ${JSON.stringify(id.slice(0, 64))}`);
+        const id = taskIdParam(params);
         const after = resumeAfter(request);
         const view = await read(id);
         if (!view) throw new ApiError("task_not_found", `no task ${id}`);
