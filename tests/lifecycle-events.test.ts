@@ -14,12 +14,13 @@ import { Publisher } from "../lib/mq.ts";
 import { TaskService } from "../lib/submit.ts";
 import { ApiKeys } from "../lib/tenancy/api-keys.ts";
 import { readEvents, waitForFinal } from "../lib/tasks/events.ts";
-import { closeTaskNotices, taskNotices } from "../lib/tasks/notices.ts";
+import { closeTaskNotices, TaskNotices, taskNotices } from "../lib/tasks/notices.ts";
 import { createNamespace, testEnv, type TestNamespace } from "./helpers.ts";
 import { fakeOpenAI, GOOD, steps } from "./support/fake-openai.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { oneNodeCluster } from "./support/redis-server.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
+import { tcpProxy } from "./support/tcp-proxy.ts";
 
 type SseEvent = { id?: string; event: string; data: any };
 
@@ -195,6 +196,28 @@ describe.each(backends)("task events on %s", (_name, env) => {
     expect(notices.waiting(t)).toBe(0);
   });
 });
+
+test("close() of the notices ends while Redis hangs with a SUBSCRIBE unanswered (the API's shutdown goes on)", async () => {
+  // The shared Redis must never be paused: a relay in front of it stops what the client sends.
+  const relay = await tcpProxy(testEnv().REDIS_URL!);
+  const timeoutMs = 500;
+  const redis = createRedis(parseConfig({ REDIS_URL: relay.url, REDIS_TIMEOUT_MS: String(timeoutMs) }), silentLogger);
+  try {
+    expect(await connectRedis(redis)).toBe(true);
+    const notices = new TaskNotices(redis, `test:hang${crypto.randomUUID().slice(0, 8)}:events`, silentLogger);
+    relay.hold();
+    expect(await notices.ready(100)).toBe(false); // its SUBSCRIBE never gets an answer
+    const watch = notices.watch(crypto.randomUUID());
+    const closed = notices.close().then(() => "closed" as const);
+    // Generous: the point is that close() ends rather than hangs (it used to wait for ever).
+    const hung = Bun.sleep(timeoutMs + 3_000).then(() => "hung" as const);
+    expect(await Promise.race([closed, hung])).toBe("closed");
+    expect(await watch.next(10_000)).toBe("closed");
+  } finally {
+    relay.close();
+    await closeRedis(redis);
+  }
+}, 30_000);
 
 // ---------------------------------------------------------------------------------------------
 // End to end: the API and a worker as processes, as a user runs them.

@@ -11,7 +11,9 @@
 // connection to one node; PUBLISH reaches every node of a cluster, so any node will do.
 import { toError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { isCluster, type Redis, type SingleRedis } from "../scripts.ts";
+import { closeRedis } from "../redis.ts";
+import { commandTimeout, isCluster, setCommandTimeout, type Redis, type SingleRedis } from "../scripts.ts";
+import { withTimeout } from "../time.ts";
 
 export type WakeReason = "notice" | "timeout" | "aborted" | "closed";
 
@@ -122,6 +124,7 @@ export class TaskNotices {
     }
     if (!this.#sub) {
       const sub = (this.#sub = this.redis.duplicate() as SingleRedis);
+      setCommandTimeout(sub, commandTimeout(this.redis)); // closeRedis's bound (close())
       let connected = false;
       sub.on("error", (e: Error) => this.log?.debug("task events subscriber: connection error", { error: e.message }));
       // After a reconnection, notices sent meanwhile are lost: every waiter re-reads.
@@ -143,18 +146,21 @@ export class TaskNotices {
     for (const set of this.#waiters.values()) for (const w of [...set]) w.notify(r);
   }
 
-  /** Ends every wait (they answer with what they have) and drops the subscription. */
+  /**
+   * Ends every wait (they answer with what they have) and drops the subscription. Bounded: with Redis
+   * hung, a SUBSCRIBE or UNSUBSCRIBE never answered would keep node-redis's close() (it waits for every
+   * command queued) or the cluster's unsubscribe waiting for ever, and the API's shutdown with it.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#wakeAll("closed");
     this.#waiters.clear();
-    try {
-      if (isCluster(this.redis)) await this.redis.unsubscribe(this.channel, this.#listener);
-      else if (this.#sub?.isOpen) await this.#sub.close();
-    } catch {
-      this.#sub?.destroy();
-    }
+    if (this.#sub) return closeRedis(this.#sub); // destroys the connection past the command timeout
+    if (!isCluster(this.redis)) return;
+    // The cluster client's own pub/sub connection: closed with the client (closeRedis), not here.
+    const bound = (commandTimeout(this.redis) ?? 2_000) + 500;
+    await withTimeout(this.redis.unsubscribe(this.channel, this.#listener), bound, "unsubscribe").catch(() => {});
   }
 }
 
