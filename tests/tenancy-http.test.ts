@@ -185,6 +185,19 @@ describe("rate limit per tenant", () => {
     }
   });
 
+  test("a rate under 0.001/s (one task per 2000 s): the policy window and the 429's message name it exactly", async () => {
+    const { key } = await new ApiKeys(a.redis, ns.redisPrefix).create("slow", { rate: 0.0005, burst: 1 });
+    const first = await post(a.app, key);
+    expect(first.status).toBe(202);
+    expect(first.headers.get("ratelimit-policy")).toBe("1;w=2000");
+    const refused = await post(b.app, key);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("ratelimit-policy")).toBe("1;w=2000");
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(1990);
+    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(2000);
+    expect(((await refused.json()) as { message: string }).message).toContain("over its rate of 0.0005/s (burst 1)");
+  });
+
   test("a tenant without a rate gets no RateLimit headers", async () => {
     const { key } = await new ApiKeys(a.redis, ns.redisPrefix).create("free");
     const res = await post(a.app, key);

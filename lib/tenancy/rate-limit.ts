@@ -15,8 +15,9 @@ export class RateLimiter {
   }
 
   async take(tenant: string, cost = 1): Promise<RateDecision> {
-    const r = (await runTenancyScript(this.redis, "tenant-bucket", [this.keys.tenantLimits(tenant), this.keys.tenantBucket(tenant)], [cost])) as number[];
+    const r = (await runTenancyScript(this.redis, "tenant-bucket", [this.keys.tenantLimits(tenant), this.keys.tenantBucket(tenant)], [cost])) as [number, number, number, number, number, string];
     if (r[0] === 2) return { kind: "unlimited" };
-    return { kind: r[0] === 1 ? "allowed" : "refused", remaining: r[1]!, retryMs: r[2]!, fullMs: r[3]!, burst: r[4]!, ratePerSecond: r[5]! / 1000 };
+    // The rate comes as its stored string: exact, where an integer from Lua would be truncated.
+    return { kind: r[0] === 1 ? "allowed" : "refused", remaining: r[1], retryMs: r[2], fullMs: r[3], burst: r[4], ratePerSecond: Number(r[5]) };
   }
 }
