@@ -57,6 +57,8 @@ export interface Keys {
    * written beside the task's create (another slot), checked against the task on every read.
    */
   userTasks(tenant: string, userId: string): string;
+  /** STRING (TTL: the session's remaining life): a dashboard session ended by its logout (lib/http/dashboard-session.ts) */
+  dashboardRevoked(nonce: string): string;
 }
 
 /** `{`, `}` (which would cut a hash tag short) and `%` itself, percent-encoded. */
@@ -103,6 +105,8 @@ export function keys(prefix = "", buckets = 16): Keys {
     cancelChannel: `${prefix}cancel`,
     // Tenant names have no `:` (TENANT_PATTERN), so tenant and user id cannot run into each other.
     userTasks: (tenant, userId) => `{${prefix}user:${escapeTag(tenant)}:${escapeTag(userId)}}:tasks`,
+    // The nonce is base64url (checked with the cookie's MAC before any key is built): no braces.
+    dashboardRevoked: (nonce) => `${prefix}dashboard:revoked:${nonce}`,
   };
 }
 

@@ -9,8 +9,13 @@ import { existsSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { COOKIE } from "../lib/http/dashboard.ts";
+import { mintSession, readSession, SESSION_MS } from "../lib/http/dashboard-session.ts";
 import { createApp } from "../lib/http/app.ts";
+import { parseConfig } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
+import { closeRedis, createRedis } from "../lib/redis.ts";
+import { TaskStore } from "../lib/store.ts";
+import { TaskService } from "../lib/submit.ts";
 import { freePort, Service, stopAll } from "./support/processes.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
 import { ensureDebianPackage } from "../scripts/stack/apt.ts";
@@ -89,6 +94,86 @@ describe("access (in-process)", () => {
     expect((await retry({ cookie, "x-dashboard": "1" })).status).toBe(404); // unknown task
     expect((await retry({})).status).toBe(401);
     expect((await retry({ authorization: `Bearer ${TOKEN}` }, "x")).status).toBe(400);
+  });
+
+  const login = async (a: ReturnType<typeof app>) => {
+    const r = await a.handle(new Request("http://localhost/dashboard/login", {
+      method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ token: TOKEN }),
+    }));
+    expect(r.status).toBe(303);
+    return r.headers.get("set-cookie")!.split(";")[0]!;
+  };
+  const expect401 = async (r: Response, what: string) => {
+    expect(r.status, what).toBe(401);
+    expect(r.headers.get("content-type"), what).toContain("application/json");
+    expect(await r.json(), what).toMatchObject({ error: "unauthorized" });
+  };
+
+  test("logout ends the session on the server: the old cookie is refused afterwards (a JSON 401), and the record expires with the session", async () => {
+    const a = app(TOKEN);
+    const cookie = await login(a);
+    expect((await get(a, "/dashboard/data", { cookie })).status).toBe(200);
+    const out = await a.handle(new Request("http://localhost/dashboard/logout", { method: "POST", headers: { cookie } }));
+    expect(out.status).toBe(303);
+    expect(out.headers.get("set-cookie")).toContain("Max-Age=0");
+    // A copy of the cookie kept from before the logout (the browser dropped its own).
+    await expect401(await get(a, "/dashboard/data", { cookie }), "after logout");
+    expect((await get(a, "/dashboard", { cookie, accept: "text/html" })).status).toBe(303);
+    // The revocation is kept no longer than the session could have lived.
+    const s = readSession(TOKEN, cookie.slice(COOKIE.length + 1))!;
+    const ttl = await sys.redis.pTTL(sys.store.keys.dashboardRevoked(s.nonce));
+    expect(ttl).toBeGreaterThan(SESSION_MS - 60_000);
+    expect(ttl).toBeLessThanOrEqual(SESSION_MS + 60_000);
+    // Another session is not affected by this logout.
+    expect((await get(a, "/dashboard/data", { cookie: await login(a) })).status).toBe(200);
+  });
+
+  test("a session older than its 12 h, or issued in the future, is refused; a fresh one minted the same way is accepted", async () => {
+    const a = app(TOKEN);
+    const at = (issuedAt: number) => ({ cookie: `${COOKIE}=${mintSession(TOKEN, issuedAt)}` });
+    expect((await get(a, "/dashboard/data", at(Date.now() - SESSION_MS + 60_000))).status).toBe(200);
+    await expect401(await get(a, "/dashboard/data", at(Date.now() - SESSION_MS - 1_000)), "expired");
+    await expect401(await get(a, "/dashboard/data", at(Date.now() + 3_600_000)), "from the future");
+    // Minted under another token (a rotated ADMIN_TOKEN): refused.
+    await expect401(await get(a, "/dashboard/data", { cookie: `${COOKIE}=${mintSession(`${TOKEN}-old`)}` }), "other token");
+  });
+
+  test("a tampered cookie is refused: its time, its nonce or its MAC changed", async () => {
+    const a = app(TOKEN);
+    const value = mintSession(TOKEN, Date.now() - 3_600_000);
+    expect((await get(a, "/dashboard/data", { cookie: `${COOKIE}=${value}` })).status).toBe(200);
+    const [issuedAt, nonce, mac] = value.split(".") as [string, string, string];
+    const flip = (s: string) => (s[0] === "A" ? "B" : "A") + s.slice(1);
+    for (const [what, v] of [
+      ["later issued-at", `${Number(issuedAt) + 3_600_000}.${nonce}.${mac}`],
+      ["other nonce", `${issuedAt}.${flip(nonce)}.${mac}`],
+      ["other MAC", `${issuedAt}.${nonce}.${flip(mac)}`],
+      ["truncated", value.slice(0, -1)],
+      ["empty", ""],
+    ] as const)
+      await expect401(await get(a, "/dashboard/data", { cookie: `${COOKIE}=${v}` }), what);
+  });
+
+  test("Redis down: a cookie's revocation cannot be checked, so it is refused with a JSON 503; logout also answers 503 and keeps the cookie", async () => {
+    const cfg = parseConfig({ ...sys.ns.env, REDIS_URL: "redis://127.0.0.1:1", ADMIN_TOKEN: TOKEN });
+    const redis = createRedis(cfg, silentLogger); // never connected: every command fails at once
+    try {
+      const store = TaskStore.fromConfig(redis, cfg);
+      const a = createApp({ cfg, store, tasks: new TaskService(cfg, store, sys.publisher, silentLogger), log: silentLogger });
+      const cookie = `${COOKIE}=${mintSession(TOKEN)}`;
+      // An invalid task id needs no Redis once authorised (a 400): the 503 is the session check's.
+      const retry = await a.handle(new Request("http://localhost/dashboard/retry/x", { method: "POST", headers: { cookie, "x-dashboard": "1" } }));
+      expect(retry.status).toBe(503);
+      expect(await retry.json()).toMatchObject({ error: "redis_unavailable" });
+      expect(retry.headers.get("retry-after")).toBeTruthy();
+      const out = await a.handle(new Request("http://localhost/dashboard/logout", { method: "POST", headers: { cookie } }));
+      expect(out.status).toBe(503);
+      expect(out.headers.get("set-cookie")).toBeNull();
+      // The Bearer token needs no Redis to be checked.
+      expect((await a.handle(new Request("http://localhost/dashboard/retry/x", { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } }))).status).toBe(400);
+    } finally {
+      await closeRedis(redis).catch(() => {});
+    }
   });
 
   test("a login body over 4 KiB is a JSON 413 naming the limit (with Content-Length or streamed), never parsed; JSON logins still work", async () => {

@@ -1,13 +1,14 @@
 // GET /dashboard: the operators' page (lib/http/dashboard-page.ts), on when ADMIN_TOKEN is set (every
 // dashboard route is then a 404 like any unknown path). Who may see it:
 // - `Authorization: Bearer <ADMIN_TOKEN>` (scripts, tests), or
-// - a browser that logged in at /dashboard/login: the cookie holds an HMAC of the token, never the
-//   token, HttpOnly (no script reads it) and SameSite=Strict (no other site's page sends it).
+// - a browser that logged in at /dashboard/login: the cookie is a session of 12 h, MACed with a key
+//   derived from the token (never the token; lib/http/dashboard-session.ts), ended on the server by
+//   its expiry or its logout; HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it).
 // Tokens are compared in constant time (SHA-256 of both, timingSafeEqual). The one state change,
 // POST /dashboard/retry/:id, also wants an `X-Dashboard` header when authorised by the cookie: a
 // cross-site form cannot set one, and a cross-site fetch with it needs a CORS preflight we never
 // grant. The routes are left out of /docs/json (`detail.hide`): an operator's page, not the API.
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
 import { Elysia } from "elysia";
 import type { Config } from "../config.ts";
 import { toError } from "../errors.ts";
@@ -21,9 +22,9 @@ import type { TaskService } from "../submit.ts";
 import { dashboardPage, fragment, loginPage, SCRIPT } from "./dashboard-page.ts";
 import { jsonResponse } from "./errors.ts";
 import { readCapped } from "./body.ts";
+import { isRevoked, mintSession, readSession, revokeSession, sameSecret, SESSION_MS } from "./dashboard-session.ts";
 
 export const COOKIE = "agent_dashboard";
-const SESSION_SECONDS = 12 * 3600;
 const hide = { detail: { hide: true } } as const;
 
 /** Largest login body: a form or JSON object with one token in it. */
@@ -40,12 +41,6 @@ function loginToken(bytes: Buffer, contentType: string | null): string {
     return "";
   }
 }
-
-const sha = (s: string) => createHash("sha256").update(s, "utf8").digest();
-/** Equal in constant time (whatever the lengths: both are hashed first). */
-export const sameSecret = (a: string, b: string) => timingSafeEqual(sha(a), sha(b));
-/** The cookie's value: derived from the token, so the cookie never carries it. */
-export const sessionValue = (token: string) => createHmac("sha256", token).update("agent-prod dashboard session v1").digest("base64url");
 
 function cookieOf(request: Request, name: string): string | undefined {
   for (const part of (request.headers.get("cookie") ?? "").split(";")) {
@@ -78,16 +73,15 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
   const app = new Elysia();
   const token = cfg.ADMIN_TOKEN;
   if (!token) return app;
-  const session = sessionValue(token);
   const admin = adminFor(cfg);
   const overview = new OverviewReader(store, admin, cfg.MQ_TOPIC_REQUEST, cfg.MQ_GROUP_AGENT);
 
-  /** "bearer", "cookie", or undefined: not authorised. */
-  const who = (request: Request): "bearer" | "cookie" | undefined => {
+  /** "bearer", "cookie", or undefined: not authorised. Rejects when Redis cannot say whether the session was revoked. */
+  const who = async (request: Request): Promise<"bearer" | "cookie" | undefined> => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.get("authorization") ?? "");
     if (m && sameSecret(m[1]!, token)) return "bearer";
-    const c = cookieOf(request, COOKIE);
-    if (c && sameSecret(c, session)) return "cookie";
+    const s = readSession(token, cookieOf(request, COOKIE) ?? "");
+    if (s && !(await isRevoked(store.redis, store.keys, s))) return "cookie";
     return undefined;
   };
   const unauthorised = () =>
@@ -116,20 +110,38 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
           log.warn("dashboard: failed login");
           return html(401, loginPage("wrong token"));
         }
-        return new Response(null, { status: 303, headers: { location: "/dashboard", "set-cookie": cookie(session, SESSION_SECONDS, request), "cache-control": "no-store" } });
+        return new Response(null, {
+          status: 303,
+          headers: { location: "/dashboard", "set-cookie": cookie(mintSession(token), SESSION_MS / 1000, request), "cache-control": "no-store" },
+        });
       },
       { ...hide, parse: "none" },
     )
-    .post("/dashboard/logout", ({ request }) =>
-      new Response(null, { status: 303, headers: { location: "/dashboard/login", "set-cookie": cookie("", 0, request) } }), hide)
+    .post(
+      "/dashboard/logout",
+      async ({ request }) => {
+        // Revoked in Redis, so a copy of the cookie is refused too. If Redis cannot take it, a 503 and
+        // the cookie kept: the operator retries instead of believing the session over.
+        const s = readSession(token, cookieOf(request, COOKIE) ?? "");
+        if (s) {
+          try {
+            await revokeSession(store.redis, store.keys, s);
+          } catch (e) {
+            return unavailable(e);
+          }
+        }
+        return new Response(null, { status: 303, headers: { location: "/dashboard/login", "set-cookie": cookie("", 0, request) } });
+      },
+      hide,
+    )
     .get(
       "/dashboard",
       async ({ request }) => {
-        if (!who(request))
-          return (request.headers.get("accept") ?? "").includes("text/html")
-            ? new Response(null, { status: 303, headers: { location: "/dashboard/login" } })
-            : unauthorised();
         try {
+          if (!(await who(request)))
+            return (request.headers.get("accept") ?? "").includes("text/html")
+              ? new Response(null, { status: 303, headers: { location: "/dashboard/login" } })
+              : unauthorised();
           return html(200, dashboardPage(await overview.read()));
         } catch (e) {
           return unavailable(e);
@@ -140,8 +152,8 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
     .get(
       "/dashboard/data",
       async ({ request }) => {
-        if (!who(request)) return unauthorised();
         try {
+          if (!(await who(request))) return unauthorised();
           const o = await overview.read();
           return jsonResponse(200, { overview: o, html: fragment(o) }, { "cache-control": "no-store" });
         } catch (e) {
@@ -153,7 +165,12 @@ export function dashboardPlugin({ cfg, store, tasks, log }: DashboardDeps) {
     .post(
       "/dashboard/retry/:id",
       async ({ request, params }) => {
-        const by = who(request);
+        let by;
+        try {
+          by = await who(request);
+        } catch (e) {
+          return unavailable(e);
+        }
         if (!by) return unauthorised();
         if (by === "cookie" && request.headers.get("x-dashboard") !== "1")
           return jsonResponse(403, { error: "csrf_header_missing", message: "a browser's retry must carry the X-Dashboard: 1 header" });
