@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { parseConfig } from "../lib/config.ts";
+import { API_SHUTDOWN_DEADLINE_MS } from "../lib/shutdown.ts";
 import { workerShutdownBudgetMs } from "../lib/worker/loop.ts";
 
 type Service = {
@@ -17,10 +18,13 @@ type Service = {
   profiles?: string[];
   networks?: string[] | Record<string, { ipv4_address?: string }>;
   configs?: { source: string; target: string }[];
+  volumes?: string[];
+  stop_grace_period?: string;
 };
 const file = await Bun.file(join(import.meta.dir, "..", "compose.yaml")).text();
 const compose = Bun.YAML.parse(file) as {
   services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
   configs: Record<string, { content: string }>;
   networks?: Record<string, { ipam?: { config?: { subnet: string }[] } }>;
 };
@@ -90,12 +94,38 @@ test("service addresses use the variable names of .env.example", () => {
   }
 });
 
-test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop hands tasks back (issue 8 #12)", () => {
-  const grace = String((s.worker as { stop_grace_period?: string }).stop_grace_period ?? "10s");
-  const m = /^(\d+)(s|m)$/.exec(grace);
+/** stop_grace_period in ms; Docker's default, 10 s, when unset. */
+function graceMs(svc: Service): number {
+  const m = /^(\d+)(s|m)$/.exec(svc.stop_grace_period ?? "10s");
   expect(m).not.toBeNull();
-  const ms = Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
-  expect(ms).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
+  return Number(m![1]) * (m![2] === "m" ? 60_000 : 1_000);
+}
+
+test("the worker's stop_grace_period outlasts its own shutdown budget, so a stop hands tasks back (issue 8 #12)", () => {
+  expect(graceMs(s.worker!)).toBeGreaterThan(workerShutdownBudgetMs(parseConfig({})));
+});
+
+// Every service running api.ts, in any profile.
+const apis = Object.entries(compose.services).filter(([, v]) => v.command?.join(" ") === "bun api.ts");
+
+test("every API service: stop_grace_period above its shutdown deadline, tombstone journal on a named volume of its own", () => {
+  expect(apis.map(([name]) => name).sort()).toEqual(["api", "api-cluster"]);
+  const sources: string[] = [];
+  for (const [name, svc] of apis) {
+    // Docker's default 10 s would SIGKILL it before its own 15 s deadline: shutdown cut short.
+    expect(graceMs(svc), name).toBeGreaterThan(API_SHUTDOWN_DEADLINE_MS);
+    const journal = svc.environment?.API_TOMBSTONE_JOURNAL;
+    expect(journal, `${name}: API_TOMBSTONE_JOURNAL (else it goes to the container's /tmp)`).toBeTruthy();
+    const mounts = (svc.volumes ?? []).map((v) => v.split(":") as [string, string]);
+    expect(mounts.map(([src, dst]) => `${src}:${dst}`), `${name} still mounts the code`).toContain(".:/app");
+    const mount = mounts.find(([, dst]) => journal!.startsWith(`${dst}/`));
+    expect(mount, `${name}: a volume holding ${journal}`).toBeDefined();
+    const [src] = mount!;
+    expect(Object.keys(compose.volumes ?? {}), `${name}: ${src} is a named volume`).toContain(src);
+    sources.push(src);
+  }
+  // One journal per API process (lib/tasks/tombstone-journal.ts): the services do not share one.
+  expect(new Set(sources).size).toBe(apis.length);
 });
 
 // ------------------------------------------------------------------------------ profile "cluster"

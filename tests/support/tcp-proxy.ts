@@ -71,6 +71,8 @@ export async function blackHole() {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: (server.address() as { port: number }).port,
+    /** connections accepted so far: a client is now waiting on this peer */
+    accepted: () => held.size,
     close() {
       for (const s of held) s.destroy();
       server.close();
