@@ -36,7 +36,7 @@ async function main() {
     ["end waits and event streams", () => closeTaskNotices(redis)],
     ["stop http", () => app?.stop()],
     // With Redis still open: tombstones of tasks told 503 that Redis has not taken yet.
-    ["write pending tombstones", () => tasks.settleAbandons()],
+    ["write pending tombstones and sent marks", () => tasks.settlePending()],
     ["close rocketmq", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],
     ["flush telemetry", () => obs.stop()],

@@ -29,11 +29,15 @@ export const ABANDON_RETRY_MS = 10 * 60_000;
 const REQUEUE_SWEEP_MS = 30_000;
 /** Ids kept for that (a hung Redis under a flood of POSTs): bounded memory. */
 const MAX_PENDING_ABANDONS = 100_000;
+/** Confirmed sends whose mark Redis did not take, kept to retry it (as many as tombstones). */
+const MAX_PENDING_MARKS = MAX_PENDING_ABANDONS;
 
 export class TaskService {
   /** ids told 503 whose tombstone Redis has not confirmed yet -> since when (ms) */
   readonly #abandoning = new Map<string, number>();
-  #abandonTimer?: ReturnType<typeof setInterval>;
+  /** ids answered 202 whose `sent` mark Redis has not confirmed yet -> since when (ms) */
+  readonly #unmarked = new Map<string, number>();
+  #retryTimer?: ReturnType<typeof setInterval>;
   readonly index: UserIndex;
 
   constructor(
@@ -113,9 +117,10 @@ export class TaskService {
       this.log.warn("task not accepted: RocketMQ refused it or did not answer", { task_id, error: toError(e) });
       throw new UnavailableError("rocketmq", retry, { cause: e });
     }
-    await this.store.markSent(task_id).catch((e) =>
-      this.log.warn("send confirmed but not recorded; the outbox may send it twice", { task_id, error: toError(e) }),
-    );
+    await this.store.markSent(task_id).catch((e) => {
+      this.log.warn("send confirmed but not recorded; retrying in the background", { task_id, error: toError(e) });
+      this.#markLater(task_id);
+    });
     await indexed;
     return accepted;
   }
@@ -149,12 +154,24 @@ export class TaskService {
     }
     this.#abandoning.set(id, Date.now());
     this.journal?.add(id);
-    this.#startAbandonTimer();
+    this.#startRetryTimer();
   }
 
-  #startAbandonTimer() {
-    this.#abandonTimer ??= setInterval(() => void this.#retryAbandons(), 1_000);
-    this.#abandonTimer.unref?.();
+  /**
+   * Retries the `sent` mark of a task answered 202, until Redis answers. Unmarked, the task looks
+   * unsent: were it still untouched (delayed, parked, behind a backlog) when a repeat of its
+   * Idempotency-Key finds the key stale, the repeat would make it a tombstone (abandon.lua) and its
+   * 202 would name a task that never runs; and the outbox would send it a second time.
+   */
+  #markLater(id: string) {
+    if (this.#unmarked.size >= MAX_PENDING_MARKS) return;
+    this.#unmarked.set(id, Date.now());
+    this.#startRetryTimer();
+  }
+
+  #startRetryTimer() {
+    this.#retryTimer ??= setInterval(() => void this.#retryPending(), 1_000);
+    this.#retryTimer.unref?.();
   }
 
   /**
@@ -167,17 +184,22 @@ export class TaskService {
     if (ids.length === 0) return 0;
     for (const id of ids) this.#abandoning.set(id, Date.now());
     this.log.warn("tombstones left pending by this API's last process: writing them", { count: ids.length, task_ids: ids.slice(0, 100) });
-    this.#startAbandonTimer();
-    await this.#retryAbandons();
+    this.#startRetryTimer();
+    await this.#retryPending();
     return ids.length;
   }
 
   #retrying = false;
-  async #retryAbandons() {
+  async #retryPending() {
     if (this.#retrying) return; // the previous tick is still going through a long list
     this.#retrying = true;
     try {
       await this.#retryAbandonsOnce();
+      await this.#retryMarksOnce();
+      if (this.#abandoning.size === 0 && this.#unmarked.size === 0) {
+        clearInterval(this.#retryTimer);
+        this.#retryTimer = undefined;
+      }
     } finally {
       this.#retrying = false;
     }
@@ -197,10 +219,21 @@ export class TaskService {
         return; // Redis still away: try again next tick
       }
     }
-    if (this.#abandoning.size === 0) {
-      clearInterval(this.#abandonTimer);
-      this.#abandonTimer = undefined;
-      this.journal?.clear();
+    if (this.#abandoning.size === 0) this.journal?.clear();
+  }
+
+  async #retryMarksOnce() {
+    for (const [id, since] of this.#unmarked) {
+      try {
+        await this.store.markSent(id);
+        this.#unmarked.delete(id);
+      } catch {
+        if (Date.now() - since > ABANDON_RETRY_MS) {
+          this.log.error("send of a task answered 202 never recorded; the outbox may send it twice", { task_id: id });
+          this.#unmarked.delete(id);
+        }
+        return; // Redis still away: try again next tick
+      }
     }
   }
 
@@ -223,15 +256,20 @@ export class TaskService {
   }
 
   /**
-   * At shutdown, once no request can add one: a last try at each pending tombstone, then the timer
-   * stops. What Redis does not take now stays in the journal for this API's next start; without a
+   * At shutdown, once no request can add one: a last try at each pending tombstone (and at each
+   * pending `sent` mark), then the timer stops. What Redis does not take now stays in the journal for this API's next start; without a
    * journal it is lost with the process (the outbox may send such a task if its create landed). Both
    * are logged with the ids (the first 100).
    */
-  async settleAbandons(): Promise<void> {
-    clearInterval(this.#abandonTimer);
-    this.#abandonTimer = undefined;
+  async settlePending(): Promise<void> {
+    clearInterval(this.#retryTimer);
+    this.#retryTimer = undefined;
     await this.#retryAbandonsOnce(); // the background pass, once more: it stops at Redis's first failure
+    // Sends answered 202 and still unmarked: only a duplicate send by the outbox is at stake now.
+    await this.#retryMarksOnce();
+    if (this.#unmarked.size > 0)
+      this.log.warn("sends answered 202 not recorded before shutdown; the outbox may send them twice", { count: this.#unmarked.size, task_ids: [...this.#unmarked.keys()].slice(0, 100) });
+    this.#unmarked.clear();
     if (this.#abandoning.size > 0) {
       const ids = { count: this.#abandoning.size, task_ids: [...this.#abandoning.keys()].slice(0, 100) };
       if (this.journal)

@@ -7,6 +7,8 @@
 // - a request answered 503 frees its key: the retry gets a new task that runs, never the tombstone;
 // - a reservation left by a request that died (an API killed between reserving and sending) is taken
 //   over once stale: its unsent task becomes a tombstone, the retry gets a new task.
+// - a 202 whose send Redis did not record (a stall just after the broker confirmed it) is recorded by
+//   the API's background retry, so a repeat once the key is stale replays the task, never tombstones it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -198,5 +200,38 @@ describe("Idempotency-Key", () => {
     const replay = await post(body, "crash-1");
     expect(replay.status).toBe(200);
     expect(((await replay.json()) as { task_id: string }).task_id).toBe(task_id);
+  }, 60_000);
+
+  test("a 202 whose send Redis did not record keeps its task: a repeat once the key is stale replays it, never tombstones it", async () => {
+    // Redis stalls just after the broker confirmed the send: the client has its 202, but neither the
+    // task's `sent` mark nor the key's `accepted` state landed. A delayed task (due in an hour) stays
+    // untouched meanwhile, as a parked or backlogged one would.
+    const tasks = new TaskService(sys.ns.config, sys.store, sys.publisher, silentLogger);
+    const first = new IdempotentSubmit(sys.ns.config, sys.store, tasks, silentLogger);
+    const timedOut = () => Promise.reject(new Error("Redis: command timed out"));
+    first.records.accept = timedOut;
+    const markSent = sys.store.markSent;
+    let stalls = 1;
+    sys.store.markSent = (id) => (stalls-- > 0 ? timedOut() : markSent.call(sys.store, id));
+    try {
+      const body = { user_id: "u-stall", content: "sent, not recorded" };
+      const runAt = Date.now() + 3_600_000;
+      const answer = await first.submit("stall-1", body, undefined, runAt);
+      expect(answer.replayed).toBe(false);
+      const id = answer.body.task_id;
+      // The API retries the mark in the background once Redis answers again.
+      await waitFor(async () => (await sys.redis.hGet(sys.store.keys.task(id), "sent")) === "1", 15_000, "the send to be recorded");
+
+      // A repeat through another API (nothing of the first request in its memory), the key stale.
+      const key = first.records.keyOf("", body.user_id, "stall-1");
+      await send(sys.redis, key, ["HSET", key, "at", String(Date.now() - STALE_MS - 1_000)]);
+      const other = new IdempotentSubmit(sys.ns.config, sys.store, new TaskService(sys.ns.config, sys.store, sys.publisher, silentLogger), silentLogger);
+      const repeat = await other.submit("stall-1", body, undefined, runAt);
+      expect(repeat).toMatchObject({ replayed: true, body: { task_id: id, status: "scheduled" } });
+      expect((await sys.store.get(id))?.status).toBe("scheduled");
+    } finally {
+      sys.store.markSent = markSent;
+      await tasks.settlePending();
+    }
   }, 60_000);
 });

@@ -318,7 +318,7 @@ describe("outages (issue 8)", () => {
     const tasksB = new TaskService(cfg, b.store, publisher, silentLogger);
     await sweepNow(tasksB, b.store);
     expect(await b.redis.exists(b.store.keys.task(a.created()))).toBe(0);
-    await a.tasks.settleAbandons();
+    await a.tasks.settlePending();
   }, 60_000);
 
   test("#2 a 503 whose create lands late keeps its Idempotency-Key until the tombstone is written: the retry, after that API died, gets the one task", async () => {
@@ -342,7 +342,7 @@ describe("outages (issue 8)", () => {
     expect(retry.status).toBe(200);
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
     expect(((await retry.json()) as { task_id: string }).task_id).toBe(a.created());
-    await a.tasks.settleAbandons(); // stops A's retry timer (its Redis is closed: nothing written)
+    await a.tasks.settlePending(); // stops A's retry timer (its Redis is closed: nothing written)
   }, 60_000);
 
   test("#2 an API that died with a tombstone pending writes it from its journal at its next start, before its first outbox sweep: the task told 503 never runs", async () => {
@@ -362,7 +362,7 @@ describe("outages (issue 8)", () => {
     await sweepNow(tasksB, b.store);
     expect(await b.redis.hGet(b.store.keys.task(a.created()), "sent")).toBeNull(); // never sent
     expect(existsSync(path)).toBe(false); // nothing pending: the journal is gone
-    await a.tasks.settleAbandons();
+    await a.tasks.settlePending();
   }, 60_000);
 
   test("#2 an API shutting down writes the tombstones still pending before it closes Redis; the retry then makes a new task", async () => {
@@ -372,7 +372,7 @@ describe("outages (issue 8)", () => {
     expect((await a.post(key)).status).toBe(503);
     expect(a.tasks.pendingAbandons).toBe(1);
     // api.ts's shutdown step, well before the background retry's first tick (1 s).
-    await a.tasks.settleAbandons();
+    await a.tasks.settlePending();
     expect(a.tasks.pendingAbandons).toBe(0);
     expect(await a.redis.hGet(a.store.keys.task(a.created()), "status")).toBe("rejected");
     const retry = await a.post(key);
