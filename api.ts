@@ -35,7 +35,8 @@ async function main() {
     // Before the server stops: it waits for open requests, and a wait or an event stream would hold it.
     ["end waits and event streams", () => closeTaskNotices(redis)],
     ["stop http", () => app?.stop()],
-    // With Redis still open: tombstones of tasks told 503 that Redis has not taken yet.
+    // With Redis still open: tombstones of tasks told 503, and sent marks of tasks told 202, that Redis
+    // has not taken yet.
     ["write pending tombstones and sent marks", () => tasks.settlePending()],
     ["close rocketmq", () => publisher.close()],
     ["close redis", () => closeRedis(redis)],

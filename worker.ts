@@ -6,7 +6,7 @@ import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { REQUEST_TAG } from "./lib/model.ts";
 import { closeClient, createConsumer, Publisher } from "./lib/mq.ts";
 import { closeRedis, connectRedis, createRedis } from "./lib/redis.ts";
-import { handleSignals } from "./lib/shutdown.ts";
+import { handleSignals, shuttingDown } from "./lib/shutdown.ts";
 import { TaskStore } from "./lib/store.ts";
 import { deadLetterGroup, deadLetterTopic, delayGroup, delayTopic } from "./lib/provision.ts";
 import { DELAY_LOOP_CONCURRENCY, forwardDue } from "./lib/worker/delayed.ts";
@@ -80,6 +80,8 @@ async function main() {
     exitOnMqAuthProblem(e, cfg, log);
     log.warn("RocketMQ producer not started yet; will retry on first result", { error: e });
   });
+  // A signal came during those waits: its shutdown is under way; starting the loops would race it.
+  if (shuttingDown()) return;
 
   void cancels.start();
   startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
@@ -98,6 +100,8 @@ async function main() {
 }
 
 main().catch((e) => {
+  // A start-up step cut short by the shutdown closing its client: that shutdown decides the exit.
+  if (shuttingDown()) return;
   console.error("worker failed to start:", e);
   process.exit(1);
 });

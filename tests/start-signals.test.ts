@@ -1,11 +1,14 @@
-// The API as users run it (`bun api.ts`), stopped by a signal before it is up: its start-up waits on
-// Redis and RocketMQ (the producer's start alone, up to 3 × MQ_REQUEST_TIMEOUT_MS = 9 s when the
-// endpoint hangs), and a SIGTERM meanwhile (a deploy, `docker compose stop`) must get the same clean
-// shutdown as later: exit 0, never the default kill by the signal. The worker's equivalent is
-// worker.test.ts › the process exits after SIGINT even when RocketMQ was never reachable.
+// The API and the worker as users run them (`bun api.ts`, `bun worker.ts`), stopped by a signal
+// before they are up: their start-up waits on Redis and RocketMQ (the producer's start alone, up to
+// 3 × MQ_REQUEST_TIMEOUT_MS = 9 s when the endpoint hangs), and a SIGTERM meanwhile (a deploy,
+// `docker compose stop`) must get the same clean shutdown as later: exit 0, never the default kill by
+// the signal, and no start-up going on beside the shutdown. (worker.test.ts › the process exits after
+// SIGINT even when RocketMQ was never reachable: a signal once the worker's loop retries its start.)
 import { afterEach, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { API_SHUTDOWN_DEADLINE_MS } from "../lib/shutdown.ts";
+import { parseConfig } from "../lib/config.ts";
+import { workerShutdownBudgetMs } from "../lib/worker/loop.ts";
 import { testEnv } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 import { blackHole } from "./support/tcp-proxy.ts";
@@ -44,3 +47,22 @@ test("SIGTERM while the RocketMQ producer is still starting: the shutdown runs a
     hole.close();
   }
 }, 60_000);
+
+test("SIGTERM while the worker's RocketMQ producer is still starting: the shutdown runs and the process exits 0, its loops never started", async () => {
+  const hole = await blackHole();
+  try {
+    const env = { ...testEnv(), REDIS_PREFIX: `test:${randomBytes(4).toString("hex")}:`, MQ_ENDPOINT: `127.0.0.1:${hole.port}` };
+    const worker = new Service("worker.ts", env);
+    await waitFor(() => hole.accepted() > 0, 30_000, () => `the worker to connect to RocketMQ\n${worker.raw.slice(-20).join("\n")}`);
+    const signalledAt = Date.now();
+    worker.signal("SIGTERM");
+    expect(await worker.exited).toBe(0);
+    expect(worker.proc.signalCode).toBeNull();
+    expect(Date.now() - signalledAt).toBeLessThan(workerShutdownBudgetMs(parseConfig(env))); // not forced at the deadline
+    expect(worker.logs("shutdown complete").length).toBe(1);
+    expect(worker.logs("worker running")).toEqual([]);
+    expect(worker.raw.filter((l) => l.includes("worker failed to start"))).toEqual([]);
+  } finally {
+    hole.close();
+  }
+}, 90_000);
