@@ -1,7 +1,7 @@
 // Least privilege in Redis: the API, a worker and the keys CLI run as an ACL user limited to the
 // namespace's key prefix and the commands of lib/state/acl.ts (the README's ACL SETUSER line), through
 // every path that touches Redis: API keys, the rate limit, tenant concurrency (park, release), the
-// LLM budget, a task run, a poison message set aside. Redis's ACL LOG must show no denial for the
+// LLM budget, a task run, a poison message set aside, a dashboard session and its logout. Redis's ACL LOG must show no denial for the
 // user, and the user cannot touch keys outside its prefix nor run other commands.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
@@ -16,6 +16,7 @@ let sys: TestSystem;
 let admin: ReturnType<typeof createClient>;
 const user = `acl-test-${randomBytes(4).toString("hex")}`;
 const password = randomBytes(16).toString("hex");
+const ADMIN = randomBytes(24).toString("hex"); // the dashboard's token (32+ characters)
 let env: Record<string, string>;
 const llm = Bun.serve({
   port: 0,
@@ -61,7 +62,7 @@ test("API, worker and keys CLI run as the limited ACL user with no denial", asyn
   const { key } = JSON.parse(cli.stdout.toString()) as { key: string };
 
   const port = freePort();
-  const api = new Service("api.ts", { ...env, API_PORT: String(port), API_HOST: "127.0.0.1", AUTH_MODE: "keys" });
+  const api = new Service("api.ts", { ...env, API_PORT: String(port), API_HOST: "127.0.0.1", AUTH_MODE: "keys", ADMIN_TOKEN: ADMIN });
   const worker = new Service("worker.ts", {
     ...env, LLM_BASE_URL: `http://127.0.0.1:${llm.port}/v1`, LLM_API_KEY: "sk-x", LLM_RPM: "6000", LLM_TPM: "600000",
   });
@@ -87,6 +88,15 @@ test("API, worker and keys CLI run as the limited ACL user with no denial", asyn
   // A message that can never be processed: set aside in the dead-letters list (MULTI, LPUSH, LTRIM).
   await sys.publisher.send({ topic: sys.ns.requestTopic, tag: "ProfileGen", key: "poison", body: Buffer.from("not json") });
   await worker.waitForLog("message set aside: cannot be processed", 30_000);
+
+  // The dashboard's session: each cookie request checks its revocation (EXISTS), a logout writes it (SET PX).
+  const base = `http://127.0.0.1:${port}/dashboard`;
+  const login = await fetch(`${base}/login`, { method: "POST", redirect: "manual", body: new URLSearchParams({ token: ADMIN }) });
+  expect(login.status).toBe(303);
+  const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+  expect((await fetch(`${base}/data`, { headers: { cookie } })).status).toBe(200);
+  expect((await fetch(`${base}/logout`, { method: "POST", redirect: "manual", headers: { cookie } })).status).toBe(303);
+  expect((await fetch(`${base}/data`, { headers: { cookie } })).status).toBe(401);
 
   expect(await denials()).toEqual([]);
   await Promise.all([api.stop(), worker.stop()]);
