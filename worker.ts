@@ -86,6 +86,8 @@ async function main() {
   void cancels.start();
   startPeriodicGc(cfg.WORKER_GC_INTERVAL_MS, cfg.WORKER_GC_MIN_RSS_MIB);
   await loop.start();
+  // A signal while the consumer retried its start ends that wait: the shutdown is under way.
+  if (shuttingDown()) return;
   ops.start();
   announcer.start();
   // Not awaited: a dead-letter topic that is missing (not provisioned) must not keep tasks from running.

@@ -289,5 +289,7 @@ describe("worker", () => {
     await a.waitForLog("rocketmq consumer could not start; retrying", 60_000);
     a.signal("SIGINT");
     expect(await a.exited).toBe(0);
+    // Start-up went no further (no announcement left behind for the dashboard, no "running" claim).
+    expect(a.logs("worker running")).toEqual([]);
   }, 60_000);
 });
