@@ -21,6 +21,12 @@ export interface Keys {
    * read by SSE (lib/lua/events-read.lua).
    */
   events(id: string): string;
+  /**
+   * STRING (ms, Redis clock; TTL DEAD_LETTER_TTL_SECONDS + 1 h): an operator re-queued this task
+   * (lib/lua/requeue.lua). Outlives the task's record, so that a dead letter replayed after the record
+   * expired is not recorded anew and run a second time.
+   */
+  replayed(id: string): string;
   /** pub/sub channel on which every event's task id is announced (`P events`; lib/tasks/notices.ts) */
   eventsChannel: string;
   /** The bucket a task's hints go to. */
@@ -90,6 +96,7 @@ export function keys(prefix = "", buckets = 16): Keys {
     task: (id) => `${tag(id)}:task`,
     legacyStatus: (id) => `${prefix}task:${id}:status`,
     events: (id) => `${tag(id)}:events`,
+    replayed: (id) => `${tag(id)}:replayed`,
     eventsChannel: `${prefix}events`,
     bucketOf: (id) => fnv1a(id) % n,
     outbox: (b) => `${bucketTag(b)}:outbox`,

@@ -27,10 +27,19 @@ export type Claim =
   /** An earlier run died with its worker: claim it again with `isolated`, running it alone. Nothing was written. */
   | { kind: "suspect"; crashes: number };
 
+/**
+ * A re-queued task's `replayed` marker (lib/keys.ts) is kept DEAD_LETTER_TTL_SECONDS plus this: a
+ * dead letter younger than DEAD_LETTER_TTL_SECONDS by its worker's clock then finds the marker of any
+ * re-queue since (lib/ops/tasks.ts replayDeadLetters), with an hour for the clocks to disagree.
+ */
+export const REPLAYED_MARGIN_SECONDS = 3_600;
+
 /** requeue()'s answer: re-queued with the body to publish, or why not (nothing written). */
 export type Requeue =
   | { kind: "requeued"; body: string }
   | { kind: "not_failed"; status: string }
+  /** Redis no longer knows it, but it was re-queued before (at: when): not recorded anew from a body */
+  | { kind: "replayed"; at: string }
   | { kind: "unknown" | "no_message" };
 
 
@@ -168,12 +177,16 @@ export class TaskStore {
    * An operator re-queues a task that failed for good (lib/lua/requeue.lua): its outbox hint first,
    * as create() writes it, so the outbox sweeper sends the message if the caller cannot. `body`: the
    * request message to use when the task kept none. Then publish the returned body and markSent().
+   * Every re-queue leaves the task's `replayed` marker (kept DEAD_LETTER_TTL_SECONDS + 1 h): a task Redis
+   * no longer knows is recorded anew from `body` only if it was never re-queued.
    */
   async requeue(id: string, body = "", userId = ""): Promise<Requeue> {
     await this.hint(this.outboxKey(id), "add", id, 0);
-    const args = [this.ttlSeconds, body, userId, tenantOf(body)];
-    const [code, data] = (await runScript(this.redis, "requeue", this.taskKeys(id), args)) as [number, string];
+    const args = [this.ttlSeconds, body, userId, tenantOf(body), this.deadLetterTtlSeconds + REPLAYED_MARGIN_SECONDS];
+    const keys = [...this.taskKeys(id), this.keys.replayed(id)];
+    const [code, data] = (await runScript(this.redis, "requeue", keys, args)) as [number, string];
     if (code === 1) return { kind: "requeued", body: data };
+    if (code === 4) return { kind: "replayed", at: new Date(Number(data)).toISOString() };
     // The hint is left: it may be the only one of a task still queued and unsent (its API died after
     // the create), which the sweeper must still send; for any other, the sweeper drops it
     // (outbox-check.lua). (A ZREM here removed that task's hint, leaving it queued until its TTL.)

@@ -10,12 +10,13 @@ import { loadConfig, type Config } from "../lib/config.ts";
 import { silentLogger } from "../lib/log.ts";
 import { isTaskId, TaskStatus } from "../lib/model.ts";
 import { Publisher } from "../lib/mq.ts";
-import { closeRedis, connectRedis, createRedis, type Redis } from "../lib/redis.ts";
+import { closeRedis, type Redis } from "../lib/redis.ts";
 import { send } from "../lib/scripts.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
 import { adminFor, readBacklog } from "../lib/ops/backlog.ts";
-import { readWindow } from "../lib/ops/minutes.ts";
+import { cliRedis, closeWithin, connect, EXIT, failureLine, Unreachable, visible } from "../lib/ops/cli.ts";
+import { latencyText, readWindow, type Percentile, type Percentiles } from "../lib/ops/minutes.ts";
 import { countStatuses, inspectTask, listDeadLetters, replayDeadLetters, retryTask } from "../lib/ops/tasks.ts";
 import { liveWorkers } from "../lib/ops/workers.ts";
 
@@ -29,10 +30,6 @@ const USAGE = `usage: bun scripts/tasks.ts inspect TASK_ID [--json]
   stats         counts by status (scans at most --max task records, default 100000), the last hour's
                 finishes and latency, the workers' backlog in RocketMQ, live workers
 exit codes: 0 ok, 1 not found or nothing to do, 2 usage, 3 Redis or RocketMQ unreachable`;
-
-const EXIT = { ok: 0, nothing: 1, usage: 2, unreachable: 3 } as const;
-
-class Unreachable extends Error {}
 
 function usage(problem?: string): never {
   if (problem) console.error(`${problem}\n${USAGE}`);
@@ -69,21 +66,13 @@ const ago = (iso?: string) => {
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
   return s < 120 ? ` (${s} s ago)` : s < 7200 ? ` (${Math.round(s / 60)} min ago)` : ` (${Math.round(s / 3600)} h ago)`;
 };
-/**
- * A value in the human-readable output, its control characters (C0, DEL, C1; and the Unicode line
- * separators and bidi controls, which reorder or break lines) shown as \u001b-style escapes: user ids,
- * errors and dead-letter reasons are chosen by clients, and an ESC or OSC sequence printed raw would
- * drive the operator's terminal (retitle it, hide lines, fake a link). --json is escaped by JSON.
- */
-const visible = (v: unknown) =>
-  String(v).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-/** A template whose every interpolated value goes through visible(); the literal text is ours. */
+/** A template whose every interpolated value goes through visible() (lib/ops/cli.ts); the literal text is ours. */
 const h = (text: TemplateStringsArray, ...values: unknown[]) => text.reduce((out, t, i) => out + visible(values[i - 1]) + t);
 /** Every status a task can have, in the order of its life (stats shows each, 0 included). */
 const STATUSES = TaskStatus.anyOf.map((s) => s.const as string);
 
-const ms = (v: number | null) => (v === null ? "-" : v >= 1000 ? `<= ${v / 1000} s` : `<= ${v} ms`);
+/** A latency percentile: "<= 2.5 s", or "> 600 s" above the last histogram bucket. */
+const ms = (p: Percentiles, k: Percentile) => latencyText(p, k, { le: "<= ", gt: "> " });
 
 async function main() {
   const { values, positionals } = parse();
@@ -101,12 +90,10 @@ async function main() {
   const json = Boolean(values.json);
 
   const cfg = loadConfig();
-  // Silent: an unreachable server is reported once, below, not as the client's reconnect errors.
-  const redis = createRedis(cfg, silentLogger);
+  const redis = cliRedis(cfg);
   let publisher: Publisher | undefined;
   try {
-    // REDIS_TIMEOUT_MS (at least 2 s) to connect: an operator waits for an answer, not 5 s per try.
-    if (!(await connectRedis(redis, Math.max(2_000, cfg.REDIS_TIMEOUT_MS)))) throw new Unreachable("Redis is not reachable (REDIS_URL / REDIS_HOST / REDIS_PORT)");
+    await connect(redis, cfg);
     const store = TaskStore.fromConfig(redis, cfg);
     const out = (human: string, doc: unknown) => console.log(json ? JSON.stringify(doc, null, 2) : human);
     /** A publisher, started before anything is written: RocketMQ down means nothing changes. */
@@ -164,11 +151,18 @@ async function main() {
         return EXIT.ok;
       }
       const replayable = entries.filter((e) => e.status === "failed" || (e.task_id && !e.status));
-      const answers = await replayDeadLetters(await tasks(), replayable);
+      // An entry whose task Redis no longer knows is tried too: recorded anew from the entry's body
+      // unless it was re-queued before (its `replayed` marker, lib/lua/requeue.lua), then skipped.
+      const answers = await replayDeadLetters(await tasks(), replayable, { ttlSeconds: cfg.DEAD_LETTER_TTL_SECONDS });
       const replayed = answers.filter((a) => a.ok).length;
+      const already = answers.filter((a) => !a.ok && a.reason === "already_replayed").length;
       const lines = answers.map((a) => h`${a.task_id ?? "(no task id)"}  ` + (a.ok ? "re-queued" : h`skipped: ${a.message}`));
-      lines.push(`${replayed} of ${entries.length} dead letter(s) replayed${entries.length - replayable.length ? ` (${entries.length - replayable.length} not failed any more: skipped)` : ""}`);
-      out(lines.join("\n"), { replayed, entries: entries.length, answers });
+      const notes = [
+        ...(entries.length - replayable.length ? [`${entries.length - replayable.length} not failed any more`] : []),
+        ...(already ? [`${already} already replayed`] : []),
+      ];
+      lines.push(`${replayed} of ${entries.length} dead letter(s) replayed${notes.length ? ` (${notes.join(", ")}: skipped)` : ""}`);
+      out(lines.join("\n"), { replayed, already_replayed: already, entries: entries.length, answers });
       return replayed > 0 ? EXIT.ok : EXIT.nothing;
     }
 
@@ -179,7 +173,7 @@ async function main() {
       `tasks by status${c.complete ? "" : ` (the first ${c.scanned} records found; --max to look at more)`}:`,
       // Every status --json can count (scheduled and canceled too), and any other a record holds.
       ...[...new Set([...STATUSES, ...Object.keys(c.counts)])].map((s) => h`  ${s.padEnd(9)} ${c.counts[s] ?? 0}`),
-      `last hour: ${stats.hour.done} done, ${stats.hour.failed} failed, ${stats.hour.retry} retried; end to end p50 ${ms(stats.hour.e2e.p50)}, p95 ${ms(stats.hour.e2e.p95)}, p99 ${ms(stats.hour.e2e.p99)}`,
+      `last hour: ${stats.hour.done} done, ${stats.hour.failed} failed, ${stats.hour.retry} retried; end to end p50 ${ms(stats.hour.e2e, "p50")}, p95 ${ms(stats.hour.e2e, "p95")}, p99 ${ms(stats.hour.e2e, "p99")}`,
       `backlog in RocketMQ: ${stats.backlog === null ? h`unknown (${stats.backlog_error})` : `${stats.backlog} message(s) no worker has received`}`,
       `dead letters: ${stats.dead_letters}`,
       `live workers: ${stats.workers.length}`,
@@ -188,13 +182,10 @@ async function main() {
     out(lines.join("\n"), stats);
     return EXIT.ok;
   } catch (e) {
-    const m = e instanceof Unreachable ? e.message : `Redis or RocketMQ failed: ${(e as Error).message}`;
-    console.error(visible(m)); // a server's error text is not ours either
+    console.error(failureLine(e, "Redis or RocketMQ"));
     return EXIT.unreachable;
   } finally {
-    // Bounded: a client still reconnecting to a server that is gone must not keep the exit code waiting.
-    const closed = Promise.all([publisher?.close().catch(() => {}), closeRedis(redis).catch(() => {})]);
-    await Promise.race([closed, Bun.sleep(1_000)]);
+    await closeWithin([publisher?.close(), closeRedis(redis)]);
   }
 }
 

@@ -1,13 +1,19 @@
 // The operator CLI (scripts/tasks.ts) against a real stack, run as an operator runs it: a child
 // process with the services' environment. A task that failed for good is retried to done; a task
-// whose message RocketMQ dead-lettered is replayed to done from the dead-letters list; inspect and
-// stats show them; bad arguments and an unreachable Redis give their exit codes, never a stack trace.
+// whose message RocketMQ dead-lettered is replayed to done from the dead-letters list, and not run
+// again by a later replay once its record expired; inspect and stats show them; latencies above the
+// last histogram bucket read as "> 600 s"; bad arguments and an unreachable Redis give their exit
+// codes, never a stack trace.
 // The group allows one delivery (MQ_RETRY_MAX_TIMES=0), so a message taken and never acked is
 // dead-lettered on its next delivery (as in tests/dead-letter.test.ts).
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fragment } from "../lib/http/dashboard-page.ts";
+import { keys } from "../lib/keys.ts";
+import { BUCKETS_MS, epochMinute, field, percentiles, quantile } from "../lib/ops/minutes.ts";
+import type { Overview } from "../lib/ops/overview.ts";
 import { Service, stopAll, waitFor } from "./support/processes.ts";
 import { takeAndDrop } from "./support/stuck-worker.ts";
 import { testSystem, type TestSystem } from "./support/system.ts";
@@ -108,6 +114,39 @@ test("retry: a failed task runs again to done; a done task is not retried (exit 
   expect(stats.doc.dead_letters).toBeGreaterThanOrEqual(1);
   const human = await cli(["stats"]);
   expect(human.stdout).toContain("live workers: 1");
+
+  // A day later the replayed task's record expires (TASK_TTL_SECONDS) while its dead letter stays
+  // (DEAD_LETTER_TTL_SECONDS, renewed by each new entry): a later replay, for new letters, must not
+  // record it anew and run it a second time (a second result downstream, the LLM paid twice).
+  const doneResults = (id: string) => sys.results.for(id).filter((r) => r.body.status === "done").length;
+  expect(doneResults(dead)).toBe(1);
+  const { keys: k } = sys.store;
+  await sys.store.redis.del([k.task(dead), k.legacyStatus(dead), k.events(dead)]);
+  const late = await json(["dead-letters", "--replay"]);
+  expect(late.code, late.stdout + late.stderr).toBe(1);
+  expect(late.doc).toMatchObject({ replayed: 0, already_replayed: 1 });
+  expect(late.doc.answers).toContainEqual(expect.objectContaining({ task_id: dead, ok: false, reason: "already_replayed" }));
+  const lateHuman = await cli(["dead-letters", "--replay"]);
+  expect(lateHuman.code).toBe(1);
+  expect(lateHuman.stdout).toContain(`${dead}  skipped: already replayed (re-queued at `);
+  expect(lateHuman.stdout).toContain("1 already replayed");
+  expect(await sys.store.get(dead)).toBeNull(); // not recorded anew
+  // A task whose record was lost before it was ever replayed is still recorded anew from its entry's
+  // body, unless the entry is older than DEAD_LETTER_TTL_SECONDS (a marker would be gone by then).
+  const body = JSON.parse(listed.doc.find((e: { task_id?: string }) => e.task_id === dead).body) as Record<string, unknown>;
+  const [lost, old] = [crypto.randomUUID(), crypto.randomUUID()];
+  const entry = (id: string, at: number) => ({ reason: "test: lost record", task_id: id, body: JSON.stringify({ ...body, task_id: id }), at: new Date(at).toISOString() });
+  await sys.store.deadLetter(entry(old, Date.now() - 8 * 86_400_000));
+  await sys.store.deadLetter(entry(lost, Date.now()));
+  const mixed = await json(["dead-letters", "--replay"]);
+  expect(mixed.code, mixed.stdout + mixed.stderr).toBe(0);
+  expect(mixed.doc).toMatchObject({ replayed: 1, already_replayed: 1 });
+  expect(mixed.doc.answers).toContainEqual(expect.objectContaining({ task_id: lost, ok: true }));
+  expect(mixed.doc.answers).toContainEqual(expect.objectContaining({ task_id: old, ok: false, reason: "too_old" }));
+  expect(await sys.store.get(old)).toBeNull();
+  await sys.waitStatus(lost, "done", 60_000);
+  await waitFor(() => doneResults(lost) === 1, 30_000, "the lost task's result");
+  expect(doneResults(dead)).toBe(1); // no second run of the expired one
   expect(await w.stop()).toBe(0);
   // A clean stop withdraws the announcement at once.
   expect((await json(["stats"])).doc.workers).toHaveLength(0);
@@ -144,4 +183,46 @@ test("human output shows a client's control characters as \\u escapes (no ESC or
   expect(json.statuses.counts.scheduled).toBeGreaterThanOrEqual(1);
   for (const status of ["queued", "scheduled", "running", "done", "failed", "canceled"])
     expect(human.stdout, status).toMatch(new RegExp(`^  ${status} +${json.statuses.counts[status] ?? 0}$`, "m"));
+}, 60_000);
+
+test("latencies above the last histogram bucket (600 s) read as more than 600 s, not <= 600 s: quantile, stats, the dashboard", async () => {
+  const n = BUCKETS_MS.length; // the overflow bucket's index
+  const counts = new Array<number>(n + 1).fill(0);
+  counts[2] = 90; // <= 250 ms
+  counts[n] = 10; // > 600 s
+  expect(quantile(counts, 0.5)).toBe(250);
+  expect(quantile(counts, 0.95)).toBe(Infinity);
+  expect(quantile(counts, 0.99)).toBe(Infinity);
+  expect(quantile(new Array<number>(n + 1).fill(0), 0.5)).toBeNull();
+  const bounded = new Array<number>(n + 1).fill(0);
+  bounded[n - 1] = 1; // in the last bounded bucket: <= 600 s, a true upper bound
+  expect(quantile(bounded, 0.99)).toBe(600_000);
+  expect(percentiles(bounded)).toEqual({ p50: 600_000, p95: 600_000, p99: 600_000 });
+  expect(percentiles(counts)).toEqual({ p50: 250, p95: 600_000, p99: 600_000, over: ["p95", "p99"] });
+
+  // stats, on a prefix of its own holding only this minute's buckets
+  const prefix = `${sys.ns.redisPrefix}latency:`;
+  const env = { ...sys.ns.env, REDIS_PREFIX: prefix };
+  const minute = keys(prefix).minute(epochMinute());
+  await sys.store.redis.hSet(minute, { done: "100", [field.bucket("e2e", 2)]: "90", [field.bucket("e2e", n)]: "10" });
+  try {
+    const human = await cli(["stats"], env);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toContain("end to end p50 <= 250 ms, p95 > 600 s, p99 > 600 s");
+    const doc = JSON.parse((await cli(["stats", "--json"], env)).stdout) as { hour: { e2e: unknown } };
+    expect(doc.hour.e2e).toEqual({ p50: 250, p95: 600_000, p99: 600_000, over: ["p95", "p99"] });
+  } finally {
+    await sys.store.redis.del(minute);
+  }
+
+  // the dashboard's line over the hour
+  const e2e = percentiles(counts);
+  const html = fragment({
+    at: new Date().toISOString(),
+    counts: { running: 0, backlog: 0, done_last_hour: 100, failed_last_hour: 0, retried_last_hour: 0 },
+    hour: { minutes: [], done: 100, failed: 0, retry: 0, e2e, run: e2e },
+    workers: [], failures: [], dead_letters: [],
+  } satisfies Overview);
+  expect(html).toContain("p50 ≤250 ms, p95 &gt; 600 s, p99 &gt; 600 s");
+  expect(html).not.toContain("≤600 s");
 }, 60_000);

@@ -29,7 +29,10 @@ async function replica(cfg: Config, publisher: Publisher) {
 }
 
 function keysCli(ns: TestNamespace, ...args: string[]) {
-  const p = Bun.spawnSync(["bun", join(ROOT, "scripts/keys.ts"), ...args], { cwd: ROOT, env: ns.env });
+  return keysCliEnv(ns.env, ...args);
+}
+function keysCliEnv(env: Record<string, string>, ...args: string[]) {
+  const p = Bun.spawnSync(["bun", join(ROOT, "scripts/keys.ts"), ...args], { cwd: ROOT, env });
   return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
 }
 
@@ -98,6 +101,37 @@ describe("keys CLI", () => {
     expect(keysCli(ns, "list").out).toContain("REVOKED");
     expect(keysCli(ns, "revoke", "000000000000").code).toBe(1);
     expect(keysCli(ns, "create", "--tenant", "bad{name}").code).toBe(2);
+  }, 60_000);
+
+  test("exit codes as scripts/tasks.ts: arguments checked before connecting (2 with Redis down), Redis unreachable or failing 3, one line, no stack trace", async () => {
+    const down = { ...ns.env, REDIS_URL: "redis://127.0.0.1:1" };
+    for (const args of [
+      ["create", "--tenant", "acme", "--rate", "fast"], ["create", "--tenant", "acme", "--burst", "1.5"], ["update", "--tenant", "acme", "--concurrency", "-1"],
+      ["frobnicate"], ["list", "--nope"], [], ["create"], ["create", "--tenant", "bad{name}"], ["revoke"], ["list", "extra"], ["list", "--rate", "1"],
+      ["update", "000000000000", "--tenant", "acme"],
+    ]) {
+      const r = keysCliEnv(down, ...args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.err, args.join(" ")).toContain("usage:");
+      expect(r.err).not.toContain("    at ");
+    }
+    expect(keysCliEnv(down, "--help").code).toBe(0);
+    const unreachable = keysCliEnv(down, "list");
+    expect(unreachable.code).toBe(3);
+    expect(unreachable.err.trim().split("\n")).toEqual(["Redis is not reachable (REDIS_URL / REDIS_HOST / REDIS_PORT)"]);
+
+    // An error Redis answers after the connect (here WRONGTYPE: the key list is not a set): 3, one line.
+    const prefix = `${ns.redisPrefix}wrong:`;
+    await a.redis.set(`${prefix}apikeys`, "not a set");
+    try {
+      const failing = keysCliEnv({ ...ns.env, REDIS_PREFIX: prefix }, "list");
+      expect(failing.code).toBe(3);
+      expect(failing.err.trim().split("\n")).toHaveLength(1);
+      expect(failing.err).toContain("Redis failed: WRONGTYPE");
+      expect(failing.err).not.toContain("    at ");
+    } finally {
+      await a.redis.del(`${prefix}apikeys`);
+    }
   }, 60_000);
 });
 

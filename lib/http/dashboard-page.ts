@@ -2,6 +2,7 @@
 // script fetches (inside /dashboard/data's JSON) every 2 s and swaps in. No build step, no library:
 // plots are inline SVG. Every value from Redis is escaped (task errors and dead-letter reasons carry
 // text from agents and messages); the page's Content-Security-Policy allows this script only.
+import { latencyText, type Percentile, type Percentiles } from "../ops/minutes.ts";
 import type { Overview } from "../ops/overview.ts";
 
 export const esc = (v: unknown) =>
@@ -69,7 +70,8 @@ export function dashboardPage(o: Overview): string {
 
 const num = (id: string, label: string, v: number | null, title = "") =>
   `<div class="card" title="${esc(title)}">${esc(label)}<b id="${id}">${v === null ? "?" : esc(v)}</b></div>`;
-const dur = (ms: number | null) => (ms === null ? "-" : ms >= 1000 ? `≤${ms / 1000} s` : `≤${ms} ms`);
+/** "≤2.5 s", or "> 600 s" for a percentile above the last histogram bucket (lib/ops/minutes.ts). */
+const dur = (p: Percentiles, k: Percentile) => esc(latencyText(p, k, { le: "≤", gt: "> " }));
 
 /** A line chart of per-minute series (null: no point), x over the hour, y from 0 to the maximum. */
 function chart(title: string, series: { name: string; color: string; values: (number | null)[] }[], unit: (v: number) => string): string {
@@ -102,7 +104,7 @@ ${num("n-failed", "failed (1 h)", c.failed_last_hour)}
 ${num("n-retried", "retried (1 h)", c.retried_last_hour, "attempts that failed and will run again")}
 ${num("n-workers", "live workers", o.workers.length)}
 </div>
-<p class="muted">end to end over the hour: p50 ${dur(e2e.p50)}, p95 ${dur(e2e.p95)}, p99 ${dur(e2e.p99)} (histogram bucket bounds)</p>
+<p class="muted">end to end over the hour: p50 ${dur(e2e, "p50")}, p95 ${dur(e2e, "p95")}, p99 ${dur(e2e, "p99")} (histogram bucket bounds)</p>
 <div class="plots">
 ${chart("tasks finished per minute", [
     { name: "done", color: "#2a7", values: m.map((p) => p.done) },

@@ -29,7 +29,14 @@ export const field = {
 
 export const epochMinute = (ms = Date.now()) => Math.floor(ms / 60_000);
 
-/** The q-quantile (0..1) of a histogram, as the upper bound of the bucket it falls in (null: no data). */
+/** The last bucket's upper bound (ms): a latency in the overflow bucket is only known to be more than this. */
+export const OVERFLOW_MS: number = BUCKETS_MS[BUCKETS_MS.length - 1]!;
+
+/**
+ * The q-quantile (0..1) of a histogram, as the upper bound of the bucket it falls in (null: no data).
+ * Infinity when it falls in the overflow bucket, which has no upper bound: returning the last bound
+ * there read as "≤ 600 s" for latencies of any length above it.
+ */
 export function quantile(counts: number[], q: number): number | null {
   const total = counts.reduce((a, b) => a + b, 0);
   if (total === 0) return null;
@@ -37,22 +44,56 @@ export function quantile(counts: number[], q: number): number | null {
   let seen = 0;
   for (let i = 0; i < counts.length; i++) {
     seen += counts[i]!;
-    // The overflow bucket has no upper bound: its lower one is the honest figure ("more than").
-    if (seen >= rank) return i < BUCKETS_MS.length ? BUCKETS_MS[i]! : BUCKETS_MS[BUCKETS_MS.length - 1]!;
+    if (seen >= rank) return i < BUCKETS_MS.length ? BUCKETS_MS[i]! : Infinity;
   }
   return null;
 }
 
-export interface MinutePoint {
+export type Percentile = "p50" | "p95" | "p99";
+
+/**
+ * p50 / p95 / p99 (ms, bucket upper bounds; null without data), in a form JSON carries: a percentile
+ * that fell in the overflow bucket is OVERFLOW_MS and is named in `over`, meaning "more than that"
+ * (JSON has no Infinity; null already means no data). Shown to people by latencyText().
+ */
+export interface Percentiles {
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+  /** the percentiles above the last bucket bound (their value is OVERFLOW_MS, a lower bound); absent: none */
+  over?: Percentile[];
+}
+
+export function percentiles(counts: number[]): Percentiles {
+  const out: Percentiles = { p50: null, p95: null, p99: null };
+  const above: Percentile[] = [];
+  for (const [k, q] of [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]] as const) {
+    const v = quantile(counts, q);
+    if (v === Infinity) above.push(k);
+    out[k] = v === Infinity ? OVERFLOW_MS : v;
+  }
+  if (above.length) out.over = above;
+  return out;
+}
+
+/** Whether percentile `k` of `p` is above the last bucket bound (its value a lower bound). */
+export const over = (p: Percentiles, k: Percentile) => p.over?.includes(k) ?? false;
+
+/** A percentile for people: "≤ 250 ms", "≤ 2.5 s", "> 600 s", "-" without data (`le`/`gt`: the signs to use). */
+export function latencyText(p: Percentiles, k: Percentile, signs = { le: "≤ ", gt: "> " }): string {
+  const v = p[k];
+  if (v === null) return "-";
+  const amount = v >= 1000 ? `${v / 1000} s` : `${v} ms`;
+  return `${over(p, k) ? signs.gt : signs.le}${amount}`;
+}
+
+/** One minute: its finish counts and its end-to-end percentiles. */
+export interface MinutePoint extends Percentiles {
   /** start of the minute (ms since the epoch) */
   t: number;
   done: number;
   failed: number;
   retry: number;
-  /** end to end p50 / p95 / p99 (ms, bucket upper bounds), null without data */
-  p50: number | null;
-  p95: number | null;
-  p99: number | null;
 }
 
 export interface Window {
@@ -61,8 +102,8 @@ export interface Window {
   failed: number;
   retry: number;
   /** over the whole window */
-  e2e: { p50: number | null; p95: number | null; p99: number | null };
-  run: { p50: number | null; p95: number | null; p99: number | null };
+  e2e: Percentiles;
+  run: Percentiles;
 }
 
 /** The last `n` minutes (this one included), oldest first. */
@@ -82,8 +123,7 @@ export async function readWindow(redis: Redis, keys: Keys, n = 60, now = Date.no
     sums.done += p.done;
     sums.failed += p.failed;
     sums.retry += p.retry;
-    return { t: ms[i]! * 60_000, ...p, p50: quantile(e2e, 0.5), p95: quantile(e2e, 0.95), p99: quantile(e2e, 0.99) };
+    return { t: ms[i]! * 60_000, ...p, ...percentiles(e2e) };
   });
-  const pct = (c: number[]) => ({ p50: quantile(c, 0.5), p95: quantile(c, 0.95), p99: quantile(c, 0.99) });
-  return { minutes, ...sums, e2e: pct(total.e2e), run: pct(total.run) };
+  return { minutes, ...sums, e2e: percentiles(total.e2e), run: percentiles(total.run) };
 }

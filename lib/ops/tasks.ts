@@ -37,7 +37,7 @@ export async function inspectTask(store: TaskStore, id: string): Promise<TaskDet
 
 export type RetryAnswer =
   | { ok: true; task_id: string; published: boolean }
-  | { ok: false; task_id: string; reason: "not_found" | "not_failed" | "no_message"; message: string };
+  | { ok: false; task_id: string; reason: "not_found" | "not_failed" | "no_message" | "already_replayed"; message: string; replayed_at?: string };
 
 /**
  * Re-queues a task that failed for good (or whose message was dead-lettered) and publishes its request
@@ -57,6 +57,11 @@ export async function retryTask(tasks: TaskService, id: string, body?: string, u
       };
     case "unknown":
       return { ok: false, task_id: id, reason: "not_found", message: "no such task (expired, or never recorded)" };
+    case "replayed":
+      return {
+        ok: false, task_id: id, reason: "already_replayed", replayed_at: r.at,
+        message: `already replayed (re-queued at ${r.at}); its record has expired since, so it is not run again`,
+      };
     default:
       return { ok: false, task_id: id, reason: "no_message", message: "its request message was not kept, so it cannot be sent again" };
   }
@@ -84,15 +89,24 @@ function requestOf(body: string): RequestMessage | undefined {
   }
 }
 
-export type ReplayAnswer = RetryAnswer | { ok: false; task_id?: string; reason: "no_task" | "duplicate"; message: string };
+export type ReplayAnswer = RetryAnswer | { ok: false; task_id?: string; reason: "no_task" | "duplicate" | "too_old"; message: string };
 
 /**
  * Re-publishes the tasks of dead letters: each failed task named by an entry is re-queued with the
  * request message its record kept, else the entry's own body when that is a valid request message.
  * An entry naming no task (a body that was not JSON) cannot be replayed; a task named twice is
  * replayed once. The list itself is left as it is: it is the record of what was set aside and why.
+ *
+ * A task Redis no longer knows is recorded anew from the entry's body only if it was never re-queued:
+ * lib/lua/requeue.lua checks its `replayed` marker, kept DEAD_LETTER_TTL_SECONDS (`ttlSeconds`) plus
+ * an hour for the clocks from each re-queue. Every re-queue of an entry's task came after the entry,
+ * so while the entry is younger than `ttlSeconds` the marker of any re-queue is still there. An older
+ * entry (the list's TTL is renewed by each new entry, so an entry can outlive it) gives no body for
+ * an unknown task (`too_old`): whether that task ran again is no longer known.
  */
-export async function replayDeadLetters(tasks: TaskService, entries: DeadLetter[]): Promise<ReplayAnswer[]> {
+export async function replayDeadLetters(tasks: TaskService, entries: DeadLetter[], opts: { ttlSeconds: number; now?: number }): Promise<ReplayAnswer[]> {
+  const now = opts.now ?? Date.now();
+  const young = (e: DeadLetter) => now - Date.parse(e.at) < opts.ttlSeconds * 1_000; // no date: not young
   const seen = new Set<string>();
   const out: ReplayAnswer[] = [];
   for (const e of entries) {
@@ -106,8 +120,14 @@ export async function replayDeadLetters(tasks: TaskService, entries: DeadLetter[
     }
     seen.add(e.task_id);
     const req = requestOf(e.body);
-    const body = req && req.task_id === e.task_id ? e.body : undefined;
-    out.push(await retryTask(tasks, e.task_id, body, req?.user_id));
+    const usable = req !== undefined && req.task_id === e.task_id;
+    const r = await retryTask(tasks, e.task_id, usable && young(e) ? e.body : undefined, req?.user_id);
+    if (!r.ok && r.reason === "not_found" && usable && !young(e))
+      out.push({
+        ok: false, task_id: e.task_id, reason: "too_old",
+        message: "no such task, and the entry is older than DEAD_LETTER_TTL_SECONDS: whether it was replayed before is no longer known, so it is not recorded anew",
+      });
+    else out.push(r);
   }
   return out;
 }
