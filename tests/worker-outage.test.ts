@@ -11,7 +11,7 @@ import { createLogger, silentLogger, type Logger } from "../lib/log.ts";
 import { ACTION, encodeJson, REQUEST_TAG } from "../lib/model.ts";
 import { closeClient, createConsumer, Publisher, type MessageView, type OutgoingMessage } from "../lib/mq.ts";
 import { closeRedis, connectRedis, createRedis, scanKeys, type Redis } from "../lib/redis.ts";
-import { send } from "../lib/scripts.ts";
+import { RedisTimeoutError, send } from "../lib/scripts.ts";
 import { sleep } from "../lib/time.ts";
 import { TaskStore } from "../lib/store.ts";
 import { TaskService } from "../lib/submit.ts";
@@ -116,6 +116,32 @@ function countingPublisher(opts: { failResults?: number; requestLostAck?: boolea
     },
   };
   return { publisher: p as unknown as Publisher, results: () => sent.filter((m) => m.topic === ns.resultTopic) };
+}
+
+/**
+ * `store` whose `method` rejects its next `times` calls as a Redis command timeout does: before the
+ * command ran, or with `landed` after it ran (the answer lost).
+ */
+function flakyStore(store: TaskStore, method: "recordResult" | "fail" | "retry", times: number, opts: { landed?: boolean } = {}) {
+  let left = times;
+  let calls = 0;
+  const proxy = new Proxy(store, {
+    get(target, key) {
+      const v = Reflect.get(target, key, target);
+      if (typeof v !== "function") return v;
+      if (key !== method) return v.bind(target);
+      return async (...args: unknown[]) => {
+        calls++;
+        if (left > 0) {
+          left--;
+          if (opts.landed) await v.apply(target, args);
+          throw new RedisTimeoutError("Redis did not answer EVALSHA within 500 ms (test)");
+        }
+        return v.apply(target, args);
+      };
+    },
+  });
+  return { store: proxy, calls: () => calls };
 }
 
 function context(cfg: Config, store: TaskStore, agent: Agent, log: Logger, pub: Publisher, consumer: ReceivingConsumer): WorkerContext {
@@ -531,6 +557,102 @@ describe("outages (issue 8)", () => {
     expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("failed");
     expect(await store.get(id)).toMatchObject({ status: "failed", error: "Error: agent broke" });
     expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["failed"]);
+  }, 60_000);
+
+  // A run's final Redis write failing on a blip (issue 8 #10). Before: it threw to the consumer loop
+  // with the heartbeat already stopped; the claim ran out and the next claim took the run for a crash
+  // (with MAX_ATTEMPTS = 1 the task of an agent that succeeded failed "its runs never finished"), or
+  // ran the agent again.
+  test("#10 the result's record failing once (a Redis timeout): retried in place; done, the agent run once, its result published once", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 1 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("record after a blip");
+    const { agent, runs } = testAgent(0);
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "recordResult", 1);
+    const ctx = context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
+    expect(flaky.calls()).toBe(2);
+    expect(runs.length).toBe(1);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1, result: { reason: "test agent" } });
+    expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["done"]);
+  }, 60_000);
+
+  test("#10 a result record that landed but lost its answer: the claim is dropped, the next claim publishes it; the agent runs once", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 1 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("recorded, answer lost");
+    const { agent, runs } = testAgent(0);
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "recordResult", 1, { landed: true });
+    const ctx = context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer);
+    // Its repeat finds the result recorded ("not_owner"): which outcome landed is the next claim's to read.
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("handed_back");
+    expect(pub.results()).toEqual([]);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
+    expect(runs.length).toBe(1);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1, result: { reason: "test agent" } });
+    expect(pub.results().length).toBe(1);
+  }, 60_000);
+
+  test("#10 a final failure's record failing once: the task fails with its agent's error, not as a run that died", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 1 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("fail after a blip");
+    const agent: Agent = async () => {
+      throw new Error("agent broke");
+    };
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "fail", 1);
+    const ctx = context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("failed");
+    expect(await store.get(id)).toMatchObject({ status: "failed", attempts: 1, error: "Error: agent broke" });
+    expect(pub.results().map((r) => JSON.parse(r.body.toString()).status)).toEqual(["failed"]);
+  }, 60_000);
+
+  test("#10 a retry's record failing once: the task waits for its retry, attempt 1 counted, and its next run ends done", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 2, RETRY_BASE_MS: 1_000 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("retry after a blip");
+    let calls = 0;
+    const agent: Agent = async () => {
+      if (++calls === 1) throw new Error("first try broke");
+      return { tags: ["t"], score: 1, reason: "second try" };
+    };
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "retry", 1);
+    const ctx = context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("retry");
+    expect(await store.get(id)).toMatchObject({ status: "queued", attempts: 1, error: "first try broke" });
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
+    expect(calls).toBe(2);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 2 });
+    expect(pub.results().length).toBe(1);
+  }, 60_000);
+
+  test("#10 a result record still failing at shutdown: the claim released, the run not counted; the next claim runs it, not failed as died", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 1 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("record fails until shutdown");
+    const { agent, runs } = testAgent(0);
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "recordResult", 1_000);
+    const shutdown = new AbortController();
+    const first = handleMessage(await req.next(id), context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer), shutdown.signal);
+    await waitFor(() => flaky.calls() >= 2, 10_000, "the record retried");
+    shutdown.abort();
+    expect(await first).toBe("handed_back");
+    expect(await store.get(id)).toMatchObject({ status: "queued", attempts: 0 });
+    const ctx = context(cfg, store, agent, silentLogger, pub.publisher, req.consumer);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
+    expect(runs.length).toBe(2);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1 });
+    expect(pub.results().length).toBe(1);
   }, 60_000);
 
   test("#6 a task whose runs all died (its agent kills the worker) is failed with the reason at the next claim, not run again", async () => {

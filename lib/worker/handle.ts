@@ -1,8 +1,8 @@
 // What a worker does with one received request message: validate, claim, run the agent under a
 // heartbeat (with self-fencing and a hard deadline), record the outcome under the claim, publish it,
 // mark it finished, settle the message. Every path ends with the message acked, or hidden again for
-// a known reason (retry backoff, another live runner, handed back, publish to retry), or throws a
-// DependencyError (Redis or RocketMQ failed) for the consumer loop's breaker.
+// a known reason (retry backoff, another live runner, handed back, a publish or a run's final Redis
+// write to retry), or throws a DependencyError (Redis or RocketMQ failed) for the consumer loop's breaker.
 import { sleep } from "../time.ts";
 import { Value } from "@sinclair/typebox/value";
 import { type Agent, runClock } from "../agent/index.ts";
@@ -13,7 +13,7 @@ import type { MessageView, Publisher } from "../mq.ts";
 import { encodeJson, isTaskId, RequestMessage, RESULT_TAG, type AgentResult, type ResultMessage, type TaskUsage } from "../model.ts";
 import type { LlmCall } from "../agent/types.ts";
 import { neverSent } from "../scripts.ts";
-import type { Claim, TaskStore } from "../store.ts";
+import type { Claim, FinishOutcome, TaskStore } from "../store.ts";
 import type { Isolation } from "./isolation.ts";
 import type { CancelWatch } from "./cancel-watch.ts";
 import { progressReporter } from "./progress.ts";
@@ -243,6 +243,76 @@ async function publishHeld(
   }
 }
 
+/** Wait before the n-th retry of a run's final Redis write: 250 ms doubling to 5 s (a blip, or an outage). */
+export const finishRetryMs = (n: number) => Math.min(5_000, 250 * 2 ** Math.min(Math.max(n - 1, 0), 5));
+
+/**
+ * Makes a run's final Redis write under `claim` (its result recorded, its failure, its retry, its
+ * cancellation, or its published mark), retrying only that write while a Redis blip or outage lasts,
+ * the message kept in hand and hidden and the claim's lease kept alive, as publishHeld does for the
+ * publish. Thrown to the consumer loop instead, the write was lost with the run: the heartbeat had
+ * stopped, the lease ran out, and the next claim took the run for a crash (with MAX_ATTEMPTS = 1, the
+ * task of an agent that succeeded failed "its runs never finished"), or ran the agent again.
+ * Fencing stays with the scripts: finish.lua writes only while the claim's owner is this token, so a
+ * retry that comes after another worker claimed the task writes nothing ("not_owner").
+ * At shutdown the claim is released (the run not counted, as a run handed back at shutdown) and the
+ * message handed back after `handBackMs`, as publishHeld does: "handed_back".
+ */
+async function finishHeld(
+  m: MessageView, ctx: WorkerContext, claim: HeldClaim, write: () => Promise<FinishOutcome>, shutdown: AbortSignal,
+  log: Logger, what: string, handBackMs = MIN_HIDE_MS,
+): Promise<FinishOutcome | "handed_back"> {
+  let hold: { stop(): void } | undefined;
+  const release = () => ctx.store.release(claim.id, claim.token, handBackMs);
+  // A try that timed out may have landed without its answer; its repeat then finds the outcome
+  // written and answers "not_owner" (finish.lua wants a running claim with nothing recorded).
+  let unsure = false;
+  let op = write;
+  let releasing = false;
+  try {
+    for (let tries = 1; ; tries++) {
+      try {
+        const w = await op();
+        if (releasing) {
+          // "written": an outcome was recorded under our claim and only the claim is dropped: the
+          // next claim publishes it (claim.lua {5}), never runs the agent. Otherwise the claim is not
+          // ours (another worker's, or an earlier retry landed: the task is queued for its retry).
+          if (w !== "written") return w;
+          await ctx.settler.hide(m, handBackMs).catch(() => {});
+          log.info(`${what} may have been written by a try that timed out: claim dropped, message handed back`);
+          return "handed_back";
+        }
+        if (w === "not_owner" && unsure) {
+          // Which outcome landed (this one, or canceled instead) is known to the next claim, not here.
+          releasing = true;
+          op = release;
+          tries = 0;
+          continue;
+        }
+        return w;
+      } catch (e) {
+        if (!neverSent(e)) unsure = true;
+        const delay = finishRetryMs(tries);
+        if (tries === 1 || tries % 10 === 0)
+          log.warn(`${what} not written to Redis; only that write is retried, the message kept in hand`, { error: toError(e), tries, retry_in_ms: delay });
+        hold ??= keepHidden(m, ctx, claim);
+        if (!(await sleep(delay, shutdown).then(() => true, () => false))) {
+          hold.stop();
+          // With Redis still away the release fails too: the next claim then counts this run as one
+          // that died, which nothing left in this process can prevent.
+          const r = await release().catch((e) => toError(e));
+          if (r instanceof Error) log.warn(`${what} not written at shutdown and the claim not released`, { error: r });
+          await ctx.settler.hide(m, handBackMs).catch(() => {});
+          log.info(`${what} still not written at shutdown: handed back`);
+          return "handed_back";
+        }
+      }
+    }
+  } finally {
+    hold?.stop();
+  }
+}
+
 /**
  * Publishes the outcome recorded under this claim (a result, or a final failure), then marks the
  * task finished and acks. A failed publish drops only the claim (the outcome stays recorded): the
@@ -266,7 +336,12 @@ async function publishOutcome(
     log.info("result still unpublished at shutdown: handed back");
     return "handed_back";
   }
-  const w = await observeFinish(m, opts.canceled ? "canceled" : result ? "done" : "failed", () => ctx.store.published(msg.task_id, token));
+  const claim = { id: msg.task_id, token };
+  const status = opts.canceled ? "canceled" : result ? "done" : "failed";
+  // Observed per try: a try that threw, or a hand-back, records no end-to-end time.
+  const w = await finishHeld(m, ctx, claim, () => observeFinish(m, status, () => ctx.store.published(msg.task_id, token)), shutdown, log, "published mark");
+  // Handed back with the result out: the next claim publishes it again (downstream absorbs it by key).
+  if (w === "handed_back") return w;
   if (w !== "written") log.warn("result published but the claim was lost meanwhile; the next claim publishes again", { outcome: w });
   await ctx.settler.ack(m);
   if (opts.canceled) log.info("task canceled", { attempt: attempts });
@@ -407,6 +482,8 @@ async function claimAndRun(
   }
   const attempt = claim.attempt;
   log.info("task running", { attempt, delivery: m.deliveryAttempt });
+  /** This run's claim, held through its final writes (finishHeld). */
+  const held: HeldClaim = { id: msg.task_id, token };
 
   let ended = false;
   const onShutdown = () => run.abort(new ShutdownAbort("worker shutting down"));
@@ -505,7 +582,8 @@ async function claimAndRun(
   }
   if (failure instanceof CancelAbort) {
     if (deaf) log.warn("agent ignored its AbortSignal after a cancellation: slot freed, task canceled", { attempt });
-    const w = await store.cancelRun(msg.task_id, token, meter.total());
+    const w = await finishHeld(m, ctx, held, () => store.cancelRun(msg.task_id, token, meter.total()), shutdown, log, "canceled run");
+    if (w === "handed_back") return w;
     if (w !== "written") {
       log.warn("canceled run not recorded: the claim was lost", { outcome: w });
       return "lost";
@@ -524,7 +602,9 @@ async function claimAndRun(
   if (result) {
     // Recorded under the claim before publishing: a failed publish repeats only the publish, and a
     // run that lost its claim never publishes.
-    const w = await store.recordResult(msg.task_id, token, result, meter.total());
+    const r = result;
+    const w = await finishHeld(m, ctx, held, () => store.recordResult(msg.task_id, token, r, meter.total()), shutdown, log, "result");
+    if (w === "handed_back") return w;
     if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("result not recorded: the claim was lost; not published", { outcome: w });
@@ -542,7 +622,9 @@ async function claimAndRun(
   const final = err instanceof PermanentAgentError || attempt >= cfg.MAX_ATTEMPTS || deaf;
   if (!final) {
     const delay = retryDelayMs(cfg, attempt, err instanceof RetryableAgentError ? err.retryAfterMs : undefined);
-    const w = await store.retry(msg.task_id, token, err.message, delay, meter.total());
+    // Handed back at shutdown after `delay`, not sooner: an LLM's Retry-After still holds.
+    const w = await finishHeld(m, ctx, held, () => store.retry(msg.task_id, token, err.message, delay, meter.total()), shutdown, log, "retry", delay);
+    if (w === "handed_back") return w;
     if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
     if (w !== "written") {
       log.warn("attempt failed and the claim was lost meanwhile", { outcome: w, error: err.message });
@@ -553,7 +635,8 @@ async function claimAndRun(
     return "retry";
   }
   const reason = `${err.name}: ${err.message}`;
-  const w = await store.fail(msg.task_id, token, reason, meter.total());
+  const w = await finishHeld(m, ctx, held, () => store.fail(msg.task_id, token, reason, meter.total()), shutdown, log, "final failure");
+  if (w === "handed_back") return w;
   if (w === "canceled") return publishOutcome(m, ctx, msg, token, attempt, null, undefined, shutdown, canceledRun);
   if (w !== "written") {
     log.warn("final failure not recorded: the claim was lost", { outcome: w, error: reason });
