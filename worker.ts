@@ -1,6 +1,6 @@
 // Worker entry: `bun worker.ts`. Consumes MQ_TOPIC_REQUEST as MQ_GROUP_AGENT and runs the agent.
 import { agentFromConfig } from "./lib/agent/index.ts";
-import { loadConfig } from "./lib/config.ts";
+import { deadLetterRisk, loadConfig } from "./lib/config.ts";
 import { createLogger } from "./lib/log.ts";
 import { startPeriodicGc } from "./lib/worker/gc.ts";
 import { REQUEST_TAG } from "./lib/model.ts";
@@ -94,8 +94,7 @@ async function main() {
   void dlqLoop.start();
   // The same for the delay topic (a deployment provisioned before delayed tasks existed lacks it).
   void delayLoop.start();
-  const deaf = deafAgentRisk(cfg);
-  if (deaf) log.warn(deaf);
+  for (const risk of [deafAgentRisk(cfg), deadLetterRisk(cfg)]) if (risk) log.warn(risk);
   log.info("worker running", {
     group: cfg.MQ_GROUP_AGENT, topic: cfg.MQ_TOPIC_REQUEST, concurrency: cfg.WORKER_CONCURRENCY, agent: name,
   });

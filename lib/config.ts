@@ -1,6 +1,7 @@
 // One schema for the whole environment: read and validated once, at start-up.
 // The original Python service's variable names (REDIS_HOST, MQ_ENDPOINT, ...) work unchanged.
-import { Type, type Static } from "@sinclair/typebox";
+import { isIPv6 } from "node:net";
+import { KindGuard, Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
 
 const Int = (def: number, min: number, max: number, description: string) =>
@@ -18,7 +19,7 @@ export const ConfigSchema = Type.Object({
   REDIS_USERNAME: Opt("Redis ACL user (REDIS_URL may carry it instead)"),
   REDIS_TLS: Type.Boolean({ default: false, description: "TLS to Redis (also implied by a rediss:// REDIS_URL)" }),
   REDIS_TLS_CA_FILE: Opt("PEM file of the CA that signed the Redis server's certificate (rediss:// with a private CA)"),
-  REDIS_CLUSTER_NODES: Opt("Redis Cluster seed nodes, host:port[,host:port]; set: the cluster client is used"),
+  REDIS_CLUSTER_NODES: Opt("Redis Cluster seed nodes, host:port[,host:port] (IPv6: [addr]:port); set: the cluster client is used"),
   REDIS_PREFIX: Type.String({ default: "", description: "prefix of every Redis key this system writes (no { or })" }),
   REDIS_TIMEOUT_MS: Int(2_000, 100, 60_000, "timeout of one Redis command; a hung Redis turns into errors (503) after this"),
   REDIS_BUCKETS: Int(16, 1, 1024, "buckets the global hint sets (outbox, stalled) are split into; one hash tag each"),
@@ -120,21 +121,59 @@ export class ConfigError extends Error {
   }
 }
 
+/** A value as a config message may show it. */
+const shown = (name: string, value: unknown) => ((SECRET_KEYS as readonly string[]).includes(name) ? "(hidden)" : JSON.stringify(value));
+
+/**
+ * How an integer variable is written: decimal, an exponent allowed (1e6, 1.5e3: read by `Number()`,
+ * as the CLIs' flags are), a sign allowed (the range check then names the minimum). Not the other
+ * forms `Number()` takes: surrounding spaces, hex, binary, Infinity.
+ */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * The integer a variable's text stands for, or undefined when it is not a whole number. Read before
+ * Value.Convert, whose parseInt truncates at the first character it does not take: "1e6" was 1 (every
+ * POST then 413), "2.5" was 2, " 7" was 7.
+ */
+export function integerValue(text: string): number | undefined {
+  if (!DECIMAL.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isInteger(n) ? n + 0 : undefined; // + 0: "-0" is 0
+}
+
 /** Validates an environment; throws ConfigError listing every bad variable (never its secret value). */
 export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
+  // An empty value is an unset one (VAR= in an env file, "" to clear an inherited value): its default.
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(ConfigSchema.properties)) {
     const v = env[key];
     if (v !== undefined && v !== "") raw[key] = v;
   }
-  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
+  const given = { ...raw }; // what a message shows: the text as written
   const problems: string[] = [];
+  // Every integer of the schema is read here, not by Value.Convert (integerValue). A bad one is
+  // reported once: left out of what the schema checks, which then holds its default.
+  for (const [name, schema] of Object.entries(ConfigSchema.properties)) {
+    const text = raw[name];
+    if (!KindGuard.IsInteger(schema) || typeof text !== "string") continue;
+    const n = integerValue(text);
+    if (n !== undefined) raw[name] = n;
+    else {
+      problems.push(`${name}=${shown(name, text)}: not a whole number (decimal digits, an exponent allowed: 1e6)`);
+      delete raw[name];
+    }
+  }
+  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
   for (const e of Value.Errors(ConfigSchema, withDefaults)) {
     const name = e.path.replace(/^\//, "");
-    const shown = (SECRET_KEYS as readonly string[]).includes(name) ? "(hidden)" : JSON.stringify(raw[name]);
-    problems.push(`${name}=${shown}: ${e.message}`);
+    problems.push(`${name}=${shown(name, given[name])}: ${e.message}`);
   }
   const cfg = withDefaults as Config;
+  if (cfg.REDIS_CLUSTER_NODES !== undefined) {
+    const nodes = parseClusterNodes(cfg.REDIS_CLUSTER_NODES);
+    if (!Array.isArray(nodes)) problems.push(nodes.problem);
+  }
   if (Boolean(cfg.MQ_ACCESS_KEY) !== Boolean(cfg.MQ_SECRET_KEY))
     problems.push("MQ_ACCESS_KEY and MQ_SECRET_KEY must be set together");
   if (cfg.LLM_API_KEY && !cfg.LLM_BASE_URL) problems.push("LLM_API_KEY is set but LLM_BASE_URL is not");
@@ -162,6 +201,50 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       `(RETRY_BASE_MS doubled up to MAX_ATTEMPTS): ${Math.ceil(longestGap / 1000)} s, or a task could expire while it runs or waits`);
   if (problems.length) throw new ConfigError(problems);
   return cfg;
+}
+
+export type ClusterNode = { host: string; port: number };
+
+/**
+ * The seed nodes of a REDIS_CLUSTER_NODES value, or the config problem naming it. Each node is
+ * host:port (port 1..65535; an IPv6 address in brackets, [::1]:7000, returned without them, as a
+ * socket's host wants it); no scheme, no empty entries, at least one node. Unchecked, "a:70o0" gave
+ * port NaN, "redis://a:7000" host "redis://a", and " , " no nodes: silently single-node REDIS_HOST.
+ */
+export function parseClusterNodes(value: string): ClusterNode[] | { problem: string } {
+  const nodes: ClusterNode[] = [];
+  const bad: string[] = [];
+  const entries = value.split(",").map((s) => s.trim());
+  for (const entry of entries) {
+    const why = clusterNodeProblem(entry, nodes);
+    const line = why && `${JSON.stringify(entry)}: ${why}`;
+    if (line && !bad.includes(line)) bad.push(line);
+  }
+  if (bad.length === 0 && nodes.length > 0) return nodes;
+  // A URL with credentials in it (redis://user:pass@host:port) is not echoed.
+  if (value.includes("@"))
+    return { problem: "REDIS_CLUSTER_NODES=(hidden: may hold a password): must be host:port[,host:port] (IPv6: [addr]:port); " +
+      "it holds an @: credentials go in REDIS_USERNAME and REDIS_PASSWORD" };
+  return { problem: `REDIS_CLUSTER_NODES=${JSON.stringify(value)}: must be host:port[,host:port] (IPv6: [addr]:port); ${bad.join("; ")}` };
+}
+
+const HOSTNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/** What is wrong with one entry of REDIS_CLUSTER_NODES, or undefined after adding its node to `into`. */
+function clusterNodeProblem(entry: string, into: ClusterNode[]): string | undefined {
+  if (entry === "") return "an empty entry";
+  if (entry.includes("://")) return "no scheme: host:port (TLS and credentials come from REDIS_TLS, REDIS_USERNAME, REDIS_PASSWORD)";
+  const bracketed = entry.startsWith("[");
+  const m = bracketed ? /^\[([^\]]*)\]:(.*)$/.exec(entry) : /^([^:]*):(.*)$/.exec(entry);
+  if (!m) return bracketed ? "not [addr]:port" : "no port: host:port";
+  const host = m[1]!;
+  const port = m[2]!;
+  if (!bracketed && port.includes(":")) return "an IPv6 address goes in brackets: [addr]:port";
+  if (bracketed ? !isIPv6(host) : !HOSTNAME.test(host)) return `not a host name or address: ${JSON.stringify(host)}`;
+  const n = /^\d{1,5}$/.test(port) ? Number(port) : NaN;
+  if (!(n >= 1 && n <= 65535)) return `the port must be a number 1..65535, got ${JSON.stringify(port)}`;
+  into.push({ host, port: n });
+  return undefined;
 }
 
 const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -221,4 +304,33 @@ export function mqCredentials(cfg: Config) {
   return cfg.MQ_ACCESS_KEY && cfg.MQ_SECRET_KEY
     ? { accessKey: cfg.MQ_ACCESS_KEY, accessSecret: cfg.MQ_SECRET_KEY }
     : undefined;
+}
+
+/**
+ * Hand-backs and redeliveries a task's message may spend without an attempt (see deadLetterRisk): a
+ * worker stopping hands back what it runs, and in a rolling restart the next worker may be stopping
+ * too and give it straight back (lib/worker/loop.ts), or a Redis outage may cost one more.
+ */
+export const SPARE_DELIVERIES = 2;
+
+/**
+ * Why RocketMQ could dead-letter a task's message while the task still has attempts left, if it
+ * could; logged at a worker's start. Not an error: tests set a small MQ_RETRY_MAX_TIMES to force
+ * dead letters. The broker hands a message out MQ_RETRY_MAX_TIMES + 1 times, then moves it to
+ * %DLQ%<group>, and lib/worker/dead-letter.ts fails its task (finish.lua "dead"). A task needs one
+ * delivery per attempt (a retry hides the message for its delay: store.retry, then settler.hide,
+ * and it comes back as the next delivery), plus one when its last run died with its worker (that
+ * next delivery's claim fails it: claim.lua, "its runs never finished"): MAX_ATTEMPTS + 1. A shutdown's
+ * hand-back, or a message given back while Redis fails, spends one more without an attempt:
+ * SPARE_DELIVERIES of those are allowed for.
+ */
+export function deadLetterRisk(cfg: Pick<Config, "MAX_ATTEMPTS" | "MQ_RETRY_MAX_TIMES">): string | undefined {
+  const allowed = cfg.MQ_RETRY_MAX_TIMES + 1;
+  const needed = cfg.MAX_ATTEMPTS + 1 + SPARE_DELIVERIES;
+  if (needed <= allowed) return undefined;
+  return `MQ_RETRY_MAX_TIMES (${cfg.MQ_RETRY_MAX_TIMES}) lets RocketMQ deliver a task's message ${allowed} times, but MAX_ATTEMPTS ` +
+    `(${cfg.MAX_ATTEMPTS}) may need ${cfg.MAX_ATTEMPTS + 1} deliveries (one per attempt, one more when the last run died with its worker) ` +
+    `plus ${SPARE_DELIVERIES} for hand-backs at shutdown or redeliveries after a Redis outage: past ${allowed}, the message is ` +
+    `dead-lettered and its task failed with attempts left; set MQ_RETRY_MAX_TIMES to at least ${needed - 1} ` +
+    `(then run bun scripts/provision.ts: the group's retryMaxTimes is set there) or lower MAX_ATTEMPTS`;
 }

@@ -8,7 +8,7 @@
 // is noticed through TCP keepalive and reconnected.
 import { readFileSync } from "node:fs";
 import { createClient, createCluster } from "redis";
-import { ConfigError, redisUrlProblem, type Config } from "./config.ts";
+import { ConfigError, parseClusterNodes, redisUrlProblem, type ClusterNode, type Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { commandTimeout, isCluster, send, setCommandTimeout, type ClusterRedis, type Redis, type SingleRedis } from "./scripts.ts";
 
@@ -19,16 +19,16 @@ export function redisUrl(cfg: Config): string {
   return `${cfg.REDIS_TLS ? "rediss" : "redis"}://${cfg.REDIS_HOST}:${cfg.REDIS_PORT}`;
 }
 
-/** host:port list of REDIS_CLUSTER_NODES, or [] for a single node. */
-export function clusterNodes(cfg: Config): { host: string; port: number }[] {
-  return (cfg.REDIS_CLUSTER_NODES ?? "")
-    .split(",")
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => {
-      const i = s.lastIndexOf(":");
-      return { host: i > 0 ? s.slice(0, i) : s, port: i > 0 ? Number(s.slice(i + 1)) : 6379 };
-    });
+/**
+ * host:port list of REDIS_CLUSTER_NODES (an IPv6 host without its brackets), or [] for a single node.
+ * parseConfig checked it; a Config built another way gets the same ConfigError, not a client that
+ * retries a NaN port forever.
+ */
+export function clusterNodes(cfg: Config): ClusterNode[] {
+  if (!cfg.REDIS_CLUSTER_NODES) return [];
+  const nodes = parseClusterNodes(cfg.REDIS_CLUSTER_NODES);
+  if (!Array.isArray(nodes)) throw new ConfigError([nodes.problem]);
+  return nodes;
 }
 
 /** Credentials and TLS for every connection: REDIS_USERNAME/REDIS_PASSWORD win over REDIS_URL's. */

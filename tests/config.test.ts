@@ -1,8 +1,20 @@
 // Configuration: defaults, the original's variable names, and one message listing every bad variable.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { ConfigError, parseConfig } from "../lib/config.ts";
+import { ConfigError, deadLetterRisk, parseConfig } from "../lib/config.ts";
+import { clusterNodes } from "../lib/redis.ts";
 import { deafAgentRisk } from "../lib/worker/handle.ts";
+
+/** The ConfigError parseConfig throws for `env` (the test fails when it throws none). */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    parseConfig(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error(`accepted: ${JSON.stringify(env)}`);
+}
 
 describe("config", () => {
   test("defaults match the original service", () => {
@@ -111,5 +123,96 @@ describe("config", () => {
 
   test("REDIS_PREFIX with a brace is refused (it would split a task's keys over Redis Cluster slots)", () => {
     expect(() => parseConfig({ REDIS_PREFIX: "app{1}:" })).toThrow("REDIS_PREFIX");
+  });
+
+  test("an integer in exponent or decimal form is read whole, not truncated by parseInt (MAX_CONTENT_BYTES=1e6 was 1)", () => {
+    const c = parseConfig({
+      MAX_CONTENT_BYTES: "1e6", WORKER_CONCURRENCY: "1e3", SHUTDOWN_TIMEOUT_MS: "3e4", REDIS_PORT: "6.379e3",
+      MQ_INVISIBLE_MS: "1.5E4", RETRY_BASE_MS: "2000.0", API_PORT: "+8080", WORKER_METRICS_PORT: "9.1e3",
+    });
+    expect(c).toMatchObject({
+      MAX_CONTENT_BYTES: 1_000_000, WORKER_CONCURRENCY: 1_000, SHUTDOWN_TIMEOUT_MS: 30_000, REDIS_PORT: 6379,
+      MQ_INVISIBLE_MS: 15_000, RETRY_BASE_MS: 2_000, API_PORT: 8080, WORKER_METRICS_PORT: 9100,
+    });
+    // Empty is unset (VAR= in an env file): the default, never 0.
+    const empty = parseConfig({ MAX_CONTENT_BYTES: "", WORKER_METRICS_PORT: "" });
+    expect(empty.MAX_CONTENT_BYTES).toBe(32768);
+    expect(empty.WORKER_METRICS_PORT).toBeUndefined();
+    // Read whole, then range-checked: 1e7 is past MAX_CONTENT_BYTES's maximum, not 1.
+    expect(configError({ MAX_CONTENT_BYTES: "1e7" }).message).toContain("MAX_CONTENT_BYTES=\"1e7\": Expected integer to be less or equal to 4194304");
+  });
+
+  test("an integer variable that is not a whole number is refused, named with its value, once", () => {
+    for (const bad of ["2.5", "12abc", " 7", "7 ", "0x10", "1e-3", "1e400", "Infinity", "true", "1_000", "-", ".", "e3"]) {
+      const err = configError({ WORKER_CONCURRENCY: bad });
+      expect(err.problems, bad).toEqual([`WORKER_CONCURRENCY=${JSON.stringify(bad)}: not a whole number (decimal digits, an exponent allowed: 1e6)`]);
+    }
+    // The optional one too, and every bad variable at once with the other problems.
+    const err = configError({ WORKER_METRICS_PORT: "9100.5", REDIS_PORT: "6379x", LOG_LEVEL: "loud" });
+    expect(err.problems).toHaveLength(3);
+    expect(err.message).toContain('WORKER_METRICS_PORT="9100.5"');
+    expect(err.message).toContain('REDIS_PORT="6379x"');
+    expect(err.message).toContain("LOG_LEVEL");
+  });
+
+  test("REDIS_CLUSTER_NODES is a list of host:port checked at start-up; IPv6 in brackets, given to the client without them", () => {
+    const nodes = (v: string) => clusterNodes(parseConfig({ REDIS_CLUSTER_NODES: v }));
+    expect(nodes("127.0.0.1:7000,127.0.0.1:7001")).toEqual([{ host: "127.0.0.1", port: 7000 }, { host: "127.0.0.1", port: 7001 }]);
+    expect(nodes(" redis-1:6379 , redis_2.internal:6380 ")).toEqual([{ host: "redis-1", port: 6379 }, { host: "redis_2.internal", port: 6380 }]);
+    expect(nodes("[::1]:7000,[fd00::11]:7001")).toEqual([{ host: "::1", port: 7000 }, { host: "fd00::11", port: 7001 }]);
+    expect(clusterNodes(parseConfig({}))).toEqual([]);
+
+    const bad: [string, string][] = [
+      ["a:70o0", "the port must be a number 1..65535"],
+      ["a:0", "the port must be a number 1..65535"],
+      ["a:65536", "the port must be a number 1..65535"],
+      ["a:", "the port must be a number 1..65535"],
+      ["a", "no port"],
+      ["redis://a:7000", "no scheme"],
+      [" , ", "an empty entry"],
+      ["a:7000,", "an empty entry"],
+      ["a:7000,,b:7000", "an empty entry"],
+      ["::1:7000", "an IPv6 address goes in brackets"],
+      ["[::1]", "not [addr]:port"],
+      ["[not-ipv6]:7000", "not a host name or address"],
+      [":7000", "not a host name or address"],
+      ["a b:7000", "not a host name or address"],
+    ];
+    for (const [v, why] of bad) {
+      const err = configError({ REDIS_CLUSTER_NODES: v });
+      expect(err.problems, v).toHaveLength(1);
+      expect(err.problems[0], v).toStartWith(`REDIS_CLUSTER_NODES=${JSON.stringify(v)}: must be host:port`);
+      expect(err.problems[0], v).toContain(why);
+    }
+    // A URL with credentials is not echoed.
+    const err = configError({ REDIS_CLUSTER_NODES: "redis://app:Zx9pw@10.0.0.1:7000" });
+    expect(err.message).toContain("REDIS_CLUSTER_NODES=(hidden");
+    expect(err.message).not.toContain("Zx9pw");
+    // A Config built without parseConfig gets the same error from the client, not a NaN port.
+    expect(() => clusterNodes({ ...parseConfig({}), REDIS_CLUSTER_NODES: "a:70o0" })).toThrow(ConfigError);
+  });
+
+  test("a bad REDIS_CLUSTER_NODES stops an entry file with code 2 naming it (it used to retry forever)", () => {
+    const p = Bun.spawnSync(["bun", join(import.meta.dir, "..", "worker.ts")], {
+      env: { ...process.env, REDIS_CLUSTER_NODES: "127.0.0.1:70o0", REDIS_PASSWORD: "" },
+      timeout: 30_000,
+      killSignal: "SIGKILL",
+    });
+    expect(p.exitedDueToTimeout ?? false, p.stderr.toString()).toBe(false);
+    expect(p.exitCode).toBe(2);
+    expect(p.stderr.toString()).toContain('REDIS_CLUSTER_NODES="127.0.0.1:70o0"');
+  }, 40_000);
+
+  test("a worker warns when RocketMQ could dead-letter a task with attempts left: MQ_RETRY_MAX_TIMES below MAX_ATTEMPTS + 2", () => {
+    expect(deadLetterRisk(parseConfig({}))).toBeUndefined(); // 3 attempts, 17 deliveries
+    // 3 attempts need 4 deliveries (the last run may die with its worker), plus 2 hand-backs: 6 = MQ_RETRY_MAX_TIMES 5 + 1.
+    expect(deadLetterRisk(parseConfig({ MAX_ATTEMPTS: "3", MQ_RETRY_MAX_TIMES: "5" }))).toBeUndefined();
+    const w = deadLetterRisk(parseConfig({ MAX_ATTEMPTS: "3", MQ_RETRY_MAX_TIMES: "4" }));
+    expect(w).toContain("MQ_RETRY_MAX_TIMES (4) lets RocketMQ deliver a task's message 5 times");
+    expect(w).toContain("dead-lettered and its task failed with attempts left");
+    expect(w).toContain("set MQ_RETRY_MAX_TIMES to at least 5");
+    expect(deadLetterRisk(parseConfig({ MAX_ATTEMPTS: "100" }))).toContain("at least 102");
+    // Only a warning: tests force dead letters with a small MQ_RETRY_MAX_TIMES.
+    expect(parseConfig({ MAX_ATTEMPTS: "100", MQ_RETRY_MAX_TIMES: "0" }).MQ_RETRY_MAX_TIMES).toBe(0);
   });
 });
