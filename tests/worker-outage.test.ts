@@ -122,7 +122,7 @@ function countingPublisher(opts: { failResults?: number; requestLostAck?: boolea
  * `store` whose `method` rejects its next `times` calls as a Redis command timeout does: before the
  * command ran, or with `landed` after it ran (the answer lost).
  */
-function flakyStore(store: TaskStore, method: "recordResult" | "fail" | "retry", times: number, opts: { landed?: boolean } = {}) {
+function flakyStore(store: TaskStore, method: "recordResult" | "fail" | "retry" | "release", times: number, opts: { landed?: boolean } = {}) {
   let left = times;
   let calls = 0;
   const proxy = new Proxy(store, {
@@ -651,6 +651,27 @@ describe("outages (issue 8)", () => {
     const ctx = context(cfg, store, agent, silentLogger, pub.publisher, req.consumer);
     expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
     expect(runs.length).toBe(2);
+    expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1 });
+    expect(pub.results().length).toBe(1);
+  }, 60_000);
+
+  test("#10 the hand-back's release at shutdown failing once: retried; the run not counted, the next claim runs it, not failed as died", async () => {
+    const cfg = config({ MAX_ATTEMPTS: 1 });
+    const { store } = await storeOn(cfg);
+    const req = await requests(cfg);
+    const id = await sendRequest("handed back through a blip");
+    const { agent, runs } = testAgent(60_000);
+    const pub = countingPublisher();
+    const flaky = flakyStore(store, "release", 1);
+    const shutdown = new AbortController();
+    const first = handleMessage(await req.next(id), context(cfg, flaky.store, agent, silentLogger, pub.publisher, req.consumer), shutdown.signal);
+    await waitFor(() => runs.length === 1, 10_000, "the run to start");
+    shutdown.abort();
+    expect(await first).toBe("handed_back");
+    expect(flaky.calls()).toBe(2);
+    expect(await store.get(id)).toMatchObject({ status: "queued", attempts: 0 });
+    const ctx = context(cfg, store, testAgent(0).agent, silentLogger, pub.publisher, req.consumer);
+    expect(await handleMessage(await req.next(id), ctx, new AbortController().signal)).toBe("done");
     expect(await store.get(id)).toMatchObject({ status: "done", attempts: 1 });
     expect(pub.results().length).toBe(1);
   }, 60_000);

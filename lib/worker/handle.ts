@@ -210,6 +210,27 @@ function retryLater(op: () => Promise<unknown>, forMs: number, log: Logger, what
   setTimeout(attempt, 1_000).unref?.();
 }
 
+/** How long a hand-back at shutdown retries its release (Redis failing), within the worker's shutdown budget. */
+const HANDBACK_RELEASE_MS = 10_000;
+
+/**
+ * Runs `op` until it resolves, retrying (finishRetryMs) for at most `forMs`. False when it never did.
+ * A try that timed out but landed makes the next one find nothing to do, which resolves too.
+ */
+async function retriedFor(op: () => Promise<unknown>, forMs: number): Promise<boolean> {
+  const until = Date.now() + forMs;
+  for (let tries = 1; ; tries++) {
+    try {
+      await op();
+      return true;
+    } catch {
+      const delay = finishRetryMs(tries);
+      if (Date.now() + delay > until) return false;
+      await Bun.sleep(delay);
+    }
+  }
+}
+
 /**
  * Publishes `message` for message `m`, the outcome recorded under `claim`, retrying only the publish
  * (2 s doubling to 30 s) while `m` is kept in hand and hidden and the claim's lease alive. True once
@@ -574,7 +595,11 @@ async function claimAndRun(
     return "lost";
   }
   if (failure instanceof ShutdownAbort && !deaf) {
-    await store.release(msg.task_id, token, MIN_HIDE_MS);
+    // Released, the run is not counted. Lost to a Redis blip, the claim would run out and the next
+    // claim count this run as one that died (an attempt spent, the task then run alone, and on its
+    // last attempt failed "its runs never finished"): retried for a few seconds of the shutdown's budget.
+    if (!(await retriedFor(() => store.release(msg.task_id, token, MIN_HIDE_MS), HANDBACK_RELEASE_MS)))
+      log.warn("claim not released at shutdown (Redis failing): the next claim counts this run as one that died");
     // Hidden for the shortest time, so another worker picks it up within seconds.
     await settler.hide(m, MIN_HIDE_MS);
     log.info("task handed back at shutdown");
