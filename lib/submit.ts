@@ -206,35 +206,38 @@ export class TaskService {
   }
 
   async #retryAbandonsOnce() {
-    for (const [id, since] of this.#abandoning) {
-      try {
-        await this.#writeTombstone(id);
-      } catch {
-        if (Date.now() - since > ABANDON_RETRY_MS) {
-          // Given up here and in the journal alike (which mirrors what is pending in memory).
-          this.log.error("tombstone of a task told 503 not written; if its create landed, the outbox may run it", { task_id: id });
-          this.#abandoning.delete(id);
-          this.journal?.done(id);
-        }
-        return; // Redis still away: try again next tick
-      }
-    }
-    if (this.#abandoning.size === 0) this.journal?.clear();
+    const all = await this.#passOver(this.#abandoning, (id) => this.#writeTombstone(id), (id) => {
+      // Given up here and in the journal alike (which mirrors what is pending in memory).
+      this.log.error("tombstone of a task told 503 not written; if its create landed, the outbox may run it", { task_id: id });
+      this.journal?.done(id);
+    });
+    if (all && this.#abandoning.size === 0) this.journal?.clear();
   }
 
   async #retryMarksOnce() {
-    for (const [id, since] of this.#unmarked) {
+    await this.#passOver(this.#unmarked, (id) => this.store.markSent(id), (id) =>
+      this.log.error("send of a task answered 202 never recorded; the outbox may send it twice", { task_id: id }));
+  }
+
+  /**
+   * One pass over pending writes (id -> since when): each written in turn and dropped, the pass
+   * stopping at Redis's first failure (false: Redis still away, the next tick tries again). A write
+   * pending for longer than ABANDON_RETRY_MS is given up (`gaveUp`) and dropped.
+   */
+  async #passOver(pending: Map<string, number>, write: (id: string) => Promise<unknown>, gaveUp: (id: string) => void): Promise<boolean> {
+    for (const [id, since] of pending) {
       try {
-        await this.store.markSent(id);
-        this.#unmarked.delete(id);
+        await write(id);
+        pending.delete(id);
       } catch {
         if (Date.now() - since > ABANDON_RETRY_MS) {
-          this.log.error("send of a task answered 202 never recorded; the outbox may send it twice", { task_id: id });
-          this.#unmarked.delete(id);
+          gaveUp(id);
+          pending.delete(id);
         }
-        return; // Redis still away: try again next tick
+        return false;
       }
     }
+    return true;
   }
 
   /** A pending tombstone: written, or the task was claimed first (logged). Throws when Redis fails. */
@@ -257,9 +260,9 @@ export class TaskService {
 
   /**
    * At shutdown, once no request can add one: a last try at each pending tombstone (and at each
-   * pending `sent` mark), then the timer stops. What Redis does not take now stays in the journal for this API's next start; without a
-   * journal it is lost with the process (the outbox may send such a task if its create landed). Both
-   * are logged with the ids (the first 100).
+   * pending `sent` mark), then the timer stops. What Redis does not take now stays in the journal
+   * for this API's next start; without a journal it is lost with the process (the outbox may send
+   * such a task if its create landed). Both are logged with the ids (the first 100).
    */
   async settlePending(): Promise<void> {
     clearInterval(this.#retryTimer);
