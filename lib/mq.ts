@@ -121,6 +121,8 @@ export class Publisher {
       const p = new Producer({ ...baseOptions(this.cfg, this.log), topics: this.topics, maxAttempts: 2 } as never);
       try {
         await withTimeout(p.startup(), this.cfg.MQ_REQUEST_TIMEOUT_MS * 3, "rocketmq producer startup");
+        // Closed meanwhile: close() did not wait for this start, so its producer is shut down here.
+        if (this.#closed) throw new Error("publisher is closed");
         this.#producer = p;
         return p;
       } catch (e) {
@@ -163,10 +165,14 @@ export class Publisher {
     return this.cfg.MQ_REQUEST_TIMEOUT_MS * 2 + 500;
   }
 
+  /**
+   * A start under way is not waited for: it takes up to 3 × MQ_REQUEST_TIMEOUT_MS (180 s) against a
+   * hung endpoint, past the entry files' shutdown deadlines; it shuts its producer down when it ends.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#remoting?.close();
-    const p = this.#producer ?? (await this.#starting?.catch(() => undefined));
+    const p = this.#producer;
     this.#producer = undefined;
     await closeClient(p, this.log);
   }

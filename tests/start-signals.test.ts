@@ -66,3 +66,33 @@ test("SIGTERM while the worker's RocketMQ producer is still starting: the shutdo
     hole.close();
   }
 }, 90_000);
+
+// The producer's start is bounded by 3 × MQ_REQUEST_TIMEOUT_MS (up to 180 s), longer than either
+// deadline once the timeout is raised: the shutdown must not wait for that start to end.
+test.each([
+  ["api.ts", "10000", "api listening"],
+  ["worker.ts", "30000", "worker running"],
+] as const)("%s with MQ_REQUEST_TIMEOUT_MS=%s: SIGTERM during the producer's start exits 0 without waiting for it", async (entry, timeoutMs, upLine) => {
+  const hole = await blackHole();
+  try {
+    const env = {
+      ...testEnv(),
+      REDIS_PREFIX: `test:${randomBytes(4).toString("hex")}:`,
+      MQ_ENDPOINT: `127.0.0.1:${hole.port}`,
+      MQ_REQUEST_TIMEOUT_MS: timeoutMs,
+      API_HOST: "127.0.0.1",
+      API_PORT: String(freePort()),
+    };
+    const svc = new Service(entry, env);
+    await waitFor(() => hole.accepted() > 0, 30_000, () => `${entry} to connect to RocketMQ\n${svc.raw.slice(-20).join("\n")}`);
+    svc.signal("SIGTERM");
+    // Before the fix: the producer's close waited for its start (30 s, 90 s) and the deadline forced exit 1.
+    expect(await svc.exited).toBe(0);
+    expect(svc.logs("shutdown deadline passed: forcing exit")).toEqual([]);
+    expect(svc.logs("shutdown complete").length).toBe(1);
+    expect(svc.logs("cleanup failed")).toEqual([]);
+    expect(svc.logs(upLine)).toEqual([]);
+  } finally {
+    hole.close();
+  }
+}, 120_000);
