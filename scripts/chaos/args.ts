@@ -25,6 +25,15 @@ export interface ChaosOptions {
   settleS: number;
   agentDelayMs: number;
   invisibleMs: number;
+  /**
+   * when set, every other task is sent with the API key of a tenant whose concurrency limit is this
+   * (the rest without a key): the run then checks that no more of its tasks ran at once
+   */
+  tenantConcurrency?: number;
+  /** share of the tasks sent delayed (delay_ms 1-20 s): the report checks none ran before its run_at */
+  delayed: number;
+  /** share of the accepted tasks whose cancellation is asked 0-3 s after the 202: those told 202 must end canceled */
+  cancel: number;
   json: boolean;
   /** keep the run's folder (child logs, run records) instead of removing it */
   keep: boolean;
@@ -45,6 +54,12 @@ stops (SIGSTOP/SIGCONT) or restarts parts at random for a bounded time; then rep
   --settle S          seconds to wait for the last tasks after the faults end (default 300)
   --agent-delay-ms MS how long each run of the agent takes (default 1000)
   --invisible-ms MS   MQ_INVISIBLE_MS of its workers (default 20000)
+  --tenant-concurrency C  API keys on (AUTH_MODE=keys); every other task goes to a tenant limited to
+                      C running at once (parked, released); the report checks the limit held
+  --delayed F         share of the tasks sent with delay_ms 1-20 s (default 0); checks none ran
+                      early; the workers' STALLED_AFTER_MS is then 60 s (a lost timer message)
+  --cancel F          share of the accepted tasks canceled 0-3 s after their 202 (default 0);
+                      checks that every cancellation answered 202 ended canceled
   --keep              keep the run folder (child logs, run records)
   --json              print one JSON report on stdout and nothing else there
 Environment: the stack's endpoints, as for api.ts (REDIS_URL or REDIS_PORT, MQ_ENDPOINT, MQ_NAMESRV,
@@ -82,6 +97,9 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     settle: { type: "string" },
     "agent-delay-ms": { type: "string" },
     "invisible-ms": { type: "string" },
+    "tenant-concurrency": { type: "string" },
+    delayed: { type: "string" },
+    cancel: { type: "string" },
     keep: { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -103,6 +121,9 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     settleS: num("settle", values.settle, 300, 0, 86_400),
     agentDelayMs: num("agent-delay-ms", values["agent-delay-ms"], 1000, 0, 3_600_000),
     invisibleMs: num("invisible-ms", values["invisible-ms"], 20_000, 10_000, 43_200_000),
+    ...(values["tenant-concurrency"] === undefined ? {} : { tenantConcurrency: num("tenant-concurrency", values["tenant-concurrency"], 0, 1, 10_000) }),
+    delayed: num("delayed", values.delayed, 0, 0, 1, false),
+    cancel: num("cancel", values.cancel, 0, 0, 1, false),
     json: values.json ?? false,
     keep: values.keep ?? false,
   };

@@ -5,6 +5,9 @@ import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { type Config, parseConfig } from "../../lib/config.ts";
 import { RESULT_TAG } from "../../lib/model.ts";
 import { sleep } from "../../lib/time.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { closeRedis, connectRedis, createRedis } from "../../lib/redis.ts";
+import { ApiKeys } from "../../lib/tenancy/api-keys.ts";
 import { deprovision, provision, specFromConfig } from "../../lib/provision.ts";
 import { adminFor, runId } from "../load/groups.ts";
 import { deleteKeys, freePort } from "../load/processes.ts";
@@ -12,7 +15,7 @@ import { startReceiver, type Receiver } from "../load/receiver.ts";
 import { stackDir } from "../stack/state.ts";
 import { type Action, type ChaosOptions, type PartName, rng } from "./args.ts";
 import { Children, type Child } from "./children.ts";
-import { describeRun, overlaps, readEvents, runsByTask } from "./history.ts";
+import { describeRun, maxConcurrent, overlaps, readEvents, runsByTask } from "./history.ts";
 import { StackServers } from "./servers.ts";
 
 export interface FaultRecord {
@@ -59,6 +62,17 @@ export interface ChaosReport {
   unanswered_but_ran: number;
   /** runs of the agent in all */
   runs: number;
+  /** ended canceled */
+  canceled: number;
+  /**
+   * with --cancel: answers to the cancellations asked (HTTP status, or "timeout"/"error") -> count, and
+   * tasks that broke the promise (told 202 and not canceled at the end, or canceled unasked)
+   */
+  cancellations?: { answers: Record<string, number>; broken: number };
+  /** with --delayed: delayed tasks accepted, and those with a run started before their run_at */
+  delayed?: { accepted: number; ran_early: number };
+  /** with --tenant-concurrency: its limit, its tasks accepted, and the most of them that ran at once */
+  tenant?: { concurrency: number; accepted: number; max_running: number };
   /** the first problems found, described */
   problems: string[];
   run_dir?: string;
@@ -118,12 +132,21 @@ export async function runChaos(
     AGENT_DELAY_MS: String(o.agentDelayMs),
     API_PORT: String(port),
     API_HOST: "127.0.0.1",
+    // With a tenant, every request names its tenant by API key (AUTH_MODE=auto has none on loopback).
+    ...(o.tenantConcurrency ? { AUTH_MODE: "keys" } : {}),
+    // A delayed task whose timer message a broker crash lost is re-sent this long after its run_at
+    // (reap.lua): within the settle time, not the default 10 min.
+    ...(o.delayed > 0 ? { STALLED_AFTER_MS: "60000" } : {}),
   });
   const cfg: Config = parseConfig(childEnv);
   const admin = adminFor(cfg);
   const resultGroup = `${id}_res`;
   const spec = specFromConfig(cfg, { queues: Math.min(cfg.MQ_QUEUES, 8), extraGroups: [resultGroup] });
   await provision(admin, spec);
+  const tenantKeys = o.tenantConcurrency ? await tenantApiKeys(cfg, o.tenantConcurrency) : undefined;
+  /** The Authorization header of a task's requests, by its content (limited tenant or the other). */
+  const auth = (content: string): Record<string, string> =>
+    tenantKeys ? { authorization: `Bearer ${content.startsWith(TENANT_CONTENT) ? tenantKeys.limited : tenantKeys.other}` } : {};
 
   const base = `http://127.0.0.1:${port}`;
   const children = new Children(childEnv, `${runDir}/logs`);
@@ -135,6 +158,12 @@ export async function runChaos(
     }
   };
   const r = rng(o.seed);
+  // The load's own draws (which tasks are delayed or canceled): the fault schedule stays the seed's.
+  const lr = rng(o.seed ^ 0x5bd1e995);
+  /** delayed task id -> its run_at (ms) */
+  const runAt = new Map<string, number>();
+  /** task id -> the answer to its cancellation (HTTP status, "timeout", "error") */
+  const cancels = new Map<string, string>();
   const faults: FaultRecord[] = [];
   const accepted = new Map<string, string>(); // id -> content
   const refused: Record<string, number> = {};
@@ -194,17 +223,28 @@ export async function runChaos(
         const wait = due - Date.now();
         if (wait > 0) await nap(wait, stop);
         if (!loadOn || stop.aborted) break;
-        const content = `chaos ${i}`;
+        const content = `${tenantKeys && i % 2 === 1 ? TENANT_CONTENT : "chaos "}${i}`;
+        const delayMs = lr.next() < o.delayed ? Math.round(lr.between(1_000, 20_000)) : undefined;
+        const cancelAfterMs = lr.next() < o.cancel ? Math.round(lr.between(0, 3_000)) : undefined;
         const p: Promise<void> = fetch(`${base}/tasks`, {
           method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ user_id: "chaos", content }),
+          headers: { "content-type": "application/json", ...auth(content) },
+          body: JSON.stringify({ user_id: "chaos", content, ...(delayMs !== undefined ? { delay_ms: delayMs } : {}) }),
           signal: AbortSignal.timeout(10_000),
         })
           .then(async (res) => {
-            const body = (await res.json().catch(() => ({}))) as { task_id?: string };
-            if (res.status === 202 && body.task_id) accepted.set(body.task_id, content);
-            else refused[String(res.status)] = (refused[String(res.status)] ?? 0) + 1;
+            const body = (await res.json().catch(() => ({}))) as { task_id?: string; run_at?: string };
+            if (res.status !== 202 || !body.task_id) return void (refused[String(res.status)] = (refused[String(res.status)] ?? 0) + 1);
+            const tid = body.task_id;
+            accepted.set(tid, content);
+            if (body.run_at) runAt.set(tid, Date.parse(body.run_at));
+            if (cancelAfterMs === undefined) return;
+            await Bun.sleep(cancelAfterMs);
+            const c = await fetch(`${base}/tasks/${tid}/cancel`, { method: "POST", headers: auth(content), signal: AbortSignal.timeout(10_000) }).then(
+              (x) => String(x.status),
+              (e: Error) => (e.name === "TimeoutError" ? "timeout" : "error"),
+            );
+            cancels.set(tid, c);
           })
           .catch((e: Error) => {
             const k = e.name === "TimeoutError" ? "timeout" : "error";
@@ -306,11 +346,13 @@ export async function runChaos(
       for (let i = 0; i < ids.length; i += 64)
         await Promise.all(
           ids.slice(i, i + 64).map(async (tid) => {
-            const res = await fetch(`${base}/tasks/${tid}`, { signal: AbortSignal.timeout(10_000) }).catch(() => undefined);
+            const res = await fetch(`${base}/tasks/${tid}`, { headers: auth(accepted.get(tid)!), signal: AbortSignal.timeout(10_000) }).catch(
+              () => undefined,
+            );
             if (res?.status === 200) {
               const v = (await res.json()) as { status: string; error?: string };
               statuses.set(tid, v);
-              if (v.status === "done" || v.status === "failed") open.delete(tid);
+              if (v.status === "done" || v.status === "failed" || v.status === "canceled") open.delete(tid);
             } else if (res?.status === 404) statuses.set(tid, { status: "missing" });
           }),
         );
@@ -333,6 +375,9 @@ export async function runChaos(
     const problems: string[] = [];
     let done = 0;
     let failed = 0;
+    let canceled = 0;
+    let ranEarly = 0;
+    let cancelBroken = 0;
     let failedUnexplained = 0;
     let lost = 0;
     let missingResults = 0;
@@ -342,7 +387,24 @@ export async function runChaos(
       const runs = byTask.get(tid) ?? [];
       const rs = resultsOf.get(tid);
       if (rs) duplicateResults += Math.max(0, rs.done + rs.failed - 1);
-      if (v?.status === "done") {
+      const due = runAt.get(tid);
+      const early = due === undefined ? undefined : runs.find((x) => x.start < due);
+      if (early) {
+        ranEarly++;
+        problems.push(`task ${tid} (${content}) ran ${due! - early.start} ms before its run_at`);
+      }
+      // A cancellation told 202 ends the task canceled, whatever its run did (README, Cancellation).
+      if (cancels.get(tid) === "202" && v?.status !== "canceled" && v?.status !== undefined && v.status !== "missing") {
+        cancelBroken++;
+        problems.push(`task ${tid} (${content}) ended ${v.status} although its cancellation was answered 202`);
+      }
+      if (v?.status === "canceled") {
+        canceled++;
+        if (!cancels.has(tid)) {
+          cancelBroken++;
+          problems.push(`task ${tid} (${content}) ended canceled although nobody asked`);
+        }
+      } else if (v?.status === "done") {
         done++;
         if (!rs?.done) {
           missingResults++;
@@ -362,6 +424,17 @@ export async function runChaos(
     }
     for (const t of ov.tasks)
       problems.push(`task ${t.task} ran ${t.concurrent} times at once: ${t.runs.map((x) => describeRun(x, t0)).join("; ")}`);
+    let tenant: ChaosReport["tenant"];
+    if (o.tenantConcurrency) {
+      const runs = [...byTask.values()].flat().filter((x) => x.content.startsWith(TENANT_CONTENT));
+      tenant = {
+        concurrency: o.tenantConcurrency,
+        accepted: [...accepted.values()].filter((c) => c.startsWith(TENANT_CONTENT)).length,
+        max_running: maxConcurrent(runs),
+      };
+      if (tenant.max_running > tenant.concurrency)
+        problems.push(`the limited tenant had ${tenant.max_running} tasks running at once, over its limit of ${tenant.concurrency}`);
+    }
     let refusedButRan = 0;
     let unansweredButRan = 0;
     for (const [tid, runs] of byTask)
@@ -387,6 +460,9 @@ export async function runChaos(
         worker_max_pause_s: workerPauseCapS,
         agent_delay_ms: o.agentDelayMs,
         invisible_ms: o.invisibleMs,
+        ...(o.tenantConcurrency ? { tenant_concurrency: o.tenantConcurrency } : {}),
+        delayed: o.delayed,
+        cancel: o.cancel,
         retry_max_times: cfg.MQ_RETRY_MAX_TIMES,
         max_attempts: cfg.MAX_ATTEMPTS,
         stack_dir: dir,
@@ -396,6 +472,7 @@ export async function runChaos(
       refused,
       done,
       failed,
+      canceled,
       failed_unexplained: failedUnexplained,
       lost,
       duplicate_results: duplicateResults,
@@ -405,6 +482,9 @@ export async function runChaos(
       refused_but_ran: refusedButRan,
       unanswered_but_ran: unansweredButRan,
       runs: [...byTask.values()].reduce((a, l) => a + l.length, 0),
+      ...(tenant ? { tenant } : {}),
+      ...(o.cancel > 0 ? { cancellations: { answers: countBy(cancels.values()), broken: cancelBroken } } : {}),
+      ...(o.delayed > 0 ? { delayed: { accepted: runAt.size, ran_early: ranEarly } } : {}),
       problems: problems.slice(0, 20),
       ...(o.keep || problems.length ? { run_dir: runDir } : {}),
     };
@@ -421,6 +501,30 @@ export async function runChaos(
   }
 }
 
+const countBy = (xs: Iterable<string>) => {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
+  return out;
+};
+
+/** Contents of the limited tenant's tasks start with this (the recording agent keeps the content). */
+const TENANT_CONTENT = "chaos-tenant ";
+
+/**
+ * API keys in the run's namespace: of a tenant `chaos-limited` allowed `concurrency` tasks running at
+ * once, and of a tenant `chaos` without limits (the other half of the load).
+ */
+async function tenantApiKeys(cfg: Config, concurrency: number): Promise<{ limited: string; other: string }> {
+  const redis = createRedis(cfg, silentLogger);
+  try {
+    if (!(await connectRedis(redis))) throw new Error("could not connect to Redis to make the tenants' API keys");
+    const keys = new ApiKeys(redis, cfg.REDIS_PREFIX);
+    return { limited: (await keys.create("chaos-limited", { concurrency })).key, other: (await keys.create("chaos")).key };
+  } finally {
+    await closeRedis(redis);
+  }
+}
+
 export function formatReport(rep: ChaosReport): string {
   const refused = Object.entries(rep.refused).map(([k, v]) => `${k}: ${v}`).join(", ");
   const byKind = new Map<string, number>();
@@ -429,11 +533,18 @@ export function formatReport(rep: ChaosReport): string {
     `chaos: ${rep.duration_s} s of faults (seed ${rep.seed}), settled in ${rep.settle_s} s; wall ${rep.wall_s} s`,
     `faults: ${rep.faults.length} (${[...byKind].map(([k, v]) => `${k} ${v}`).join(", ")})`,
     `accepted ${rep.accepted}${refused ? `  refused {${refused}}` : ""}`,
-    `done ${rep.done}  failed ${rep.failed} (unexplained ${rep.failed_unexplained})  lost ${rep.lost}`,
+    `done ${rep.done}  failed ${rep.failed} (unexplained ${rep.failed_unexplained})  canceled ${rep.canceled}  lost ${rep.lost}`,
     `duplicate results ${rep.duplicate_results}  missing results ${rep.missing_results}  refused (503) but ran ${rep.refused_but_ran}` +
       `  unanswered but ran ${rep.unanswered_but_ran}`,
     `most concurrent runs of one task: ${rep.max_concurrent_runs} (${rep.overlapping_tasks} tasks ran twice at once); ${rep.runs} runs in all`,
   ];
+  if (rep.cancellations) {
+    const answers = Object.entries(rep.cancellations.answers).map(([k, v]) => `${k}: ${v}`).join(", ");
+    lines.push(`cancellations asked: {${answers}}, promise broken ${rep.cancellations.broken}`);
+  }
+  if (rep.delayed) lines.push(`delayed: ${rep.delayed.accepted} accepted, ${rep.delayed.ran_early} ran before their run_at`);
+  if (rep.tenant)
+    lines.push(`limited tenant: ${rep.tenant.accepted} accepted, at most ${rep.tenant.max_running} running at once (limit ${rep.tenant.concurrency})`);
   if (rep.problems.length) lines.push(`problems (first ${rep.problems.length}):`, ...rep.problems.map((p) => `  ${p}`));
   if (rep.run_dir) lines.push(`run folder (child logs, run records): ${rep.run_dir}`);
   return lines.join("\n");
@@ -441,4 +552,5 @@ export function formatReport(rep: ChaosReport): string {
 
 /** Exit code: 1 when anything broke a guarantee. */
 export const reportFailed = (rep: ChaosReport) =>
-  rep.lost > 0 || rep.max_concurrent_runs > 1 || rep.missing_results > 0 || rep.failed_unexplained > 0 || rep.refused_but_ran > 0;
+  rep.lost > 0 || rep.max_concurrent_runs > 1 || (rep.tenant !== undefined && rep.tenant.max_running > rep.tenant.concurrency) ||
+  (rep.cancellations?.broken ?? 0) > 0 || (rep.delayed?.ran_early ?? 0) > 0 || rep.missing_results > 0 || rep.failed_unexplained > 0 || rep.refused_but_ran > 0;

@@ -89,11 +89,14 @@ test("d. the result topic refusing writes (read-only), then restored: tasks wait
 }, 480_000);
 
 // scripts/chaos.ts, briefly: 60 s against this stack (its Redis and broker JVM are killed, stopped and
-// restarted), checking the report's shape and that nothing was lost or run twice at once.
+// restarted), checking the report's shape and that nothing was lost or run twice at once; with a
+// tenant limited to 2 running tasks, a fifth of the tasks delayed and a tenth canceled, that the
+// limit held, no delayed task ran early and every cancellation answered 202 ended canceled.
 test("chaos.ts: 60 s of kills, stops and restarts of every part under load; the report shows 0 lost", async () => {
   const p = Bun.spawn(
     ["bun", join(import.meta.dir, "..", "..", "scripts", "chaos.ts"), "--dir", ctx.stack.dir, "--duration", "60", "--seed", "22",
-      "--gap", "4-8", "--max-pause", "8", "--rate", "5", "--agent-delay-ms", "300", "--invisible-ms", "10000", "--settle", "240", "--json"],
+      "--gap", "4-8", "--max-pause", "8", "--rate", "5", "--agent-delay-ms", "300", "--invisible-ms", "10000", "--settle", "240",
+      "--tenant-concurrency", "2", "--delayed", "0.2", "--cancel", "0.1", "--json"],
     { env: { ...ctx.stack.env, ...ctx.stack.endpoints }, stdout: "pipe", stderr: "pipe", stdin: "ignore" },
   );
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
@@ -111,4 +114,10 @@ test("chaos.ts: 60 s of kills, stops and restarts of every part under load; the 
   expect(rep.accepted as number).toBeGreaterThan(0);
   expect({ lost: rep.lost, problems: rep.problems }).toEqual({ lost: 0, problems: rep.problems });
   expect(rep.max_concurrent_runs as number, JSON.stringify(rep.problems, null, 2)).toBeLessThanOrEqual(1);
+  const { tenant, delayed, cancellations } = rep as unknown as Required<ChaosReport>;
+  expect(tenant.accepted).toBeGreaterThan(0);
+  expect(tenant.max_running, JSON.stringify(rep.problems, null, 2)).toBeLessThanOrEqual(2);
+  expect(delayed.accepted).toBeGreaterThan(0);
+  expect(delayed.ran_early, JSON.stringify(rep.problems, null, 2)).toBe(0);
+  expect(cancellations.broken, JSON.stringify(rep.problems, null, 2)).toBe(0);
 }, 600_000);
