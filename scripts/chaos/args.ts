@@ -34,6 +34,11 @@ export interface ChaosOptions {
   delayed: number;
   /** share of the accepted tasks whose cancellation is asked 0-3 s after the 202: those told 202 must end canceled */
   cancel: number;
+  /**
+   * every POST carries an Idempotency-Key and is retried with it (503, 409 in progress, no answer)
+   * for up to 90 s, as a careful client does: the report checks one key never ran two tasks
+   */
+  idempotent: boolean;
   json: boolean;
   /** keep the run's folder (child logs, run records) instead of removing it */
   keep: boolean;
@@ -60,6 +65,8 @@ stops (SIGSTOP/SIGCONT) or restarts parts at random for a bounded time; then rep
                       early; the workers' STALLED_AFTER_MS is then 60 s (a lost timer message)
   --cancel F          share of the accepted tasks canceled 0-3 s after their 202 (default 0);
                       checks that every cancellation answered 202 ended canceled
+  --idempotent        each POST with an Idempotency-Key, retried with it for up to 90 s (503, no
+                      answer); checks every answer for a key named one task and only it ran
   --keep              keep the run folder (child logs, run records)
   --json              print one JSON report on stdout and nothing else there
 Environment: the stack's endpoints, as for api.ts (REDIS_URL or REDIS_PORT, MQ_ENDPOINT, MQ_NAMESRV,
@@ -100,6 +107,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     "tenant-concurrency": { type: "string" },
     delayed: { type: "string" },
     cancel: { type: "string" },
+    idempotent: { type: "boolean" },
     keep: { type: "boolean" },
     json: { type: "boolean" },
   });
@@ -124,6 +132,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     ...(values["tenant-concurrency"] === undefined ? {} : { tenantConcurrency: num("tenant-concurrency", values["tenant-concurrency"], 0, 1, 10_000) }),
     delayed: num("delayed", values.delayed, 0, 0, 1, false),
     cancel: num("cancel", values.cancel, 0, 0, 1, false),
+    idempotent: values.idempotent ?? false,
     json: values.json ?? false,
     keep: values.keep ?? false,
   };

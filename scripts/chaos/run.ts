@@ -71,6 +71,11 @@ export interface ChaosReport {
   cancellations?: { answers: Record<string, number>; broken: number };
   /** with --delayed: delayed tasks accepted, and those with a run started before their run_at */
   delayed?: { accepted: number; ran_early: number };
+  /**
+   * with --idempotent: POSTs sent again with their key, tasks never accepted within 90 s of retries,
+   * keys answered with two task ids, and contents that ran under a task id other than their key's
+   */
+  idempotency?: { retries: number; gave_up: number; two_ids: number; ran_twice: number };
   /** with --tenant-concurrency: its limit, its tasks accepted, and the most of them that ran at once */
   tenant?: { concurrency: number; accepted: number; max_running: number };
   /** the first problems found, described */
@@ -164,6 +169,9 @@ export async function runChaos(
   const runAt = new Map<string, number>();
   /** task id -> the answer to its cancellation (HTTP status, "timeout", "error") */
   const cancels = new Map<string, string>();
+  /** --idempotent: content -> the task id its key was first answered with; retries; keys answered two ids */
+  const keyed = new Map<string, string>();
+  const idem = { retries: 0, gave_up: 0, two_ids: 0 };
   const faults: FaultRecord[] = [];
   const accepted = new Map<string, string>(); // id -> content
   const refused: Record<string, number> = {};
@@ -226,15 +234,18 @@ export async function runChaos(
         const content = `${tenantKeys && i % 2 === 1 ? TENANT_CONTENT : "chaos "}${i}`;
         const delayMs = lr.next() < o.delayed ? Math.round(lr.between(1_000, 20_000)) : undefined;
         const cancelAfterMs = lr.next() < o.cancel ? Math.round(lr.between(0, 3_000)) : undefined;
-        const p: Promise<void> = fetch(`${base}/tasks`, {
-          method: "POST",
-          headers: { "content-type": "application/json", ...auth(content) },
-          body: JSON.stringify({ user_id: "chaos", content, ...(delayMs !== undefined ? { delay_ms: delayMs } : {}) }),
-          signal: AbortSignal.timeout(10_000),
-        })
+        const post = () =>
+          fetch(`${base}/tasks`, {
+            method: "POST",
+            headers: { "content-type": "application/json", ...auth(content), ...(o.idempotent ? { "idempotency-key": `chaos-${i}` } : {}) },
+            body: JSON.stringify({ user_id: "chaos", content, ...(delayMs !== undefined ? { delay_ms: delayMs } : {}) }),
+            signal: AbortSignal.timeout(10_000),
+          });
+        const p: Promise<void> = (o.idempotent ? postRetried(post, content) : post())
           .then(async (res) => {
             const body = (await res.json().catch(() => ({}))) as { task_id?: string; run_at?: string };
-            if (res.status !== 202 || !body.task_id) return void (refused[String(res.status)] = (refused[String(res.status)] ?? 0) + 1);
+            const ok = res.status === 202 || (o.idempotent && res.status === 200);
+            if (!ok || !body.task_id) return void (refused[String(res.status)] = (refused[String(res.status)] ?? 0) + 1);
             const tid = body.task_id;
             accepted.set(tid, content);
             if (body.run_at) runAt.set(tid, Date.parse(body.run_at));
@@ -255,6 +266,39 @@ export async function runChaos(
         inflight.add(p);
       }
     })();
+
+    /**
+     * Sends `post` until it is answered other than 503 or "in progress" (409 idempotency_in_progress),
+     * for up to 90 s, 1 s apart: the same Idempotency-Key each time. Every answer naming a task must
+     * name the key's first one. A POST still failing after 90 s is counted as given up (and as refused).
+     */
+    async function postRetried(post: () => Promise<Response>, content: string): Promise<Response> {
+      const until = Date.now() + 90_000;
+      const last = () => Date.now() >= until || stop.aborted;
+      for (let n = 0; ; n++) {
+        if (n > 0) idem.retries++;
+        const res = await post().catch((e: Error) => {
+          unanswered.add(content);
+          if (!last()) return undefined;
+          idem.gave_up++;
+          throw e;
+        });
+        if (res) {
+          const again = res.status === 503 || (res.status === 409 && res.headers.get("retry-after") !== null);
+          if (!again || last()) {
+            if (again) idem.gave_up++;
+            const tid = ((await res.clone().json().catch(() => ({}))) as { task_id?: string }).task_id;
+            if (tid && (res.status === 200 || res.status === 202)) {
+              const first = keyed.get(content);
+              if (first === undefined) keyed.set(content, tid);
+              else if (first !== tid) idem.two_ids++;
+            }
+            return res;
+          }
+        }
+        await nap(1_000, stop);
+      }
+    }
 
     // Faults, one at a time, each undone before the next gap.
     const endAt = t0 + o.durationS * 1000;
@@ -435,11 +479,17 @@ export async function runChaos(
       if (tenant.max_running > tenant.concurrency)
         problems.push(`the limited tenant had ${tenant.max_running} tasks running at once, over its limit of ${tenant.concurrency}`);
     }
+    let ranTwice = 0;
+    const acceptedContents = new Set(accepted.values());
     let refusedButRan = 0;
     let unansweredButRan = 0;
     for (const [tid, runs] of byTask)
       if (!accepted.has(tid)) {
-        if (unanswered.has(runs[0]?.content ?? "")) unansweredButRan++;
+        if (o.idempotent && acceptedContents.has(runs[0]?.content ?? "")) {
+          // Its key was answered with another task: a POST retried with its key made a second one.
+          ranTwice++;
+          problems.push(`task ${tid} (${runs[0]?.content}) ran although its Idempotency-Key was answered with task ${keyed.get(runs[0]!.content)}`);
+        } else if (unanswered.has(runs[0]?.content ?? "")) unansweredButRan++;
         else {
           refusedButRan++;
           problems.push(`task ${tid} (${runs[0]?.content}) ran although its submit was refused (503)`);
@@ -463,6 +513,7 @@ export async function runChaos(
         ...(o.tenantConcurrency ? { tenant_concurrency: o.tenantConcurrency } : {}),
         delayed: o.delayed,
         cancel: o.cancel,
+        idempotent: o.idempotent,
         retry_max_times: cfg.MQ_RETRY_MAX_TIMES,
         max_attempts: cfg.MAX_ATTEMPTS,
         stack_dir: dir,
@@ -483,6 +534,7 @@ export async function runChaos(
       unanswered_but_ran: unansweredButRan,
       runs: [...byTask.values()].reduce((a, l) => a + l.length, 0),
       ...(tenant ? { tenant } : {}),
+      ...(o.idempotent ? { idempotency: { ...idem, ran_twice: ranTwice } } : {}),
       ...(o.cancel > 0 ? { cancellations: { answers: countBy(cancels.values()), broken: cancelBroken } } : {}),
       ...(o.delayed > 0 ? { delayed: { accepted: runAt.size, ran_early: ranEarly } } : {}),
       problems: problems.slice(0, 20),
@@ -542,6 +594,10 @@ export function formatReport(rep: ChaosReport): string {
     const answers = Object.entries(rep.cancellations.answers).map(([k, v]) => `${k}: ${v}`).join(", ");
     lines.push(`cancellations asked: {${answers}}, promise broken ${rep.cancellations.broken}`);
   }
+  if (rep.idempotency) {
+    const x = rep.idempotency;
+    lines.push(`idempotent POSTs: ${x.retries} retries, ${x.gave_up} given up after 90 s; keys answered with two tasks ${x.two_ids}, keys that ran two tasks ${x.ran_twice}`);
+  }
   if (rep.delayed) lines.push(`delayed: ${rep.delayed.accepted} accepted, ${rep.delayed.ran_early} ran before their run_at`);
   if (rep.tenant)
     lines.push(`limited tenant: ${rep.tenant.accepted} accepted, at most ${rep.tenant.max_running} running at once (limit ${rep.tenant.concurrency})`);
@@ -553,4 +609,4 @@ export function formatReport(rep: ChaosReport): string {
 /** Exit code: 1 when anything broke a guarantee. */
 export const reportFailed = (rep: ChaosReport) =>
   rep.lost > 0 || rep.max_concurrent_runs > 1 || (rep.tenant !== undefined && rep.tenant.max_running > rep.tenant.concurrency) ||
-  (rep.cancellations?.broken ?? 0) > 0 || (rep.delayed?.ran_early ?? 0) > 0 || rep.missing_results > 0 || rep.failed_unexplained > 0 || rep.refused_but_ran > 0;
+  (rep.idempotency?.two_ids ?? 0) > 0 || (rep.idempotency?.ran_twice ?? 0) > 0 || (rep.cancellations?.broken ?? 0) > 0 || (rep.delayed?.ran_early ?? 0) > 0 || rep.missing_results > 0 || rep.failed_unexplained > 0 || rep.refused_but_ran > 0;
