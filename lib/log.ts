@@ -52,5 +52,25 @@ export function createLogger(opts: LogOptions = {}, base: Record<string, unknown
   };
 }
 
+/**
+ * Warnings that repeat (a server that is down fails every call, several times a second): the first of
+ * a kind is logged at once, then at most one every `everyMs`, with how many of that kind were held
+ * back since (`held_back`). `fields` is only called for a line that is logged.
+ */
+export function rateLimited(log: Logger, everyMs = 60_000, now: () => number = Date.now) {
+  const kinds = new Map<string, { at: number; held: number }>();
+  return (kind: string, msg: string, fields: () => Record<string, unknown> = () => ({})): boolean => {
+    const k = kinds.get(kind);
+    const t = now();
+    if (k && t - k.at < everyMs) {
+      k.held++;
+      return false;
+    }
+    log.warn(msg, { ...fields(), ...(k?.held ? { held_back: k.held } : {}) });
+    kinds.set(kind, { at: t, held: 0 });
+    return true;
+  };
+}
+
 /** A logger that drops everything: for tests and for libraries that must stay quiet. */
 export const silentLogger: Logger = createLogger({ level: "error", write: () => {} });

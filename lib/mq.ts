@@ -7,7 +7,7 @@ import { createResource } from "rocketmq-client-nodejs/dist/util";
 import { Code } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/definition_pb";
 import { AckMessageRequest } from "rocketmq-client-nodejs/proto/apache/rocketmq/v2/service_pb";
 import { mqCredentials, type Config } from "./config.ts";
-import type { Logger } from "./log.ts";
+import { type Logger, rateLimited } from "./log.ts";
 import type { Context } from "./observe/tracing.ts";
 import { RemotingBatchSender } from "./mq/remoting-batch.ts";
 import { BATCH_PAUSE_MS, MAX_BATCH_BYTES, SendBatcher, type SendCounters } from "./mq/send-batch.ts";
@@ -15,15 +15,30 @@ import { withTimeout } from "./time.ts";
 import { timeMq } from "./observe/metrics.ts";
 import { tracedSend } from "./observe/messaging.ts";
 
-/** The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. */
-export function clientLogger(log: Logger) {
+/** One limiter per logger: a worker's four clients report the same outage once, not four times. */
+const clientWarnings = new WeakMap<Logger, ReturnType<typeof rateLimited>>();
+
+/**
+ * The client logs through egg-logger to ~/logs/rocketmq by default; route it into ours instead. Its
+ * errors come once per failed call, each with the gRPC error's stack: a broker down for 30 s gave a
+ * worker ~100 warn lines of 1.5 KB (chaos run 8, docs/reliability.md), beside our own "receive failed;
+ * backing off". So an error is logged as its first line, once a minute per kind (the text before its
+ * first comma, e.g. "Failed to receive messages"), with `held_back`; the others go to debug.
+ */
+export function clientLogger(log: Logger, now: () => number = Date.now) {
   const line = (args: unknown[]) => (args[0] instanceof Error ? args[0].message : format(...(args as [string])));
+  let warn = clientWarnings.get(log);
+  if (!warn) clientWarnings.set(log, (warn = rateLimited(log, 60_000, now)));
+  const fields = () => ({ component: "rocketmq-client" });
   return {
     // The client is chatty at info (every heartbeat, route refresh): keep that at debug.
-    info: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
-    debug: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
-    warn: (...a: unknown[]) => log.debug(line(a), { component: "rocketmq-client" }),
-    error: (...a: unknown[]) => log.warn(line(a), { component: "rocketmq-client" }),
+    info: (...a: unknown[]) => log.debug(line(a), fields()),
+    debug: (...a: unknown[]) => log.debug(line(a), fields()),
+    warn: (...a: unknown[]) => log.debug(line(a), fields()),
+    error: (...a: unknown[]) => {
+      const first = line(a).split("\n", 1)[0]!.slice(0, 500);
+      if (!warn(first.split(",", 1)[0]!.slice(0, 100), first, fields)) log.debug(first, fields());
+    },
   };
 }
 

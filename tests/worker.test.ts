@@ -291,5 +291,11 @@ describe("worker", () => {
     expect(await a.exited).toBe(0);
     // Start-up went no further (no announcement left behind for the dashboard, no "running" claim).
     expect(a.logs("worker running")).toEqual([]);
+    // The client's errors, each kind once a minute without its stack (lib/mq.ts clientLogger): before,
+    // every failed route fetch and start was a warn line of its own, ~20 in 20 s.
+    const client = a.lines.filter((l) => l.component === "rocketmq-client" && l.level === "warn").map((l) => String(l.msg));
+    expect(client.length).toBeGreaterThan(0);
+    expect(client.map((m) => m.split(",")[0])).toEqual([...new Set(client.map((m) => m.split(",")[0]))]);
+    expect(client.filter((m) => m.includes("\n"))).toEqual([]);
   }, 60_000);
 });

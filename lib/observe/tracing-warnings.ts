@@ -6,9 +6,7 @@
 // OTEL_EXPORTER_OTLP_HEADERS / _TRACES_HEADERS, a password in the endpoint URL) are masked wherever
 // the SDK's messages would repeat them (it does for a header it cannot use).
 import { parseKeyPairsIntoRecord } from "@opentelemetry/core";
-import type { Logger } from "../log.ts";
-
-const EVERY_MS = 60_000;
+import { type Logger, rateLimited } from "../log.ts";
 
 /** The endpoint as it may be logged: no user, password or query. */
 export function endpointForLog(url: string): string {
@@ -55,15 +53,6 @@ export function mask(text: string, secrets: readonly string[]): string {
  * minute, carrying how many of that kind were held back since (`held_back`).
  */
 export function rateLimitedWarnings(log: Logger, secrets: readonly string[], now: () => number = Date.now) {
-  const kinds = new Map<string, { at: number; held: number }>();
-  return (kind: string, msg: string, detail: string) => {
-    const k = kinds.get(kind);
-    const t = now();
-    if (k && t - k.at < EVERY_MS) {
-      k.held++;
-      return;
-    }
-    log.warn(msg, { error: mask(detail, secrets).slice(0, 500), ...(k?.held ? { held_back: k.held } : {}) });
-    kinds.set(kind, { at: t, held: 0 });
-  };
+  const warn = rateLimited(log, 60_000, now);
+  return (kind: string, msg: string, detail: string) => void warn(kind, msg, () => ({ error: mask(detail, secrets).slice(0, 500) }));
 }
