@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentResult } from "../lib/model.ts";
+import { cpuFeatures } from "../scripts/stack/llm.ts";
 import { createNamespace, type TestNamespace } from "./helpers.ts";
 import { freePort, Service, stopAll, waitFor } from "./support/processes.ts";
 
@@ -116,4 +117,17 @@ describe("a real model (SmolLM2-135M-Instruct on llama.cpp)", () => {
     expect(await worker.stop()).toBe(0);
     expect(await api.stop()).toBe(0);
   }, 700_000);
+});
+
+// The server's build picks its instruction sets itself, never -march=native: this box's CPU advertises
+// AMX and AVX-512, and the native build died of a general protection fault once it started (docs/stack.md).
+test("the LLM server is built for AVX2 + FMA + F16C at most, never AMX or AVX-512, whatever the CPU advertises", () => {
+  const sapphire = "flags\t\t: fpu sse2 avx avx2 fma f16c avx512f avx512bw avx512_vnni amx_tile amx_int8 amx_bf16\n";
+  expect(cpuFeatures(sapphire)).toEqual({
+    name: "avx2",
+    cmake: "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF",
+  });
+  expect(cpuFeatures("flags\t\t: fpu sse2 avx\n").name).toBe("generic");
+  expect(cpuFeatures("flags\t\t: fpu sse2 avx\n").cmake).toContain("-DGGML_AVX2=OFF");
+  expect(cpuFeatures("").name).toBe("generic");
 });

@@ -31,7 +31,8 @@ type Log = (s: string) => void;
 
 export function llmCache(env = process.env) {
   const root = join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "agent-prod", "llm");
-  const server = join(root, `llama-cpp-python-${LLAMA_CPP_PYTHON}`);
+  // The build's CPU features are part of its name: a cache built before them (GGML_NATIVE) is not reused.
+  const server = join(root, `llama-cpp-python-${LLAMA_CPP_PYTHON}-${cpuFeatures().name}`);
   const model = join(root, `${MODEL_WHEEL.name}-${MODEL_WHEEL.version}`);
   return {
     root,
@@ -59,9 +60,36 @@ function run(cmd: string[], opts: { env?: Record<string, string>; out?: string; 
 }
 
 /**
+ * The instruction sets the build uses. Not GGML_NATIVE: on a virtual machine whose CPU advertises AMX
+ * (amx_tile in /proc/cpuinfo, Sapphire Rapids) but whose hypervisor does not let a process use it, the
+ * native build's server died of a general protection fault in libggml-cpu.so right after it started
+ * (dmesg), and every LLM call was refused (tests/llm-real.test.ts on a fresh machine, 2026-12-03).
+ * AVX2 + FMA + F16C where the CPU has all three (every x86-64 server of the last decade), else none:
+ * the 135M model runs fast enough either way.
+ */
+export function cpuFeatures(cpuinfo = readCpuinfo()): { name: string; cmake: string } {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? "").trim().split(/\s+/));
+  const avx2 = ["avx", "avx2", "fma", "f16c"].every((f) => flags.has(f));
+  const on = (x: boolean) => (x ? "ON" : "OFF");
+  return {
+    name: avx2 ? "avx2" : "generic",
+    cmake: `-DGGML_NATIVE=OFF -DGGML_AVX=${on(avx2)} -DGGML_AVX2=${on(avx2)} -DGGML_FMA=${on(avx2)} -DGGML_F16C=${on(avx2)} ` +
+      "-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF",
+  };
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/**
  * llama-cpp-python built from source into a virtualenv (~4 min on 2 cores). Only the shared library
- * the server loads is built: no llava/mtmd (imported lazily, for image chats only), tests or tools.
- * GGML_NATIVE: the cache lives on the machine that built it, so its CPU's instructions are safe.
+ * the server loads is built: no llava/mtmd (imported lazily, for image chats only), tests or tools;
+ * for the instruction sets of cpuFeatures().
  */
 async function ensureServer(log: Log, env = process.env) {
   const c = llmCache(env);
@@ -88,7 +116,7 @@ async function ensureServer(log: Log, env = process.env) {
       {
         env: {
           ...process.env,
-          CMAKE_ARGS: "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=ON",
+          CMAKE_ARGS: `-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF ${cpuFeatures().cmake}`,
           CMAKE_BUILD_PARALLEL_LEVEL: jobs,
         },
         stdio: ["ignore", fd, fd],
